@@ -1,0 +1,282 @@
+"""The session engine shared by the typed API and the `request.session` middleware.
+
+One request's session goes through three steps:
+
+1. **load** (lazily, the first time a dependency asks for it): verify the token the
+   frontend carries, read the record from the backend, check its absolute age, decode it;
+   anything missing, expired, tampered with or undecodable gives a new, empty session;
+2. the route reads and changes the data;
+3. **commit** (in the middleware, when the response starts, before the status line goes
+   out): work out which fields changed by comparing their encodings with the ones loaded,
+   write just those (or the whole record for a new or regenerated session), then add or
+   clear the cookie.
+
+Idle expiry is the store's TTL, refreshed together with the cookie only when due: once the
+token in hand is more than a tenth of the idle timeout old. That keeps an unchanged session
+at a single store read per request, with no write and no Set-Cookie, while both the cookie
+and the record still slide forward with activity.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Generic, Literal, TypeVar
+
+from pydantic_core import to_json
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+
+from ._time import to_seconds
+from .backends.base import Backend
+from .exceptions import ConfigurationError, InvalidSessionData, MissingMiddlewareError
+from .frontends.base import Frontend
+from .serializers import RESERVED_PREFIX, Serializer
+from .signing import VerifiedToken, new_session_id, store_key
+
+T = TypeVar("T")
+
+logger = logging.getLogger("fastapi_session_deps")
+
+#: Reserved field holding the session's creation time (seconds since the epoch).
+CREATED_FIELD = RESERVED_PREFIX + "created"
+#: The cookie and the record's expiry are renewed once a token is this share of the idle
+#: timeout old, so a visitor is logged out after between 90 % and 100 % of it idle.
+REISSUE_FRACTION = 0.1
+
+BackendErrorPolicy = Literal["fail", "anonymous"]
+ConcurrencyPolicy = Literal["merge"]
+
+
+@dataclass(eq=False)
+class SessionState(Generic[T]):
+    """Everything the engine knows about one request's session."""
+
+    data: T
+    #: Fields as they were loaded (or as a new session's data encodes); the baseline
+    #: against which changes are found at commit.
+    snapshot: dict[str, bytes]
+    created_at: float
+    #: The stored session's id and key; ``None`` for a session not in the store.
+    session_id: str | None = None
+    key: str | None = None
+    #: The cookie (and the record's expiry) are to be renewed at commit.
+    reissue: bool = False
+    regenerate: bool = False
+    #: Key of a record that `destroy` asked to delete at commit.
+    destroyed_key: str | None = None
+    destroyed: bool = False
+    #: Not backed by the store (it was unreachable and the policy is "anonymous").
+    detached: bool = False
+
+
+@dataclass(eq=False)
+class RequestSlot:
+    """What the middleware puts in the ASGI scope: the request's session, once loaded."""
+
+    state: SessionState[object] | None = field(default=None)
+
+
+class SessionCore(Generic[T]):
+    """Frontend + backend + serializer + expiry policy: loads and commits sessions."""
+
+    def __init__(
+        self,
+        serializer: Serializer[T],
+        *,
+        frontend: Frontend,
+        backend: Backend,
+        idle_timeout: float | timedelta = 1800,
+        absolute_timeout: float | timedelta | None = None,
+        concurrency: ConcurrencyPolicy = "merge",
+        on_backend_error: BackendErrorPolicy = "fail",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(frontend, Frontend):
+            raise ConfigurationError(
+                f"frontend must be a Frontend such as CookieFrontend(...), not {frontend!r}."
+            )
+        if not isinstance(backend, Backend):
+            raise ConfigurationError(
+                f"backend must be a Backend such as MemoryBackend(), not {backend!r}."
+            )
+        idle = to_seconds(idle_timeout, "idle_timeout")
+        absolute = (
+            None if absolute_timeout is None else to_seconds(absolute_timeout, "absolute_timeout")
+        )
+        if absolute is not None and absolute < idle:
+            raise ConfigurationError(
+                f"absolute_timeout ({absolute:g} s) is shorter than idle_timeout ({idle:g} s), "
+                "so the idle timeout could never apply: raise absolute_timeout, lower "
+                "idle_timeout, or pass absolute_timeout=None."
+            )
+        if concurrency != "merge":
+            raise ConfigurationError(
+                f"concurrency={concurrency!r}: the supported policy is 'merge'."
+            )
+        if on_backend_error not in ("fail", "anonymous"):
+            raise ConfigurationError(
+                f"on_backend_error={on_backend_error!r}: use 'fail' (a 503) or 'anonymous'."
+            )
+        self.serializer = serializer
+        self.frontend = frontend
+        self.backend = backend
+        self.idle_timeout = idle
+        self.absolute_timeout = absolute
+        self.concurrency: ConcurrencyPolicy = concurrency
+        self.on_backend_error: BackendErrorPolicy = on_backend_error
+        self.clock = clock
+        self.scope_key = f"fastapi_session_deps.{id(self):x}"
+        self._reissue_after = idle * REISSUE_FRACTION
+
+    # -- load ------------------------------------------------------------------------------
+
+    def slot(self, connection: HTTPConnection) -> RequestSlot:
+        """Return the request's slot, which only the middleware creates."""
+        slot = connection.scope.get(self.scope_key)
+        if not isinstance(slot, RequestSlot):
+            raise MissingMiddlewareError(
+                "This app has no session middleware, so sessions could never be saved. Add "
+                "`app.add_middleware(sessions.middleware)` after creating the app "
+                "(`sessions` being your SessionManager)."
+            )
+        return slot
+
+    def attach(self, state: SessionState[T]) -> None:
+        """Link ``state.data`` back to ``state``; a hook for the public layers."""
+
+    def new_state(self, *, detached: bool = False) -> SessionState[T]:
+        """Return the state of a new, empty session."""
+        data = self.serializer.new()
+        return SessionState(
+            data, self.serializer.dump(data), created_at=self.clock(), detached=detached
+        )
+
+    async def load(self, connection: HTTPConnection) -> SessionState[T]:
+        """Return the request's session state, loading it from the store the first time.
+
+        Raises:
+            BackendUnavailable: the store could not be read.
+        """
+        token = self.frontend.read(connection)
+        if token is not None:
+            state = await self._restore(token)
+            if state is not None:
+                return state
+        return self.new_state()
+
+    async def _restore(self, token: VerifiedToken) -> SessionState[T] | None:
+        now = self.clock()
+        key = store_key(token.session_id)
+        reissue = token.rotated or now - token.issued_at >= self._reissue_after
+        fields = await self.backend.get(key, ttl=self.idle_timeout if reissue else None)
+        if fields is None:
+            return None
+        try:
+            created_at = float(fields[CREATED_FIELD])
+            data = self.serializer.load(fields)
+        except (KeyError, ValueError) as exc:
+            # Written by an older model or damaged: drop it, so this is logged once and the
+            # visitor simply starts afresh.
+            reason = exc if isinstance(exc, InvalidSessionData) else "no creation time"
+            logger.warning("Discarding an undecodable session record: %s", reason)
+            await self.backend.delete(key)
+            return None
+        if self.absolute_timeout is not None and now - created_at >= self.absolute_timeout:
+            await self.backend.delete(key)
+            return None
+        return SessionState(
+            data,
+            snapshot=fields,
+            created_at=created_at,
+            session_id=token.session_id,
+            key=key,
+            reissue=reissue,
+        )
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def remaining(self, created_at: float, now: float) -> float:
+        """Seconds a session created at ``created_at`` may live from ``now`` if left idle."""
+        if self.absolute_timeout is None:
+            return self.idle_timeout
+        return min(self.idle_timeout, created_at + self.absolute_timeout - now)
+
+    async def commit(self, state: SessionState[T], headers: MutableHeaders, status: int) -> None:
+        """Save what the request changed and set or clear the cookie, before the response starts.
+
+        Nothing is saved for a 5xx response: the route failed, so its half-made changes must
+        not stick. 4xx responses are saved (a failed-login counter must count).
+
+        Raises:
+            BackendUnavailable: the store could not be written.
+        """
+        headers.add_vary_header(self.frontend.vary)
+        if status >= 500 or state.detached:
+            return
+        if state.destroyed_key is not None:
+            await self.backend.delete(state.destroyed_key)
+        fields = self.serializer.dump(state.data)
+        snapshot = state.snapshot
+        changed = {name: raw for name, raw in fields.items() if snapshot.get(name) != raw}
+        removed = [
+            name
+            for name in snapshot
+            if name not in fields and not name.startswith(RESERVED_PREFIX)
+        ]
+        now = self.clock()
+        ttl = self.remaining(state.created_at, now)
+
+        if state.key is None or state.regenerate or ttl < 1:
+            if ttl < 1 and state.key is not None:
+                # It ran out of absolute lifetime while this request ran.
+                await self.backend.delete(state.key)
+                self.frontend.clear(headers)
+                return
+            if state.key is None and not (changed or removed):
+                if state.destroyed:
+                    self.frontend.clear(headers)
+                return
+            # A new session, or a stored one under a new id: write the whole record.
+            session_id = new_session_id()
+            fields[CREATED_FIELD] = to_json(state.created_at)
+            await self.backend.set(store_key(session_id), fields, ttl=ttl)
+            if state.key is not None:
+                await self.backend.delete(state.key)
+            self.frontend.write(headers, session_id, issued_at=int(now), max_age=int(ttl))
+            return
+
+        if (changed or removed) and not await self.backend.update(
+            state.key, changed, removed, ttl=ttl
+        ):
+            # Destroyed or expired by another request meanwhile: not brought back.
+            logger.info("Session ended by another request; this request's changes dropped")
+            self.frontend.clear(headers)
+            return
+        if state.reissue:
+            assert state.session_id is not None  # noqa: S101 - set together with key
+            self.frontend.write(headers, state.session_id, issued_at=int(now), max_age=int(ttl))
+
+    # -- explicit operations ---------------------------------------------------------------
+
+    def regenerate_state(self, state: SessionState[T]) -> None:
+        """Move the session to a new id at commit, keeping its data; the old record goes."""
+        state.regenerate = True
+
+    def destroy_state(self, state: SessionState[T]) -> None:
+        """End the session: its record is deleted at commit and the cookie cleared.
+
+        The data is emptied in place; anything the route stores afterwards starts a new
+        session under a new id.
+        """
+        if state.key is not None:
+            state.destroyed_key = state.key
+        state.key = state.session_id = None
+        state.regenerate = state.reissue = False
+        state.destroyed = True
+        self.serializer.reset(state.data)
+        state.snapshot = self.serializer.dump(state.data)
+        state.created_at = self.clock()

@@ -1,0 +1,72 @@
+"""The `Backend` protocol: an asynchronous store of session records.
+
+A record is a flat mapping of field name to bytes, kept under a key (the hash of a session
+id) for a time-to-live. Backends know nothing of models, JSON or HTTP; they never hold live
+objects, so no two requests can share one by accident.
+
+The five methods map onto one round trip each on a networked store:
+
+=========  ===============================================================================
+``get``    read a record, optionally pushing its expiry out (a sliding idle timeout)
+``set``    create or replace a whole record
+``update`` merge changed fields into a record *only if it still exists*, so that a session
+           destroyed by another request is not brought back by a late save
+``delete`` remove a record
+``aclose`` release connections the backend owns
+=========  ===============================================================================
+
+Every method raises :class:`~fastapi_session_deps.BackendUnavailable` when the store cannot
+be reached or does not answer in time; no other exception may escape for a store fault.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping
+
+__all__ = ["Backend"]
+
+
+class Backend(ABC):
+    """Base class of session stores. Subclass it to add a store."""
+
+    @abstractmethod
+    async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
+        """Return the record under ``key``, or ``None`` if there is none or it expired.
+
+        Args:
+            key: the record's key.
+            ttl: when given, the record's expiry is reset to ``ttl`` seconds from now, in
+                the same operation as the read.
+        """
+
+    @abstractmethod
+    async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
+        """Store ``fields`` as the whole record under ``key``, expiring in ``ttl`` seconds."""
+
+    @abstractmethod
+    async def update(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str] = (),
+        *,
+        ttl: float,
+    ) -> bool:
+        """Merge into the record under ``key``, atomically, if it exists.
+
+        Fields in ``changed`` are written, fields in ``removed`` are deleted, other fields are
+        left as the store has them (another request may have written them meanwhile), and the
+        expiry is reset to ``ttl`` seconds from now.
+
+        Returns:
+            ``True`` if the record existed and was updated; ``False`` if it did not exist (it
+            expired or was deleted), in which case nothing was written.
+        """
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove the record under ``key``; no error if there is none."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release what the backend owns (connections, pools). Safe to call twice."""

@@ -1,0 +1,82 @@
+"""The `Depends()` callables, and the translation of session errors into HTTP answers.
+
+Only this module and the middleware turn the library's exceptions into responses: a store
+that cannot be reached becomes a 503 with ``Retry-After`` (or, with
+``on_backend_error="anonymous"``, a new session that is never saved); a missing or failed
+check becomes a 401 or the verifier's status code. On a WebSocket the same conditions close
+the handshake with the matching WebSocket code.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import HTTPException, WebSocketException, status
+from starlette.requests import HTTPConnection
+
+from ._core import SessionCore, SessionState
+from .exceptions import BackendUnavailable
+from .middleware import RETRY_AFTER, UNAVAILABLE_DETAIL
+
+T = TypeVar("T")
+
+logger = logging.getLogger("fastapi_session_deps")
+
+#: A session check: sync or async, true to let the request through.
+Check = Callable[[T], "bool | Awaitable[bool]"]
+
+
+async def resolve(core: SessionCore[T], connection: HTTPConnection) -> SessionState[T]:
+    """Return the request's session state, loading it on first use.
+
+    Every dependency of one request goes through here, so they all share one state.
+    """
+    slot = core.slot(connection)
+    if slot.state is not None:
+        return slot.state  # type: ignore[return-value]
+    try:
+        state = await core.load(connection)
+    except BackendUnavailable as exc:
+        if core.on_backend_error != "anonymous":
+            raise _unavailable(connection) from exc
+        logger.warning("Session store unavailable (%s); going on without a session", exc)
+        state = core.new_state(detached=True)
+    core.attach(state)
+    slot.state = state  # type: ignore[assignment]
+    return state
+
+
+def require_stored(connection: HTTPConnection, state: SessionState[Any]) -> None:
+    """Raise a 401 (or a WebSocket policy close) unless the request has a live session."""
+    if state.key is None:
+        raise _refused(connection, status.HTTP_401_UNAUTHORIZED, "No valid session")
+
+
+async def run_check(
+    connection: HTTPConnection, check: Check[T], data: T, status_code: int
+) -> None:
+    """Run a user's check, sync or async; raise ``status_code`` if it is false."""
+    result = check(data)
+    if inspect.isawaitable(result):
+        result = await result
+    if not result:
+        raise _refused(connection, status_code, "Session check failed")
+
+
+def _refused(connection: HTTPConnection, status_code: int, detail: str) -> Exception:
+    if connection.scope["type"] == "websocket":
+        return WebSocketException(status.WS_1008_POLICY_VIOLATION, reason=detail)
+    return HTTPException(status_code, detail=detail)
+
+
+def _unavailable(connection: HTTPConnection) -> Exception:
+    if connection.scope["type"] == "websocket":
+        return WebSocketException(status.WS_1013_TRY_AGAIN_LATER, reason=UNAVAILABLE_DETAIL)
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail=UNAVAILABLE_DETAIL,
+        headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
+    )

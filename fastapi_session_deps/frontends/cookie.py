@@ -1,0 +1,144 @@
+"""`CookieFrontend`: the signed session id in a cookie."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from http.cookies import SimpleCookie
+from typing import Literal
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+
+from .._time import to_seconds
+from ..exceptions import ConfigurationError
+from ..signing import SecretKeys, TokenSigner, VerifiedToken
+from .base import Frontend
+
+__all__ = ["CookieFrontend"]
+
+# RFC 6265 cookie-name: an RFC 7230 token.
+_COOKIE_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNSAFE_ATTRIBUTE_RE = re.compile(r"[;,\s\x00-\x1f\x7f]")
+_EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+class CookieFrontend(Frontend):
+    """Carries the signed session id in a cookie.
+
+    The defaults are the secure ones: ``HttpOnly``, ``Secure``, ``SameSite=Lax``,
+    ``Path=/``. Browsers accept ``Secure`` cookies on ``http://localhost``; for plain-HTTP
+    development on another host pass ``secure=False``.
+
+    Args:
+        secret_key: the signing key, or a list of keys for rotation (the first signs, all
+            verify); at least 32 bytes each. ``None`` reads ``SESSION_SECRET_KEY``.
+        cookie_name: the cookie's name. A ``__Host-`` prefix pins the cookie to this exact
+            host (it requires ``secure=True``, ``path="/"`` and no ``domain``); a
+            ``__Secure-`` prefix requires ``secure=True``.
+        max_age: an upper bound, in seconds or as a timedelta, on how long the browser keeps
+            the cookie. The cookie never outlives the server-side session: its Max-Age is
+            the time the session has left, or ``max_age`` if that is shorter.
+        path: the cookie's ``Path``.
+        domain: the cookie's ``Domain``; ``None`` (the default) keeps it to this host.
+        secure: send the cookie over HTTPS only. ``False`` is an insecure opt-in.
+        httponly: hide the cookie from JavaScript. ``False`` is an insecure opt-in.
+        samesite: ``"lax"``, ``"strict"`` or ``"none"`` (which requires ``secure=True``).
+
+    Raises:
+        ConfigurationError: a missing or short key, or an invalid or insecure combination.
+    """
+
+    vary = "Cookie"
+
+    def __init__(
+        self,
+        secret_key: SecretKeys | None = None,
+        *,
+        cookie_name: str = "session",
+        max_age: float | timedelta | None = None,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = True,
+        httponly: bool = True,
+        samesite: Literal["lax", "strict", "none"] = "lax",
+    ) -> None:
+        self._signer = TokenSigner(secret_key)
+        if not isinstance(cookie_name, str) or _COOKIE_NAME_RE.fullmatch(cookie_name) is None:
+            raise ConfigurationError(
+                f"cookie_name={cookie_name!r} is not a valid cookie name: use letters, digits "
+                "and -_. only."
+            )
+        samesite_value = str(samesite).lower()
+        if samesite_value not in ("lax", "strict", "none"):
+            raise ConfigurationError(
+                f"samesite={samesite!r}: use 'lax' (the default), 'strict' or 'none'."
+            )
+        if samesite_value == "none" and not secure:
+            raise ConfigurationError(
+                "samesite='none' requires secure=True: browsers reject a SameSite=None cookie "
+                "that is not Secure. Keep secure=True, or use samesite='lax'."
+            )
+        if not path.startswith("/") or _UNSAFE_ATTRIBUTE_RE.search(path):
+            raise ConfigurationError(
+                f"path={path!r} must start with '/' and hold no ';' or spaces."
+            )
+        if domain is not None and (not domain or _UNSAFE_ATTRIBUTE_RE.search(domain)):
+            raise ConfigurationError(f"domain={domain!r} is not a valid cookie domain.")
+        if cookie_name.startswith("__Host-") and (not secure or domain is not None or path != "/"):
+            raise ConfigurationError(
+                f"A {cookie_name!r} cookie must be Secure, have Path=/ and no Domain, or "
+                "browsers drop it: pass secure=True, path='/' and domain=None, or drop the "
+                "'__Host-' prefix."
+            )
+        if cookie_name.startswith("__Secure-") and not secure:
+            raise ConfigurationError(
+                f"A {cookie_name!r} cookie must be Secure: pass secure=True, or drop the "
+                "'__Secure-' prefix."
+            )
+        self.cookie_name = cookie_name
+        self.max_age = None if max_age is None else to_seconds(max_age, "max_age")
+        self.path = path
+        self.domain = domain
+        self.secure = secure
+        self.httponly = httponly
+        self.samesite = samesite_value
+
+    def __repr__(self) -> str:
+        return (
+            f"CookieFrontend(cookie_name={self.cookie_name!r}, path={self.path!r}, "
+            f"domain={self.domain!r}, secure={self.secure!r}, httponly={self.httponly!r}, "
+            f"samesite={self.samesite!r})"
+        )
+
+    def read(self, connection: HTTPConnection) -> VerifiedToken | None:
+        token = connection.cookies.get(self.cookie_name)
+        if not token:
+            return None
+        return self._signer.verify(token)
+
+    def write(
+        self, headers: MutableHeaders, session_id: str, *, issued_at: int, max_age: int
+    ) -> None:
+        if self.max_age is not None:
+            max_age = min(max_age, int(self.max_age))
+        token = self._signer.sign(session_id, issued_at)
+        headers.append("set-cookie", self._cookie(token, max_age=str(max_age)))
+
+    def clear(self, headers: MutableHeaders) -> None:
+        headers.append("set-cookie", self._cookie("", max_age="0", expires=_EXPIRED))
+
+    def _cookie(self, value: str, *, max_age: str, expires: str | None = None) -> str:
+        jar: SimpleCookie = SimpleCookie()
+        jar[self.cookie_name] = value
+        morsel = jar[self.cookie_name]
+        morsel["path"] = self.path
+        morsel["max-age"] = max_age
+        if expires is not None:
+            morsel["expires"] = expires
+        if self.domain is not None:
+            morsel["domain"] = self.domain
+        morsel["secure"] = self.secure
+        morsel["httponly"] = self.httponly
+        morsel["samesite"] = self.samesite.capitalize()
+        return morsel.OutputString()

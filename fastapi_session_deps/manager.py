@@ -1,0 +1,202 @@
+"""`SessionManager`: the typed API, wired from a model, a frontend and a backend."""
+
+# No `from __future__ import annotations` here: FastAPI reads the dependencies' signatures
+# at runtime.
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
+from typing import TypeVar
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp
+
+from ._core import BackendErrorPolicy, ConcurrencyPolicy, SessionCore, SessionState
+from .backends.base import Backend
+from .dependencies import require_stored, resolve, run_check
+from .exceptions import SessionError
+from .frontends.base import Frontend
+from .middleware import SessionCommitMiddleware
+from .models import SessionModel
+from .serializers import ModelSerializer
+
+__all__ = ["SessionManager"]
+
+M = TypeVar("M", bound=SessionModel)
+
+logger = logging.getLogger("fastapi_session_deps")
+
+
+class SessionManager(SessionCore[M]):
+    """Typed server-side sessions: a model, a frontend, a backend and an expiry policy.
+
+    ```python
+    sessions = SessionManager(
+        UserSession,
+        frontend=CookieFrontend(secret_key=..., secure=False),
+        backend=MemoryBackend(),
+        idle_timeout=1800,
+        absolute_timeout=86400,
+    )
+    app = FastAPI(lifespan=sessions.lifespan)
+    app.add_middleware(sessions.middleware)
+    Session = Annotated[UserSession, Depends(sessions.get_session)]
+    ```
+
+    Args:
+        model: your `SessionModel` subclass; every field needs a default.
+        frontend: how the signed id travels, e.g. `CookieFrontend`.
+        backend: where the data lives, e.g. `MemoryBackend` or `RedisBackend`.
+        idle_timeout: seconds (or a timedelta) of inactivity after which a session ends.
+        absolute_timeout: seconds (or a timedelta) after its creation at which a session
+            ends however active it is; ``None`` for no limit. At least ``idle_timeout``.
+        concurrency: how concurrent saves of one session combine. ``"merge"``: a save
+            writes only the top-level fields the request changed, merged into the stored
+            record, so requests that change different fields never undo each other.
+        on_backend_error: ``"fail"`` answers 503 with ``Retry-After`` when the store cannot
+            be reached; ``"anonymous"`` lets the request go on with a new session that is
+            not saved (for read-mostly apps).
+        clock: seconds since the epoch; tests may pass a fake one.
+
+    Raises:
+        ConfigurationError: an invalid model, timeout or policy.
+    """
+
+    def __init__(
+        self,
+        model: type[M],
+        *,
+        frontend: Frontend,
+        backend: Backend,
+        idle_timeout: float | timedelta = 1800,
+        absolute_timeout: float | timedelta | None = None,
+        concurrency: ConcurrencyPolicy = "merge",
+        on_backend_error: BackendErrorPolicy = "fail",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            ModelSerializer(model),
+            frontend=frontend,
+            backend=backend,
+            idle_timeout=idle_timeout,
+            absolute_timeout=absolute_timeout,
+            concurrency=concurrency,
+            on_backend_error=on_backend_error,
+            clock=clock,
+        )
+        self.model = model
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionManager({self.model.__name__}, frontend={self.frontend!r}, "
+            f"backend={self.backend!r}, idle_timeout={self.idle_timeout:g}, "
+            f"absolute_timeout={self.absolute_timeout!r})"
+        )
+
+    # -- dependencies ----------------------------------------------------------------------
+
+    async def get_session(self, connection: HTTPConnection) -> M:
+        """Dependency: the request's session, or a new empty one.
+
+        A new session is stored, and its cookie set, only if the route changes it.
+        """
+        return (await resolve(self, connection)).data
+
+    async def require_session(self, connection: HTTPConnection) -> M:
+        """Dependency: the request's session; 401 if it has no valid, live one."""
+        state = await resolve(self, connection)
+        require_stored(connection, state)
+        return state.data
+
+    def verifier(
+        self,
+        check: Callable[[M], bool | Awaitable[bool]],
+        status_code: int = 403,
+    ) -> Callable[[HTTPConnection], Awaitable[M]]:
+        """Build a dependency that returns the session when ``check(session)`` is true.
+
+        ```python
+        logged_in = sessions.verifier(lambda s: s.user_id is not None)
+
+        @app.get("/account")
+        async def account(session: Annotated[UserSession, Depends(logged_in)]): ...
+        ```
+
+        Args:
+            check: a function of the session, sync or async, true to let the request in.
+            status_code: the answer when the check is false (403 by default). A request with
+                no valid session gets 401 before the check runs.
+        """
+
+        async def verify_session(connection: HTTPConnection) -> M:
+            state = await resolve(self, connection)
+            require_stored(connection, state)
+            await run_check(connection, check, state.data, status_code)
+            return state.data
+
+        return verify_session
+
+    # -- operations on a session -----------------------------------------------------------
+
+    async def regenerate(self, session: M) -> None:
+        """Give the session a new id, keeping its data; the old id stops working.
+
+        Call it whenever privileges change (log-in, sudo mode) so that an id an attacker
+        planted or saw before cannot ride along: the defence against session fixation. The
+        new record is written, and the old one deleted, when the response starts.
+        """
+        self.regenerate_state(self._state_of(session))
+
+    async def destroy(self, session: M) -> None:
+        """End the session: delete its record and expire the cookie (log-out).
+
+        The session is emptied in place; if the route stores something in it afterwards (a
+        "goodbye" message, say) that starts a new session under a new id.
+        """
+        self.destroy_state(self._state_of(session))
+
+    def attach(self, state: SessionState[M]) -> None:
+        state.data._session_state = state
+
+    def _state_of(self, session: M) -> SessionState[M]:
+        state = getattr(session, "_session_state", None)
+        if not isinstance(state, SessionState) or state.data is not session:
+            raise SessionError(
+                "This object did not come from a session dependency: pass the session your "
+                "route received from Depends(sessions.get_session)."
+            )
+        return state
+
+    # -- app wiring ------------------------------------------------------------------------
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """Middleware factory for ``app.add_middleware(sessions.middleware)``: the commit point."""
+        return SessionCommitMiddleware(app, self)
+
+    def lifespan(self, app: object) -> AbstractAsyncContextManager[None]:
+        """Lifespan for ``FastAPI(lifespan=sessions.lifespan)``: closes the backend at shutdown.
+
+        To combine it with a lifespan of your own, enter it inside yours:
+        ``async with sessions.lifespan(app): yield``.
+        """
+        return self._lifespan(app)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: object) -> AsyncIterator[None]:
+        middleware = getattr(app, "user_middleware", None)
+        if isinstance(middleware, list) and not any(
+            getattr(entry, "cls", None) == self.middleware for entry in middleware
+        ):
+            logger.warning(
+                "The app has no session middleware: add `app.add_middleware(sessions.middleware)`"
+                "; session dependencies will fail until it is added."
+            )
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backend's connections (what `lifespan` does at shutdown)."""
+        await self.backend.aclose()

@@ -1,0 +1,179 @@
+"""Session ids, their store keys, and the signed tokens that carry them.
+
+A token is ``<session id>.<issued at>.<signature>``:
+
+* the session id is 256 bits from :mod:`secrets` (43 URL-safe characters);
+* *issued at* is the time the token was signed, in whole seconds, so the manager can tell
+  when a cookie is due to be re-issued without asking the store;
+* the signature is HMAC-SHA256 (itsdangerous, key derivation ``hmac``, a salt of our own)
+  over the first two parts.
+
+The store never sees the id itself, only :func:`store_key` of it: a copy of the store
+yields no token that a client could present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from itsdangerous import Signer
+from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, int_to_bytes
+
+from .exceptions import ConfigurationError
+
+__all__ = [
+    "MIN_SECRET_KEY_BYTES",
+    "SECRET_KEY_ENV",
+    "SecretKeys",
+    "TokenSigner",
+    "VerifiedToken",
+    "new_session_id",
+    "resolve_secret_keys",
+    "store_key",
+]
+
+#: Environment variable read when no ``secret_key`` is passed.
+SECRET_KEY_ENV = "SESSION_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
+#: Shortest secret accepted: HMAC-SHA256 wants a key at least as long as its output.
+MIN_SECRET_KEY_BYTES = 32
+#: A token is about 95 characters; anything much longer is rejected before any hashing.
+MAX_TOKEN_LENGTH = 256
+
+#: One secret, or several for rotation: the first signs, all verify.
+SecretKeys = str | bytes | Sequence[str | bytes]
+
+_SALT = b"fastapi-session-deps/session-id"
+_SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+_TIMESTAMP_RE = re.compile(r"[A-Za-z0-9_-]{1,12}")
+_KEY_HINT = (
+    'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))" '
+    f"and pass it as secret_key=... or set the {SECRET_KEY_ENV} environment variable."
+)
+
+
+def new_session_id() -> str:
+    """Return a fresh session id: 256 random bits, URL-safe base64 without padding."""
+    return secrets.token_urlsafe(32)
+
+
+def store_key(session_id: str) -> str:
+    """Return the key under which a session's record is stored.
+
+    SHA-256 of a 256-bit random id cannot be reversed, so the key can sit in a store, a
+    log or a backup without letting anyone present it as a session token.
+    """
+    digest = hashlib.sha256(session_id.encode("ascii")).digest()
+    return base64_encode(digest).decode("ascii")
+
+
+def resolve_secret_keys(secret_key: SecretKeys | None) -> list[bytes]:
+    """Turn the ``secret_key`` argument (or the environment) into a list of keys.
+
+    Raises:
+        ConfigurationError: no key at all, or a key shorter than 32 bytes.
+    """
+    if secret_key is None:
+        from_env = os.environ.get(SECRET_KEY_ENV)
+        if not from_env:
+            raise ConfigurationError(f"No session secret key was given. {_KEY_HINT}")
+        secret_key = from_env
+    candidates = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+    if not candidates:
+        raise ConfigurationError(f"secret_key is an empty list. {_KEY_HINT}")
+    keys: list[bytes] = []
+    for position, candidate in enumerate(candidates):
+        if not isinstance(candidate, (str, bytes)):
+            raise ConfigurationError(
+                f"secret_key[{position}] is a {type(candidate).__name__}; keys are str or bytes."
+            )
+        key = candidate.encode("utf-8") if isinstance(candidate, str) else candidate
+        if len(key) < MIN_SECRET_KEY_BYTES:
+            which = "secret_key" if len(candidates) == 1 else f"secret_key[{position}]"
+            raise ConfigurationError(
+                f"{which} is {len(key)} bytes long; session keys must be at least "
+                f"{MIN_SECRET_KEY_BYTES} bytes. {_KEY_HINT}"
+            )
+        keys.append(key)
+    return keys
+
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    """What a valid token says.
+
+    Attributes:
+        session_id: the session id it carries.
+        issued_at: when it was signed, in whole seconds of the manager's clock.
+        rotated: it verified with an older key; it should be re-signed with the current one.
+    """
+
+    session_id: str
+    issued_at: int
+    rotated: bool
+
+
+class _KeySigner(Signer):
+    """An itsdangerous signer for one key, with its derived key computed once."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(
+            key, salt=_SALT, sep=".", key_derivation="hmac", digest_method=hashlib.sha256
+        )
+        self._derived = super().derive_key()
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is None:
+            return self._derived
+        return super().derive_key(secret_key)  # pragma: no cover - unused by this module
+
+
+class TokenSigner:
+    """Signs session ids into tokens and verifies them, with key rotation.
+
+    Args:
+        secret_key: a key, or a list of keys: the first signs, every one verifies. ``None``
+            reads ``SESSION_SECRET_KEY`` from the environment.
+    """
+
+    __slots__ = ("_signers",)
+
+    def __init__(self, secret_key: SecretKeys | None = None) -> None:
+        self._signers = [_KeySigner(key) for key in resolve_secret_keys(secret_key)]
+
+    def __repr__(self) -> str:
+        # Never show a key, not even a prefix of one.
+        return f"TokenSigner(keys={len(self._signers)})"
+
+    def sign(self, session_id: str, issued_at: int) -> str:
+        """Return the token for ``session_id``, signed with the current (first) key."""
+        stamp = base64_encode(int_to_bytes(max(issued_at, 0))).decode("ascii")
+        return self._signers[0].sign(f"{session_id}.{stamp}").decode("ascii")
+
+    def verify(self, token: str) -> VerifiedToken | None:
+        """Return what ``token`` carries, or ``None`` if it is not a token we signed.
+
+        Never raises: any malformed, truncated, oversized, non-ASCII or tampered value is
+        simply ``None``.
+        """
+        if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
+            return None
+        value, _, signature = token.rpartition(".")
+        session_id, _, stamp = value.partition(".")
+        if _SESSION_ID_RE.fullmatch(session_id) is None or _TIMESTAMP_RE.fullmatch(stamp) is None:
+            return None
+        value_bytes = value.encode("ascii")
+        signature_bytes = signature.encode("ascii")
+        for position, signer in enumerate(self._signers):
+            # Compare the canonical encoding rather than decoding the client's base64:
+            # decoding ignores padding bits, which would let two spellings of one
+            # signature both pass.
+            if hmac.compare_digest(signer.get_signature(value_bytes), signature_bytes):
+                issued_at = bytes_to_int(base64_decode(stamp))
+                return VerifiedToken(session_id, issued_at, rotated=position > 0)
+        return None
