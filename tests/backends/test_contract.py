@@ -1,0 +1,136 @@
+"""The contract every backend passes: one suite, parametrised over the stores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from fastapi_session_deps import Backend
+
+from ..helpers import Clock
+
+pytestmark = pytest.mark.anyio
+
+PassTime = Callable[[float], None]
+
+
+@pytest.fixture
+def pass_time(clock: Clock) -> PassTime:
+    """Let ``seconds`` go by as the store under test sees time."""
+    return clock.advance
+
+
+async def test_missing_key_reads_none(backend: Backend) -> None:
+    assert await backend.get("absent") is None
+    assert await backend.get("absent", ttl=10) is None
+
+
+async def test_set_then_get_returns_equal_fields(backend: Backend) -> None:
+    fields = {"a": b"1", "b": b'["x", "y"]', "\x00created": b"12.5", "empty": b""}
+    await backend.set("k", fields, ttl=60)
+    assert await backend.get("k") == fields
+
+
+async def test_records_are_copies_not_shared_objects(backend: Backend) -> None:
+    source = {"a": b"1"}
+    await backend.set("k", source, ttl=60)
+    source["a"] = b"changed after set"
+    first = await backend.get("k")
+    assert first == {"a": b"1"}
+    first["a"] = b"changed by a reader"
+    assert await backend.get("k") == {"a": b"1"}
+
+
+async def test_set_replaces_the_whole_record(backend: Backend) -> None:
+    await backend.set("k", {"a": b"1", "b": b"2"}, ttl=60)
+    await backend.set("k", {"c": b"3"}, ttl=60)
+    assert await backend.get("k") == {"c": b"3"}
+
+
+async def test_record_expires_after_its_ttl(backend: Backend, pass_time: PassTime) -> None:
+    await backend.set("k", {"a": b"1"}, ttl=10)
+    pass_time(9)
+    assert await backend.get("k") == {"a": b"1"}
+    pass_time(2)
+    assert await backend.get("k") is None
+
+
+async def test_get_with_ttl_slides_the_expiry(backend: Backend, pass_time: PassTime) -> None:
+    await backend.set("k", {"a": b"1"}, ttl=10)
+    pass_time(8)
+    assert await backend.get("k", ttl=10) == {"a": b"1"}
+    pass_time(8)  # 16 s after the write, 8 s after the sliding read
+    assert await backend.get("k") == {"a": b"1"}
+    pass_time(3)
+    assert await backend.get("k") is None
+
+
+async def test_get_without_ttl_leaves_the_expiry(backend: Backend, pass_time: PassTime) -> None:
+    await backend.set("k", {"a": b"1"}, ttl=10)
+    pass_time(8)
+    assert await backend.get("k") == {"a": b"1"}
+    pass_time(3)
+    assert await backend.get("k") is None
+
+
+async def test_update_merges_changed_and_removed_fields(backend: Backend) -> None:
+    await backend.set("k", {"a": b"1", "b": b"2", "c": b"3"}, ttl=60)
+    assert await backend.update("k", {"a": b"10", "d": b"4"}, ["c", "not-there"], ttl=60)
+    assert await backend.get("k") == {"a": b"10", "b": b"2", "d": b"4"}
+
+
+async def test_update_of_a_missing_record_writes_nothing(backend: Backend) -> None:
+    assert await backend.update("gone", {"a": b"1"}, ttl=60) is False
+    assert await backend.get("gone") is None
+
+
+async def test_update_does_not_resurrect_an_expired_record(
+    backend: Backend, pass_time: PassTime
+) -> None:
+    await backend.set("k", {"a": b"1"}, ttl=5)
+    pass_time(6)
+    assert await backend.update("k", {"a": b"2"}, ttl=60) is False
+    assert await backend.get("k") is None
+
+
+async def test_update_resets_the_expiry(backend: Backend, pass_time: PassTime) -> None:
+    await backend.set("k", {"a": b"1"}, ttl=10)
+    pass_time(8)
+    assert await backend.update("k", {"a": b"2"}, ttl=10)
+    pass_time(8)
+    assert await backend.get("k") == {"a": b"2"}
+
+
+async def test_delete_removes_and_tolerates_missing(backend: Backend) -> None:
+    await backend.set("k", {"a": b"1"}, ttl=60)
+    await backend.delete("k")
+    await backend.delete("k")
+    assert await backend.get("k") is None
+
+
+async def test_keys_are_independent(backend: Backend) -> None:
+    await backend.set("k1", {"a": b"1"}, ttl=60)
+    await backend.set("k2", {"a": b"2"}, ttl=60)
+    await backend.delete("k1")
+    assert await backend.get("k2") == {"a": b"2"}
+
+
+async def test_concurrent_updates_of_different_fields_all_persist(backend: Backend) -> None:
+    await backend.set("k", {"base": b"0"}, ttl=60)
+
+    async def write(index: int) -> None:
+        assert await backend.update("k", {f"f{index}": str(index).encode()}, ttl=60)
+
+    async with anyio.create_task_group() as group:
+        for index in range(50):
+            group.start_soon(write, index)
+    record = await backend.get("k")
+    assert record is not None
+    assert record == {"base": b"0", **{f"f{i}": str(i).encode() for i in range(50)}}
+
+
+async def test_aclose_can_be_called_twice(backend: Backend) -> None:
+    await backend.aclose()
+    await backend.aclose()

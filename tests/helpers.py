@@ -1,0 +1,182 @@
+"""Test helpers: a settable clock, store wrappers, and a raw ASGI caller."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from typing import Any
+
+from starlette.types import ASGIApp, Message
+
+from fastapi_session_deps import Backend, BackendUnavailable
+
+SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
+
+
+class Clock:
+    """A clock that only moves when told to; one instance drives manager and store."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class CountingBackend(Backend):
+    """Delegates every call to a real backend and counts them by name."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
+        self.calls["get"] += 1
+        return await self.inner.get(key, ttl=ttl)
+
+    async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
+        self.calls["set"] += 1
+        await self.inner.set(key, fields, ttl=ttl)
+
+    async def update(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str] = (),
+        *,
+        ttl: float,
+    ) -> bool:
+        self.calls["update"] += 1
+        return await self.inner.update(key, changed, removed, ttl=ttl)
+
+    async def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        await self.inner.delete(key)
+
+    async def aclose(self) -> None:
+        self.calls["aclose"] += 1
+        await self.inner.aclose()
+
+
+class SwitchableBackend(CountingBackend):
+    """A real backend behind a switch: while ``down`` names an operation, it fails.
+
+    Stands in for a store that is unreachable at a chosen moment; the Redis fault tests use
+    a real server that is stopped instead.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.down: set[str] = set()
+
+    def _check(self, operation: str) -> None:
+        if operation in self.down:
+            raise BackendUnavailable("store is down", backend="test", operation=operation)
+
+    async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
+        self._check("get")
+        return await super().get(key, ttl=ttl)
+
+    async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
+        self._check("set")
+        await super().set(key, fields, ttl=ttl)
+
+    async def update(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str] = (),
+        *,
+        ttl: float,
+    ) -> bool:
+        self._check("update")
+        return await super().update(key, changed, removed, ttl=ttl)
+
+    async def delete(self, key: str) -> None:
+        self._check("delete")
+        await super().delete(key)
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    messages: list[Message] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        values = self.header_list(name)
+        return values[0] if values else None
+
+    def header_list(self, name: str) -> list[str]:
+        wanted = name.lower().encode()
+        return [v.decode("latin-1") for k, v in self.headers if k.lower() == wanted]
+
+    def cookie(self, name: str = "session") -> str | None:
+        """The value the response sets for cookie ``name`` ('' when it clears it)."""
+        for header in self.header_list("set-cookie"):
+            jar: SimpleCookie = SimpleCookie()
+            jar.load(header)
+            if name in jar:
+                return jar[name].value
+        return None
+
+
+def http_scope(
+    path: str = "/", method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers or [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+
+
+async def call(
+    app: ASGIApp,
+    path: str = "/",
+    method: str = "GET",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> RawResponse:
+    """Call ``app`` once over raw ASGI, with byte-exact request headers."""
+    messages: list[Message] = []
+    sent_request = False
+
+    async def receive() -> Message:
+        nonlocal sent_request
+        if not sent_request:
+            sent_request = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    await app(http_scope(path, method, headers), receive, send)
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    return RawResponse(start["status"], list(start.get("headers", [])), body, messages)
+
+
+def cookie_header(value: str | bytes, name: str = "session") -> list[tuple[bytes, bytes]]:
+    raw = value if isinstance(value, bytes) else value.encode("latin-1")
+    return [(b"cookie", name.encode() + b"=" + raw)]

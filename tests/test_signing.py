@@ -1,0 +1,134 @@
+"""Session ids, store keys and signed tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from fastapi_session_deps import ConfigurationError
+from fastapi_session_deps.signing import (
+    SECRET_KEY_ENV,
+    TokenSigner,
+    new_session_id,
+    resolve_secret_keys,
+    store_key,
+)
+
+from .helpers import OLD_SECRET, SECRET
+
+
+def test_session_ids_carry_256_random_bits() -> None:
+    ids = {new_session_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for session_id in ids:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", session_id)  # 43 * 6 >= 256 bits
+
+
+def test_store_key_is_a_hash_that_does_not_contain_the_id() -> None:
+    session_id = new_session_id()
+    key = store_key(session_id)
+    assert key == store_key(session_id)
+    assert session_id not in key
+    assert key != store_key(new_session_id())
+    # It is SHA-256 of the id, URL-safe base64 without padding.
+    assert len(key) == 43
+    digest = hashlib.sha256(session_id.encode()).digest()
+    assert key == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def test_sign_and_verify_round_trip() -> None:
+    signer = TokenSigner(SECRET)
+    session_id = new_session_id()
+    token = signer.sign(session_id, 1_800_000_123)
+    verified = signer.verify(token)
+    assert verified is not None
+    assert verified.session_id == session_id
+    assert verified.issued_at == 1_800_000_123
+    assert verified.rotated is False
+
+
+def test_first_key_signs_and_every_key_verifies() -> None:
+    old = TokenSigner(OLD_SECRET)
+    rotated = TokenSigner([SECRET, OLD_SECRET])
+    session_id = new_session_id()
+    old_token = old.sign(session_id, 100)
+    verified = rotated.verify(old_token)
+    assert verified is not None
+    assert verified.session_id == session_id
+    assert verified.rotated is True
+    new_token = rotated.sign(session_id, 100)
+    assert new_token == TokenSigner(SECRET).sign(session_id, 100)
+    assert old.verify(new_token) is None
+    fresh = rotated.verify(new_token)
+    assert fresh is not None
+    assert fresh.rotated is False
+
+
+def test_a_token_from_another_key_is_refused() -> None:
+    token = TokenSigner(OLD_SECRET).sign(new_session_id(), 100)
+    assert TokenSigner(SECRET).verify(token) is None
+
+
+def test_repr_never_shows_a_key() -> None:
+    signer = TokenSigner([SECRET, OLD_SECRET])
+    assert SECRET[:8] not in repr(signer)
+    assert repr(signer) == "TokenSigner(keys=2)"
+
+
+def test_secret_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_KEY_ENV, SECRET)
+    assert resolve_secret_keys(None) == [SECRET.encode()]
+
+
+def test_missing_secret_key_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_KEY_ENV, raising=False)
+    with pytest.raises(ConfigurationError, match="SESSION_SECRET_KEY") as caught:
+        TokenSigner()
+    assert "secrets.token_urlsafe" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "message"),
+    [
+        ("short", "secret_key is 5 bytes long"),
+        (b"x" * 31, "secret_key is 31 bytes long"),
+        ([SECRET, "short"], r"secret_key\[1\] is 5 bytes long"),
+        ([], "empty list"),
+        ([SECRET, 42], r"secret_key\[1\] is a int"),
+    ],
+)
+def test_bad_secret_keys_are_refused(secret_key: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        TokenSigner(secret_key)  # type: ignore[arg-type]
+
+
+def test_a_32_byte_key_is_enough() -> None:
+    assert TokenSigner(b"k" * 32).verify(TokenSigner(b"k" * 32).sign(new_session_id(), 1))
+
+
+SIGNER = TokenSigner(SECRET)
+VALID = SIGNER.sign("A" * 43, 1_800_000_000)
+
+
+@given(st.text(max_size=400))
+@example("")
+@example(VALID + "x")
+@example(VALID[:-1])
+@example("A" * 43 + ".." + VALID.rsplit(".", 1)[1])
+@example(VALID.replace(".", "", 1))
+@example("é" * 10)
+def test_verify_never_raises_and_rejects_anything_not_signed(text: str) -> None:
+    result = SIGNER.verify(text)
+    assert result is None or text == VALID
+
+
+@given(st.integers(min_value=0, max_value=len(VALID) * 8 - 1))
+def test_any_single_bit_flip_of_a_token_is_refused(bit: int) -> None:
+    raw = bytearray(VALID.encode())
+    raw[bit // 8] ^= 1 << (bit % 8)
+    assert SIGNER.verify(raw.decode("latin-1")) is None
