@@ -1,7 +1,5 @@
 """Shared fixtures: the clock, the store under test, and a ready-made app."""
 
-from __future__ import annotations
-
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any
 

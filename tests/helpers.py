@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message
 
 from fastapi_session_deps import Backend, BackendUnavailable
@@ -35,13 +36,20 @@ class CountingBackend(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.calls: Counter[str] = Counter()
+        #: The ``ttl`` of every ``get``, in order: ``None`` when the expiry was left alone.
+        self.get_ttls: list[float | None] = []
 
     @property
     def total(self) -> int:
         return sum(self.calls.values())
 
+    def reset(self) -> None:
+        self.calls.clear()
+        self.get_ttls.clear()
+
     async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
         self.calls["get"] += 1
+        self.get_ttls.append(ttl)
         return await self.inner.get(key, ttl=ttl)
 
     async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
@@ -135,6 +143,7 @@ class RawResponse:
 def http_scope(
     path: str = "/", method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None
 ) -> dict[str, Any]:
+    path, _, query = path.partition("?")
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -144,7 +153,7 @@ def http_scope(
         "path": path,
         "raw_path": path.encode(),
         "root_path": "",
-        "query_string": b"",
+        "query_string": query.encode(),
         "headers": headers or [],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
@@ -166,7 +175,9 @@ async def call(
         if not sent_request:
             sent_request = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        return {"type": "http.disconnect"}
+        # Like a server whose client stays connected: nothing more until the response ends.
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def send(message: Message) -> None:
         messages.append(message)

@@ -1,0 +1,156 @@
+"""The commit point: ordering against the response, store faults, non-HTTP scopes."""
+
+from typing import Annotated
+
+import anyio
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.responses import StreamingResponse
+from starlette.types import Message
+
+from fastapi_session_deps import MemoryBackend, SessionManager
+from fastapi_session_deps.middleware import SessionCommitMiddleware
+
+from .conftest import AppSession, ManagerFactory, build_app
+from .helpers import SwitchableBackend, call, cookie_header, http_scope
+
+pytestmark = pytest.mark.anyio
+
+
+def streaming_app(sessions: SessionManager[AppSession]) -> FastAPI:
+    app = build_app(sessions)
+
+    @app.post("/incr-stream")
+    async def incr_stream(
+        session: Annotated[AppSession, Depends(sessions.get_session)],
+    ) -> StreamingResponse:
+        session.counter += 1
+        return StreamingResponse(iter([b"x"] * 3))
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/incr", "/incr-stream"])
+async def test_the_write_is_stored_before_the_status_line_goes_out(
+    manager: SessionManager[AppSession], path: str
+) -> None:
+    """A client that fires its next request the instant the response starts reads its write."""
+    app = streaming_app(manager)
+    first = await call(app, "/incr", "POST")
+    token = first.cookie()
+    assert token
+    seen_at_start: list[int] = []
+    received = False
+
+    async def receive() -> Message:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # Still inside the first response: nothing of its body has been sent yet.
+            second = await call(app, "/read", headers=cookie_header(token))
+            seen_at_start.append(int(second.body.split(b'"counter":')[1].split(b",")[0]))
+
+    await app(http_scope(path, "POST", cookie_header(token)), receive, send)
+    assert seen_at_start == [2]
+
+
+def faulty_app(
+    make_manager: ManagerFactory, store: SwitchableBackend, **options: object
+) -> FastAPI:
+    return build_app(make_manager(backend=store, **options))
+
+
+@pytest.fixture
+def store() -> SwitchableBackend:
+    return SwitchableBackend(MemoryBackend())
+
+
+async def test_an_unreachable_store_on_load_is_a_503_with_retry_after(
+    make_manager: ManagerFactory, store: SwitchableBackend
+) -> None:
+    app = faulty_app(make_manager, store)
+    token = (await call(app, "/incr", "POST")).cookie()
+    assert token
+    store.down = {"get"}
+    response = await call(app, "/read", headers=cookie_header(token))
+    assert response.status == 503
+    assert response.header("retry-after") == "1"
+    assert response.header("content-type") == "application/json"
+    assert b"session store is unavailable" in response.body
+    store.down = set()
+    back = await call(app, "/read", headers=cookie_header(token))
+    assert back.status == 200
+    assert b'"counter":1' in back.body
+
+
+@pytest.mark.parametrize(("operation", "path"), [("update", "/incr"), ("set", "/login")])
+async def test_an_unreachable_store_on_save_replaces_the_response_with_a_503(
+    make_manager: ManagerFactory, store: SwitchableBackend, operation: str, path: str
+) -> None:
+    app = faulty_app(make_manager, store)
+    token = (await call(app, "/incr", "POST")).cookie()
+    assert token
+    store.down = {operation}
+    response = await call(app, path, "POST", headers=cookie_header(token))
+    assert response.status == 503
+    assert response.header("retry-after") == "1"
+    assert response.cookie() is None
+    # Exactly one complete response went out: the route's own was dropped whole.
+    starts = [m for m in response.messages if m["type"] == "http.response.start"]
+    assert len(starts) == 1
+    assert b"session store is unavailable" in response.body
+    store.down = set()
+    after = await call(app, "/read", headers=cookie_header(token))
+    assert b'"counter":1' in after.body  # the 503'd change was not kept
+
+
+async def test_the_anonymous_policy_goes_on_without_a_session(
+    make_manager: ManagerFactory, store: SwitchableBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = faulty_app(make_manager, store, on_backend_error="anonymous")
+    token = (await call(app, "/incr", "POST")).cookie()
+    assert token
+    store.down = {"get", "set", "update"}
+    read = await call(app, "/read", headers=cookie_header(token))
+    assert read.status == 200
+    assert b'"counter":0' in read.body
+    assert (await call(app, "/me", headers=cookie_header(token))).status == 401
+    incr = await call(app, "/incr", "POST", headers=cookie_header(token))
+    assert incr.status == 200
+    assert incr.cookie() is None  # nothing was saved, so no cookie either
+    assert "going on without a session" in caplog.text
+    store.down = set()
+    assert b'"counter":1' in (await call(app, "/read", headers=cookie_header(token))).body
+
+
+async def test_non_http_scopes_pass_through_untouched(manager: SessionManager[AppSession]) -> None:
+    seen: list[dict[str, object]] = []
+
+    async def inner(scope: dict[str, object], receive: object, send: object) -> None:
+        seen.append(dict(scope))
+
+    middleware = SessionCommitMiddleware(inner, manager)  # type: ignore[arg-type]
+    await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert seen == [{"type": "lifespan"}]
+
+
+async def test_the_middleware_works_under_other_middleware(
+    manager: SessionManager[AppSession],
+) -> None:
+    from starlette.middleware.gzip import GZipMiddleware
+
+    app = build_app(manager)
+    app.add_middleware(GZipMiddleware, minimum_size=1)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await client.post("/incr")
+        response = await client.post("/incr", headers={"accept-encoding": "gzip"})
+        assert response.json() == {"counter": 2}
+        assert response.headers["content-encoding"] == "gzip"
