@@ -644,3 +644,11 @@ def test_a_websocket_route_reads_the_session(manager: SessionManager[AppSession]
         client.post("/login", params={"user_id": 4})
         with client.websocket_connect("/ws") as connection:
             assert connection.receive_json() == {"user_id": 4}
+
+
+async def test_destroying_a_new_session_just_clears_the_cookie(
+    client: httpx.AsyncClient, counting: CountingBackend
+) -> None:
+    response = await client.post("/logout")
+    assert 'session=""' in response.headers["set-cookie"]
+    assert counting.calls["delete"] == counting.calls["set"] == 0

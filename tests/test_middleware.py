@@ -154,3 +154,27 @@ async def test_the_middleware_works_under_other_middleware(
         response = await client.post("/incr", headers={"accept-encoding": "gzip"})
         assert response.json() == {"counter": 2}
         assert response.headers["content-encoding"] == "gzip"
+
+
+def test_a_websocket_is_refused_with_try_again_later_when_the_store_is_down(
+    make_manager: ManagerFactory, store: SwitchableBackend
+) -> None:
+    from fastapi import WebSocket
+    from fastapi.testclient import TestClient
+
+    sessions = make_manager(backend=store)
+    app = build_app(sessions)
+
+    @app.websocket("/ws")
+    async def ws(
+        websocket: WebSocket, session: Annotated[AppSession, Depends(sessions.get_session)]
+    ) -> None:
+        await websocket.accept()  # pragma: no cover - refused before this
+
+    with TestClient(app) as client:
+        client.post("/incr")
+        store.down = {"get"}
+        connection = client.websocket_connect("/ws")
+        with pytest.raises(Exception) as refused:  # noqa: PT011 - the class varies by version
+            connection.__enter__()
+    assert getattr(refused.value, "code", None) == 1013

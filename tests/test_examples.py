@@ -1,0 +1,124 @@
+"""Every app under examples/ runs, driven as its users would drive it."""
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def client_for(module: ModuleType) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=module.app)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def test_the_quickstart_works_exactly_as_written() -> None:
+    quickstart = load("quickstart")
+    async with quickstart.sessions.lifespan(quickstart.app), client_for(quickstart) as client:
+        assert (await client.get("/me")).status_code == 401
+        login = await client.post("/login")
+        assert login.json() == {"ok": True}
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+        assert "Max-Age=1800" in cookie
+        assert (await client.get("/me")).json() == {"user_id": 1}
+        assert (await client.post("/cart", params={"item": "book"})).json() == ["book"]
+        assert (await client.post("/cart", params={"item": "pen"})).json() == ["book", "pen"]
+        logout = await client.post("/logout")
+        assert logout.json() == {"ok": True}
+        assert "Max-Age=0" in logout.headers["set-cookie"]
+        assert (await client.get("/me")).status_code == 401
+    assert len(quickstart.sessions.backend) == 0
+    assert quickstart.logged_in.__name__ == "verify_session"
+
+
+async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out() -> None:
+    demo = load("demo")
+    async with client_for(demo) as client:
+        home = await client.get("/")
+        assert "Log in" in home.text
+        assert "set-cookie" in home.headers  # the visit counter started a session
+        # A stored session (the visit counter) that fails the log-in check: 403, not 401.
+        assert (await client.get("/profile")).status_code == 403
+        before = client.cookies["session"]
+        login = await client.post("/login", content="username=Ada+%3Cb%3E", headers=FORM)
+        assert login.status_code == 303
+        assert client.cookies["session"] != before  # regenerated at log-in
+        page = (await client.get("/")).text
+        assert "Hello, Ada &lt;b&gt;" in page
+        assert "Logged in as Ada" in page
+        await client.post("/cart", content="item=tea", headers=FORM)
+        await client.post("/cart", content="item=", headers=FORM)
+        profile = (await client.get("/profile")).json()
+        assert profile["cart"] == ["tea"]
+        assert profile["username"] == "Ada <b>"
+        await client.post("/logout")
+        after = (await client.get("/")).text
+        assert "You have been logged out." in after
+        assert "Log in" in after
+        assert (await client.get("/profile")).status_code == 403
+
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_the_demo_script_serves_on_loopback_and_says_where() -> None:
+    """`python examples/demo.py` starts uvicorn and prints the address to open."""
+    port = free_port()
+    code = (
+        "import runpy, uvicorn; real = uvicorn.run\n"
+        "def run(app, host, port):\n"
+        f"    real(app, host=host, port={port}, log_level='warning')\n"
+        "uvicorn.run = run\n"
+        f"runpy.run_path({str(EXAMPLES / 'demo.py')!r}, run_name='__main__')"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("SESSION_SECRET_KEY", None)
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and example
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline().decode()
+        assert "open http://127.0.0.1:8000 in your browser" in first_line
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the demo did not start"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert "Log in" in response.text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -1,0 +1,45 @@
+"""The public root re-exports the contract's names and nothing private."""
+
+import subprocess
+import sys
+
+import fastapi_session_deps
+
+#: SPEC §2 names this release provides; the rest of the list joins as it is built.
+CONTRACT = {
+    "SessionModel",
+    "SessionManager",
+    "CookieFrontend",
+    "MemoryBackend",
+    "SessionError",
+    "BackendUnavailable",
+}
+
+
+def test_all_holds_the_contract_names() -> None:
+    assert set(fastapi_session_deps.__all__) >= CONTRACT
+
+
+def test_all_is_sorted_unique_and_every_name_resolves() -> None:
+    exported = fastapi_session_deps.__all__
+    assert exported == sorted(set(exported))
+    for name in exported:
+        member = getattr(fastapi_session_deps, name)
+        assert member.__module__.startswith("fastapi_session_deps.")
+        assert not name.startswith("_")
+
+
+def test_every_exported_class_has_a_docstring() -> None:
+    for name in fastapi_session_deps.__all__:
+        assert getattr(fastapi_session_deps, name).__doc__, name
+
+
+def test_importing_the_package_does_not_import_redis_or_httpx() -> None:
+    code = (
+        "import sys, fastapi_session_deps; "
+        "print(sorted(m for m in ('redis', 'httpx') if m in sys.modules))"
+    )
+    output = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "[]"
