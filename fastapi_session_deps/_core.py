@@ -20,6 +20,7 @@ and the record still slide forward with activity.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -177,11 +178,13 @@ class SessionCore(Generic[T]):
             return None
         try:
             created_at = float(fields[CREATED_FIELD])
+            if not math.isfinite(created_at):
+                raise ValueError("creation time is not a finite number")
             data = self.serializer.load(fields)
         except (KeyError, ValueError) as exc:
             # Written by an older model or damaged: drop it, so this is logged once and the
             # visitor simply starts afresh.
-            reason = exc if isinstance(exc, InvalidSessionData) else "no creation time"
+            reason = exc if isinstance(exc, InvalidSessionData) else "no valid creation time"
             logger.warning("Discarding an undecodable session record: %s", reason)
             await self.backend.delete(key)
             return None

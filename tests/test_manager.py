@@ -518,7 +518,13 @@ async def test_regenerate_and_destroy_refuse_a_foreign_object(
 
 @pytest.mark.parametrize(
     "damage",
-    [{"counter": b'"not a number"'}, {"cart": b"{broken"}, {"\x00created": b"yesterday"}],
+    [
+        {"counter": b'"not a number"'},
+        {"cart": b"{broken"},
+        {"\x00created": b"yesterday"},
+        {"\x00created": b"nan"},
+        {"\x00created": b"inf"},
+    ],
 )
 async def test_stored_data_that_no_longer_validates_is_no_session_logged_once(
     client: httpx.AsyncClient,
