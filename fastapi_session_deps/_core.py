@@ -81,6 +81,15 @@ class RequestSlot:
     state: SessionState[object] | None = field(default=None)
 
 
+def add_vary(headers: MutableHeaders, name: str) -> None:
+    """Add ``name`` to the response's ``Vary`` header unless it is already covered."""
+    present = {
+        token.strip().lower() for value in headers.getlist("vary") for token in value.split(",")
+    }
+    if name.lower() not in present and "*" not in present:
+        headers.add_vary_header(name)
+
+
 class SessionCore(Generic[T]):
     """Frontend + backend + serializer + expiry policy: loads and commits sessions."""
 
@@ -217,7 +226,7 @@ class SessionCore(Generic[T]):
         Raises:
             BackendUnavailable: the store could not be written.
         """
-        headers.add_vary_header(self.frontend.vary)
+        add_vary(headers, self.frontend.vary)
         if status >= 500 or state.detached:
             return
         if state.destroyed_key is not None:

@@ -9,7 +9,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import anyio
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Receive
 
 from fastapi_session_deps import Backend, BackendUnavailable
 
@@ -140,6 +140,22 @@ class RawResponse:
         return None
 
 
+def empty_body_receiver() -> Receive:
+    """An ASGI ``receive`` for a request with no body, whose client then stays connected."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        # Nothing more until the response ends, as with a real server.
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return receive
+
+
 def http_scope(
     path: str = "/", method: str = "GET", headers: list[tuple[bytes, bytes]] | None = None
 ) -> dict[str, Any]:
@@ -168,21 +184,11 @@ async def call(
 ) -> RawResponse:
     """Call ``app`` once over raw ASGI, with byte-exact request headers."""
     messages: list[Message] = []
-    sent_request = False
-
-    async def receive() -> Message:
-        nonlocal sent_request
-        if not sent_request:
-            sent_request = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        # Like a server whose client stays connected: nothing more until the response ends.
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def send(message: Message) -> None:
         messages.append(message)
 
-    await app(http_scope(path, method, headers), receive, send)
+    await app(http_scope(path, method, headers), empty_body_receiver(), send)
     start = next(m for m in messages if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
     return RawResponse(start["status"], list(start.get("headers", [])), body, messages)

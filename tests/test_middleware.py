@@ -2,7 +2,6 @@
 
 from typing import Annotated
 
-import anyio
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
@@ -13,7 +12,7 @@ from fastapi_session_deps import MemoryBackend, SessionManager
 from fastapi_session_deps.middleware import SessionCommitMiddleware
 
 from .conftest import AppSession, ManagerFactory, build_app
-from .helpers import SwitchableBackend, call, cookie_header, http_scope
+from .helpers import SwitchableBackend, call, cookie_header, empty_body_receiver, http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -41,15 +40,6 @@ async def test_the_write_is_stored_before_the_status_line_goes_out(
     token = first.cookie()
     assert token
     seen_at_start: list[int] = []
-    received = False
-
-    async def receive() -> Message:
-        nonlocal received
-        if not received:
-            received = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -57,7 +47,7 @@ async def test_the_write_is_stored_before_the_status_line_goes_out(
             second = await call(app, "/read", headers=cookie_header(token))
             seen_at_start.append(int(second.body.split(b'"counter":')[1].split(b",")[0]))
 
-    await app(http_scope(path, "POST", cookie_header(token)), receive, send)
+    await app(http_scope(path, "POST", cookie_header(token)), empty_body_receiver(), send)
     assert seen_at_start == [2]
 
 
@@ -178,3 +168,28 @@ def test_a_websocket_is_refused_with_try_again_later_when_the_store_is_down(
         with pytest.raises(Exception) as refused:  # noqa: PT011 - the class varies by version
             connection.__enter__()
     assert getattr(refused.value, "code", None) == 1013
+
+
+@pytest.mark.parametrize(
+    ("route_vary", "expected"),
+    [
+        (None, ["Cookie"]),
+        ("Accept-Encoding", ["Accept-Encoding, Cookie"]),
+        ("cookie", ["cookie"]),
+        ("Accept, Cookie", ["Accept, Cookie"]),
+        ("*", ["*"]),
+    ],
+)
+async def test_vary_names_the_cookie_once(
+    manager: SessionManager[AppSession], route_vary: str | None, expected: list[str]
+) -> None:
+    from fastapi.responses import JSONResponse
+
+    app = build_app(manager)
+
+    @app.get("/vary")
+    async def vary(session: Annotated[AppSession, Depends(manager.get_session)]) -> JSONResponse:
+        headers = {"vary": route_vary} if route_vary else {}
+        return JSONResponse({}, headers=headers)
+
+    assert (await call(app, "/vary")).header_list("vary") == expected
