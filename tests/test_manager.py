@@ -636,3 +636,19 @@ async def test_destroying_a_new_session_just_clears_the_cookie(
     response = await client.post("/logout")
     assert 'session=""' in response.headers["set-cookie"]
     assert counting.calls["delete"] == counting.calls["set"] == 0
+
+
+def test_the_dependencies_are_plain_coroutine_functions(
+    manager: SessionManager[AppSession],
+) -> None:
+    import inspect
+
+    dependencies = [
+        manager.get_session,
+        manager.require_session,
+        manager.verifier(lambda s: True),
+    ]
+    for dependency in dependencies:
+        assert inspect.iscoroutinefunction(dependency)
+        assert not inspect.isasyncgenfunction(dependency)
+        assert list(inspect.signature(dependency).parameters) == ["connection"]
