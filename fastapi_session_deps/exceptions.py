@@ -3,6 +3,7 @@
 ```text
 SessionError                      base of everything raised here
 ├── ConfigurationError            (ValueError) wrong settings, raised at construction
+├── MissingDependencyError        (ImportError) an optional extra is not installed
 ├── MissingMiddlewareError        (RuntimeError) a session dependency ran without the
 │                                 manager's middleware in the app
 ├── BackendUnavailable            the store could not be reached or did not answer in time
@@ -26,6 +27,10 @@ class ConfigurationError(SessionError, ValueError):
     Raised when a frontend, backend or manager is constructed, never at the first request.
     The message names the fix.
     """
+
+
+class MissingDependencyError(SessionError, ImportError):
+    """A backend's optional dependency is not installed; the message names the extra."""
 
 
 class MissingMiddlewareError(SessionError, RuntimeError):

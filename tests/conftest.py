@@ -1,10 +1,14 @@
 """Shared fixtures: the clock, the store under test, and a ready-made app."""
 
-from collections.abc import AsyncIterator, Callable, Iterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -12,11 +16,15 @@ from fastapi_session_deps import (
     Backend,
     CookieFrontend,
     MemoryBackend,
+    RedisBackend,
     SessionManager,
     SessionModel,
 )
 
 from .helpers import SECRET, Clock, CountingBackend
+from .redis_servers import RedisCluster, RedisServer
+
+STORES = ["memory", "redis", "redis-cluster"]
 
 
 class AppSession(SessionModel):
@@ -36,13 +44,106 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory"])
-def backend(request: pytest.FixtureRequest, clock: Clock) -> Iterator[Backend]:
-    """Every store the behaviour suite runs against, on the test's clock where it has one."""
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis for the whole run: ``REDIS_URL`` if set, else our own redis-server."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real three-master Redis Cluster of our own for the whole run."""
+    cluster = RedisCluster(Path(tmp_path_factory.mktemp("redis-cluster"))).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def redis_client(request: pytest.FixtureRequest) -> aioredis.Redis | aioredis.RedisCluster:
+    if request.param == "redis":
+        return aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+    return aioredis.RedisCluster.from_url(request.getfixturevalue("redis_cluster_url"))
+
+
+@pytest.fixture(params=STORES)
+async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
+    """Every store the behaviour suite runs against, on the test's clock where it has one.
+
+    Redis tests each get a key prefix of their own instead of a flushed database, so that a
+    ``REDIS_URL`` pointing at a shared server loses nothing.
+    """
     if request.param == "memory":
         yield MemoryBackend(clock=clock)
-    else:  # pragma: no cover - further stores join this list
-        raise AssertionError(request.param)
+        return
+    client = redis_client(request)
+    prefix = f"test:{uuid.uuid4().hex}:"
+    try:
+        yield RedisBackend(client, key_prefix=prefix)
+    finally:
+        async for key in client.scan_iter(match=prefix + "*"):
+            await client.delete(key)
+        await client.aclose()
+
+
+PassTime = Callable[[float], Awaitable[None]]
+StoreRecords = Callable[[], Awaitable[dict[str, dict[str, bytes]]]]
+
+
+def _inner(store: Backend) -> Backend:
+    while isinstance(store, CountingBackend):
+        store = store.inner
+    return store
+
+
+@pytest.fixture
+def store_records(backend: Backend) -> StoreRecords:
+    """Read every record of the store under test, raw keys and all."""
+
+    async def read() -> dict[str, dict[str, bytes]]:
+        store = _inner(backend)
+        if isinstance(store, MemoryBackend):
+            return {key: dict(entry.fields) for key, entry in store._records.items()}
+        assert isinstance(store, RedisBackend)
+        records: dict[str, dict[str, bytes]] = {}
+        async for key in store.client.scan_iter(match=store.key_prefix + "*"):
+            fields = await store.client.hgetall(key)
+            records[key.decode()] = {name.decode(): value for name, value in fields.items()}
+        return records
+
+    return read
+
+
+@pytest.fixture
+def pass_time(backend: Backend, clock: Clock) -> PassTime:
+    """Let ``seconds`` go by for the manager's clock and for the store's expiry alike.
+
+    Redis keeps real time, so its records are aged by lowering their TTLs by ``seconds``
+    (and deleting those that run out): the same effect, without sleeping.
+    """
+
+    async def advance(seconds: float) -> None:
+        clock.advance(seconds)
+        store = _inner(backend)
+        if not isinstance(store, RedisBackend):
+            return
+        async for key in store.client.scan_iter(match=store.key_prefix + "*"):
+            left = await store.client.pttl(key)
+            if left < 0:
+                continue
+            if left <= seconds * 1000:
+                await store.client.delete(key)
+            else:
+                await store.client.pexpire(key, int(left - seconds * 1000))
+
+    return advance
 
 
 @pytest.fixture

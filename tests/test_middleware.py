@@ -12,7 +12,14 @@ from fastapi_session_deps import MemoryBackend, SessionManager
 from fastapi_session_deps.middleware import SessionCommitMiddleware
 
 from .conftest import AppSession, ManagerFactory, build_app
-from .helpers import SwitchableBackend, call, cookie_header, empty_body_receiver, http_scope
+from .helpers import (
+    SECRET,
+    SwitchableBackend,
+    call,
+    cookie_header,
+    empty_body_receiver,
+    http_scope,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -147,12 +154,16 @@ async def test_the_middleware_works_under_other_middleware(
 
 
 def test_a_websocket_is_refused_with_try_again_later_when_the_store_is_down(
-    make_manager: ManagerFactory, store: SwitchableBackend
+    store: SwitchableBackend,
 ) -> None:
     from fastapi import WebSocket
     from fastapi.testclient import TestClient
 
-    sessions = make_manager(backend=store)
+    from fastapi_session_deps import CookieFrontend
+
+    sessions = SessionManager(
+        AppSession, frontend=CookieFrontend(SECRET, secure=False), backend=store
+    )
     app = build_app(sessions)
 
     @app.websocket("/ws")

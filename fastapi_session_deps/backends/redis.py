@@ -1,0 +1,212 @@
+"""`RedisBackend`: session records in Redis, Valkey or a Redis Cluster (redis-py asyncio)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any, TypeVar
+
+import anyio
+
+from ..exceptions import BackendUnavailable, ConfigurationError, MissingDependencyError
+from .base import Backend
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisClusterException, RedisError
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
+    raise MissingDependencyError(
+        "RedisBackend needs redis-py: pip install 'fastapi-session-deps[redis]'"
+    ) from exc
+
+__all__ = ["RedisBackend"]
+
+R = TypeVar("R")
+
+# Each record is one hash; every operation below is one round trip on one key, so each works
+# unchanged on a Redis Cluster. Scripts run atomically on the server.
+
+#: Read the record and, if it exists, push its expiry out (a sliding idle timeout).
+_GET_AND_TOUCH = """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return fields
+"""
+
+#: Replace the whole record: ARGV = ttl_ms, field, value, field, value, ...
+_REPLACE = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 1 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+#: Merge into the record only if it still exists (never resurrect a deleted session):
+#: ARGV = ttl_ms, 2 * number of changed fields, field, value, ..., removed field, ...
+_MERGE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = tonumber(ARGV[2])
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + n)) end
+if #ARGV > 2 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 3 + n)) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class RedisBackend(Backend):
+    """Session records in Redis, as one hash per session with Redis's own expiry.
+
+    Every operation is a single round trip: a plain read is ``HGETALL``; a read that also
+    renews the idle expiry, a whole-record write and a field-level merge are small Lua
+    scripts on the one key. Keys are ``<key_prefix>{<hash of the session id>}``: the braces
+    are a Redis Cluster hash tag, so any key that must change with the record lands in the
+    same slot.
+
+    Every call is bounded by ``timeout``; a timeout or any Redis error becomes
+    `BackendUnavailable` (a 503 at the app). Requests succeed again as soon as Redis does:
+    redis-py reconnects on its own.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` (Sentinel's ``master_for(...)`` gives one) or a
+            ``redis.asyncio.RedisCluster``, created with ``decode_responses=False`` (the
+            default). The backend never closes a client it was handed.
+        key_prefix: prepended to every key, to share a database with other data.
+        timeout: seconds any one store call may take.
+
+    Raises:
+        ConfigurationError: a client that decodes responses, or a non-positive timeout.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis | aioredis.RedisCluster,
+        *,
+        key_prefix: str = "session:",
+        timeout: float = 1.0,
+    ) -> None:
+        get_encoder = getattr(client, "get_encoder", None)
+        if get_encoder is None:
+            raise ConfigurationError(
+                f"client must be a redis.asyncio.Redis or RedisCluster, not {client!r}."
+            )
+        if get_encoder().decode_responses:
+            raise ConfigurationError(
+                "RedisBackend stores bytes: create its client with decode_responses=False "
+                "(the default), or use RedisBackend.from_url(url)."
+            )
+        if not timeout > 0:
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {timeout!r}."
+            )
+        self.client = client
+        self.key_prefix = key_prefix
+        self.timeout = timeout
+        self._owns_client = False
+        self._get_and_touch = client.register_script(_GET_AND_TOUCH)
+        self._replace = client.register_script(_REPLACE)
+        self._merge = client.register_script(_MERGE)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        key_prefix: str = "session:",
+        timeout: float = 1.0,
+        **client_options: Any,
+    ) -> RedisBackend:
+        """Build a backend with a client of its own, which `aclose` closes.
+
+        Args:
+            url: ``redis://``, ``rediss://`` or ``unix://`` URL, as redis-py reads it.
+            key_prefix: prepended to every key.
+            timeout: seconds any one store call may take.
+            **client_options: passed to ``redis.asyncio.from_url`` (``max_connections``,
+                ``ssl_ca_certs``, ...).
+        """
+        backend = cls(
+            aioredis.from_url(url, **client_options), key_prefix=key_prefix, timeout=timeout
+        )
+        backend._owns_client = True
+        return backend
+
+    def __repr__(self) -> str:
+        return f"RedisBackend(key_prefix={self.key_prefix!r}, timeout={self.timeout!r})"
+
+    def redis_key(self, key: str) -> str:
+        """The Redis key of a record."""
+        return f"{self.key_prefix}{{{key}}}"
+
+    async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
+        name = self.redis_key(key)
+        if ttl is None:
+            reply: Any = await self._call("get", lambda: self.client.hgetall(name))
+            items = list(reply.items())
+        else:
+            flat: Any = await self._call(
+                "get", lambda: self._get_and_touch(keys=[name], args=[_milliseconds(ttl)])
+            )
+            items = list(zip(flat[::2], flat[1::2], strict=True))
+        if not items:
+            return None
+        return {_field_name(field): value for field, value in items}
+
+    async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
+        args: list[str | bytes | int] = [_milliseconds(ttl)]
+        for field, value in fields.items():
+            args += (field, value)
+        await self._call("set", lambda: self._replace(keys=[self.redis_key(key)], args=args))
+
+    async def update(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str] = (),
+        *,
+        ttl: float,
+    ) -> bool:
+        args: list[str | bytes | int] = [_milliseconds(ttl), 2 * len(changed)]
+        for field, value in changed.items():
+            args += (field, value)
+        args += removed
+        done = await self._call(
+            "update", lambda: self._merge(keys=[self.redis_key(key)], args=args)
+        )
+        return bool(done)
+
+    async def delete(self, key: str) -> None:
+        name = self.redis_key(key)
+        await self._call("delete", lambda: self.client.delete(name))
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            self._owns_client = False
+            await self.client.aclose()
+
+    async def _call(self, operation: str, command: Callable[[], Awaitable[R]]) -> R:
+        try:
+            with anyio.fail_after(self.timeout):
+                return await command()
+        except TimeoutError as exc:
+            raise BackendUnavailable(
+                f"Redis did not answer {operation} within {self.timeout:g} s",
+                backend="RedisBackend",
+                operation=operation,
+            ) from exc
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise BackendUnavailable(
+                f"Redis failed on {operation}: {type(exc).__name__}: {exc}",
+                backend="RedisBackend",
+                operation=operation,
+            ) from exc
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _field_name(raw: bytes) -> str:
+    # Field names are ours (model field names, or the reserved ones); a damaged one still
+    # decodes, and the serializer then ignores it.
+    return raw.decode("utf-8", "surrogateescape")
