@@ -122,3 +122,92 @@ def test_the_demo_script_serves_on_loopback_and_says_where() -> None:
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+async def test_the_redis_example_keeps_sessions_in_redis(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio as aioredis
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("SESSION_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("COOKIE_SECURE", "0")
+    example = load("redis_app")
+    async with example.sessions.lifespan(example.app), client_for(example) as client:
+        assert (await client.get("/me")).status_code == 401
+        await client.post("/login", params={"user_id": 7})
+        await client.post("/cart", params={"item": "tea"})
+        me = (await client.get("/me")).json()
+        assert (me["user_id"], me["cart"]) == (7, ["tea"])
+        direct = aioredis.Redis.from_url(redis_url)
+        keys = [key async for key in direct.scan_iter(match="session:*")]
+        await direct.aclose()
+        assert len(keys) >= 1
+        await client.post("/logout")
+        assert (await client.get("/me")).status_code == 401
+
+
+def test_the_redis_example_refuses_to_start_without_a_secret_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastapi_session_deps import ConfigurationError
+
+    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="SESSION_SECRET_KEY"):
+        load("redis_app")
+
+
+def test_two_worker_processes_share_every_session(redis_url: str) -> None:
+    """uvicorn with 2 workers on one Redis: a logged-in client is known to both."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "SESSION_SECRET_KEY": "multi-process-test-key-0123456789abcdef",
+        "COOKIE_SECURE": "0",
+    }
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and example
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "redis_app:app",
+            "--app-dir",
+            str(EXAMPLES),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/me", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.1)
+        cookies = httpx.post(base + "/login", params={"user_id": 42}, timeout=5).cookies
+        workers: set[int] = set()
+        for _ in range(50):
+            # A new connection every time, so the kernel spreads them over both workers.
+            response = httpx.get(base + "/me", cookies=cookies, timeout=5)
+            assert response.status_code == 200
+            assert response.json()["user_id"] == 42
+            workers.add(response.json()["worker"])
+        extra = 0
+        while len(workers) < 2 and extra < 200:  # bounded: only if the first 50 were unlucky
+            workers.add(httpx.get(base + "/me", cookies=cookies, timeout=5).json()["worker"])
+            extra += 1
+        assert len(workers) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
