@@ -43,3 +43,16 @@ def test_importing_the_package_does_not_import_redis_or_httpx() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert output.strip() == "[]"
+
+
+def test_redis_backend_resolves_lazily_from_both_packages() -> None:
+    import pytest
+
+    import fastapi_session_deps.backends as backends
+    from fastapi_session_deps.backends.redis import RedisBackend
+
+    assert fastapi_session_deps.RedisBackend is RedisBackend
+    assert backends.RedisBackend is RedisBackend
+    for module in (fastapi_session_deps, backends):
+        with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+            _ = module.Nothing

@@ -1,0 +1,130 @@
+"""Cost of a session read and write per request, in process, on a real local Redis.
+
+Drives the app with raw ASGI calls (no network between client and app), against bare
+FastAPI, the memory store and Redis, in interleaved repetitions, and prints the median µs
+per request and the Redis round trips of each route (counted with MONITOR).
+
+    .venv/bin/python bench/redis_requests.py [--requests 2000] [--repeats 5]
+"""
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from fastapi_session_deps import (
+    CookieFrontend,
+    MemoryBackend,
+    RedisBackend,
+    SessionManager,
+)
+from tests.conftest import AppSession, build_app
+from tests.helpers import SECRET, call, cookie_header, empty_body_receiver, http_scope
+from tests.redis_servers import RedisServer
+
+
+def bare_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/read")
+    async def read() -> dict[str, Any]:
+        return {"user_id": 1, "counter": 0, "cart": [], "prefs": {}}
+
+    @app.post("/incr")
+    async def incr() -> dict[str, int]:
+        return {"counter": 1}
+
+    return app
+
+
+async def per_request_us(app: Any, path: str, method: str, headers: Any, count: int) -> float:
+    async def send(message: Any) -> None:
+        pass
+
+    started = time.perf_counter()
+    for _ in range(count):
+        await app(http_scope(path, method, headers), empty_body_receiver(), send)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+async def round_trips(url: str, action: Any) -> list[str]:
+    watcher, marker = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+    await marker.ping()
+    async with watcher.monitor() as monitor:
+        await action()
+        await marker.echo("end-of-action")
+        commands = []
+        while True:
+            seen = await monitor.next_command()
+            if "end-of-action" in seen["command"]:
+                break
+            if seen["client_type"] != "lua":
+                commands.append(seen["command"].split()[0].upper())
+    await watcher.aclose()
+    await marker.aclose()
+    return commands
+
+
+async def main(requests: int, repeats: int) -> None:
+    server = RedisServer(Path(tempfile.mkdtemp()) / "redis").start()
+    try:
+        apps: dict[str, Any] = {"bare": bare_app()}
+        managers = {
+            "memory": SessionManager(
+                AppSession, frontend=CookieFrontend(SECRET, secure=False), backend=MemoryBackend()
+            ),
+            "redis": SessionManager(
+                AppSession,
+                frontend=CookieFrontend(SECRET, secure=False),
+                backend=RedisBackend.from_url(server.url),
+            ),
+        }
+        headers: dict[str, Any] = {"bare": []}
+        for name, manager in managers.items():
+            apps[name] = build_app(manager)
+            login = await call(apps[name], "/login", "POST")
+            headers[name] = cookie_header(login.cookie() or "")
+        routes = [("/read", "GET"), ("/incr", "POST")]
+        results: dict[tuple[str, str], list[float]] = {}
+        for name, app in apps.items():  # warm up
+            for path, method in routes:
+                await per_request_us(app, path, method, headers[name], 200)
+        for _ in range(repeats):
+            for path, method in routes:
+                for name, app in apps.items():
+                    value = await per_request_us(app, path, method, headers[name], requests)
+                    results.setdefault((name, path), []).append(value)
+        print(f"{'route':8} {'store':7} {'µs/request':>11} {'over bare':>10}  round trips")
+        for path, method in routes:
+            bare = statistics.median(results[("bare", path)])
+            for name, app in apps.items():
+                median = statistics.median(results[(name, path)])
+                trips = ""
+                if name == "redis":
+
+                    async def one(app: Any = app, path: str = path, method: str = method) -> None:
+                        await call(app, path, method, headers=headers["redis"])
+
+                    trips = " + ".join(await round_trips(server.url, one))
+                over = "" if name == "bare" else f"{median - bare:+.1f}"
+                print(f"{path:8} {name:7} {median:11.1f} {over:>10}  {trips}")
+        await managers["redis"].aclose()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    options = parser.parse_args()
+    asyncio.run(main(options.requests, options.repeats))
