@@ -179,3 +179,34 @@ class RedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+class RedisSentinel:
+    """A redis-server in Sentinel mode, watching one master as ``mymaster``."""
+
+    def __init__(self, directory: Path, master: RedisServer) -> None:
+        self.server = RedisServer(directory)
+        self.master = master
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.server.port)
+
+    def start(self) -> RedisSentinel:
+        config = self.server.directory / "sentinel.conf"
+        config.write_text(
+            f"port {self.server.port}\nbind 127.0.0.1\n"
+            f"sentinel monitor mymaster 127.0.0.1 {self.master.port} 1\n"
+        )
+        self.server.process = subprocess.Popen(  # noqa: S603
+            [self.server.binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not ping(self.server.port):
+            if time.monotonic() > deadline:  # pragma: no cover
+                raise RuntimeError("redis sentinel did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()

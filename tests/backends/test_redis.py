@@ -22,7 +22,7 @@ from fastapi_session_deps import (
 
 from ..conftest import AppSession, build_app
 from ..helpers import SECRET, call, cookie_header
-from ..redis_servers import RedisServer
+from ..redis_servers import RedisSentinel, RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -91,6 +91,26 @@ async def test_removing_every_field_removes_the_record(redis_url: str) -> None:
     await backend.set("k", {}, ttl=30)  # an empty record is no record
     assert await backend.get("k") is None
     await backend.aclose()
+
+
+async def test_a_sentinel_managed_client_works(private_redis: RedisServer, tmp_path: Path) -> None:
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel = RedisSentinel(tmp_path / "sentinel", private_redis).start()
+    try:
+        watcher = Sentinel([sentinel.address])
+        client = watcher.master_for("mymaster")
+        backend = RedisBackend(client, key_prefix="sentinel:")
+        await backend.set("k", {"a": b"1"}, ttl=30)
+        assert await backend.update("k", {"b": b"2"}, ttl=30)
+        assert await backend.get("k", ttl=30) == {"a": b"1", "b": b"2"}
+        await backend.delete("k")
+        assert await backend.get("k") is None
+        await client.aclose()
+        for connection in watcher.sentinels:
+            await connection.aclose()
+    finally:
+        sentinel.stop()
 
 
 def test_importing_without_redis_names_the_extra() -> None:
