@@ -14,6 +14,12 @@ from .frontends.base import Frontend as Frontend
 from .frontends.cookie import CookieFrontend as CookieFrontend
 from .manager import SessionManager as SessionManager
 from .models import SessionModel as SessionModel
+from .starlette import Session as Session
+from .starlette import SessionMiddleware as SessionMiddleware
+from .starlette import SessionNotLoaded as SessionNotLoaded
+from .starlette import destroy_session as destroy_session
+from .starlette import load_session as load_session
+from .starlette import regenerate_session as regenerate_session
 
 if TYPE_CHECKING:
     from .backends.redis import RedisBackend as RedisBackend
@@ -29,9 +35,15 @@ __all__ = [
     "MissingDependencyError",
     "MissingMiddlewareError",
     "RedisBackend",
+    "Session",
     "SessionError",
     "SessionManager",
+    "SessionMiddleware",
     "SessionModel",
+    "SessionNotLoaded",
+    "destroy_session",
+    "load_session",
+    "regenerate_session",
 ]
 
 __version__ = "0.1.0"

@@ -171,7 +171,14 @@ class SessionCore(Generic[T]):
         Raises:
             BackendUnavailable: the store could not be read.
         """
-        token = self.frontend.read(connection)
+        return await self.load_token(self.frontend.read(connection))
+
+    async def load_token(self, token: VerifiedToken | None) -> SessionState[T]:
+        """Return the state of the session ``token`` names, or a new one.
+
+        Raises:
+            BackendUnavailable: the store could not be read.
+        """
         if token is not None:
             state = await self._restore(token)
             if state is not None:

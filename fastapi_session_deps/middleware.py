@@ -8,7 +8,7 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._core import RequestSlot, SessionCore
+from ._core import RequestSlot, SessionCore, SessionState
 from .exceptions import BackendUnavailable
 
 __all__ = ["SessionCommitMiddleware"]
@@ -28,7 +28,8 @@ class SessionCommitMiddleware:
 
     If the save fails because the store is unavailable, the route's response is replaced by
     a 503 with a JSON body and ``Retry-After``: the client is never told a change was kept
-    when it was not.
+    when it was not. A `BackendUnavailable` that escapes the app before its response starts
+    gets the same 503.
 
     WebSocket connections get the slot too, so the same dependencies can read the session
     during the handshake; nothing is saved from a WebSocket route.
@@ -42,30 +43,59 @@ class SessionCommitMiddleware:
         scope_type = scope["type"]
         if scope_type != "http":
             if scope_type == "websocket":
-                scope[self.core.scope_key] = RequestSlot()
+                slot = RequestSlot()
+                scope[self.core.scope_key] = slot
+                if not await self.prepare(scope, slot, send):
+                    return
             await self.app(scope, receive, send)
             return
 
         slot = RequestSlot()
         scope[self.core.scope_key] = slot
-        replaced = False
+        if not await self.prepare(scope, slot, send):
+            return
+        replaced = started = False
 
         async def send_with_commit(message: Message) -> None:
-            nonlocal replaced
+            nonlocal replaced, started
             if replaced:
                 return
+            if message["type"] == "http.response.start":
+                started = True
             if message["type"] == "http.response.start" and slot.state is not None:
                 message.setdefault("headers", [])
                 headers = MutableHeaders(scope=message)
                 try:
-                    await self.core.commit(slot.state, headers, message["status"])
+                    await self.commit(slot.state, headers, message["status"])
                 except BackendUnavailable:
                     replaced = True
                     await send_unavailable(send)
                     return
             await send(message)
 
-        await self.app(scope, receive, send_with_commit)
+        try:
+            await self.app(scope, receive, send_with_commit)
+        except BackendUnavailable:
+            # A load inside the app (a lazily loaded request.session) found the store down.
+            if started:
+                raise
+            await send_unavailable(send)
+
+    async def prepare(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
+        """Hook run before the app; returning ``False`` means a response was already sent."""
+        return True
+
+    async def commit(self, state: SessionState[Any], headers: MutableHeaders, status: int) -> None:
+        """Hook around the commit of a loaded session."""
+        await self.core.commit(state, headers, status)
+
+
+async def refuse_unavailable(scope: Scope, send: Send) -> None:
+    """Answer that the store is unavailable: a 503, or a WebSocket close 1013 (try later)."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1013, "reason": UNAVAILABLE_DETAIL})
+    else:
+        await send_unavailable(send)
 
 
 async def send_unavailable(send: Send) -> None:

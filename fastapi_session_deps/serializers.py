@@ -11,22 +11,24 @@ metadata and are never handed to the model.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any, Generic, TypeVar
 
 from pydantic_core import from_json, to_json
 
 from .exceptions import ConfigurationError, InvalidSessionData
 from .models import SessionModel
 
-__all__ = ["RESERVED_PREFIX", "ModelSerializer", "Serializer"]
+__all__ = ["RESERVED_PREFIX", "DictSerializer", "ModelSerializer", "Serializer"]
 
 #: Field names starting with this belong to the library, not to the session data.
 RESERVED_PREFIX = "\x00"
 
 T = TypeVar("T")
 M = TypeVar("M", bound=SessionModel)
+D = TypeVar("D", bound=MutableMapping[str, Any])
 
 
 class Serializer(ABC, Generic[T]):
@@ -102,3 +104,48 @@ class ModelSerializer(Serializer[M]):
             raise InvalidSessionData(
                 f"stored data does not validate as {self.model.__name__}: {exc}"
             ) from exc
+
+
+class DictSerializer(Serializer[D]):
+    """Serializer for dictionary sessions (``request.session``): one entry per key.
+
+    Values must be what :func:`json.dumps` accepts (dicts, lists, strings, numbers, booleans
+    and ``None``), as with Starlette's own session middleware; anything else raises
+    ``TypeError`` when the session is saved.
+
+    Args:
+        factory: makes an empty mapping of the session's type.
+    """
+
+    def __init__(self, factory: Callable[[], D]) -> None:
+        self.factory = factory
+
+    def new(self) -> D:
+        return self.factory()
+
+    def dump(self, data: D) -> dict[str, bytes]:
+        fields: dict[str, bytes] = {}
+        for name, value in data.items():
+            if not isinstance(name, str) or name.startswith(RESERVED_PREFIX):
+                raise TypeError(
+                    f"Session keys must be strings not starting with NUL, not {name!r}."
+                )
+            fields[name] = _dump_json(value)
+        return fields
+
+    def reset(self, data: D) -> None:
+        data.clear()
+
+    def load(self, fields: Mapping[str, bytes]) -> D:
+        data = self.factory()
+        try:
+            for name, raw in fields.items():
+                if not name.startswith(RESERVED_PREFIX):
+                    data[name] = json.loads(raw)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise InvalidSessionData(f"stored session data is not JSON: {exc}") from exc
+        return data
+
+
+def _dump_json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

@@ -76,3 +76,29 @@ def test_every_field_needs_a_default() -> None:
 
     with pytest.raises(ConfigurationError, match="give every field a default"):
         ModelSerializer(NoDefault)
+
+
+def test_dict_sessions_round_trip_json_values() -> None:
+    from fastapi_session_deps.serializers import DictSerializer
+
+    serializer = DictSerializer(dict)
+    data = {"user": "Zoë", "cart": ["a"], "n": 1.5, "ok": None}
+    fields = serializer.dump(data)
+    assert fields["user"] == '"Zoë"'.encode()
+    assert serializer.load({**fields, RESERVED_PREFIX + "created": b"1"}) == data
+
+
+@pytest.mark.parametrize("key", [1, RESERVED_PREFIX + "x"])
+def test_dict_sessions_refuse_keys_that_cannot_be_stored(key: object) -> None:
+    from fastapi_session_deps.serializers import DictSerializer
+
+    with pytest.raises(TypeError, match="Session keys must be strings"):
+        DictSerializer(dict).dump({key: 1})
+
+
+@pytest.mark.parametrize("raw", [b"{", b"\xff", b"NaN-ish"])
+def test_dict_sessions_refuse_stored_bytes_that_are_not_json(raw: bytes) -> None:
+    from fastapi_session_deps.serializers import DictSerializer
+
+    with pytest.raises(InvalidSessionData):
+        DictSerializer(dict).load({"a": raw})

@@ -44,6 +44,10 @@ class CookieFrontend(Frontend):
         secure: send the cookie over HTTPS only. ``False`` is an insecure opt-in.
         httponly: hide the cookie from JavaScript. ``False`` is an insecure opt-in.
         samesite: ``"lax"``, ``"strict"`` or ``"none"`` (which requires ``secure=True``).
+        partitioned: add ``Partitioned`` (CHIPS: a cookie kept per top-level site, for apps
+            embedded in other sites' frames); requires ``secure=True``.
+        persistent: ``False`` sends no Max-Age, so the browser drops the cookie when it
+            closes; the server-side timeouts apply either way.
 
     Raises:
         ConfigurationError: a missing or short key, or an invalid or insecure combination.
@@ -62,6 +66,8 @@ class CookieFrontend(Frontend):
         secure: bool = True,
         httponly: bool = True,
         samesite: Literal["lax", "strict", "none"] = "lax",
+        partitioned: bool = False,
+        persistent: bool = True,
     ) -> None:
         self._signer = TokenSigner(secret_key)
         if not isinstance(cookie_name, str) or _COOKIE_NAME_RE.fullmatch(cookie_name) is None:
@@ -78,6 +84,11 @@ class CookieFrontend(Frontend):
             raise ConfigurationError(
                 "samesite='none' requires secure=True: browsers reject a SameSite=None cookie "
                 "that is not Secure. Keep secure=True, or use samesite='lax'."
+            )
+        if partitioned and not secure:
+            raise ConfigurationError(
+                "partitioned=True requires secure=True: browsers only accept Partitioned "
+                "cookies that are Secure."
             )
         if not path.startswith("/") or _UNSAFE_ATTRIBUTE_RE.search(path):
             raise ConfigurationError(
@@ -103,12 +114,15 @@ class CookieFrontend(Frontend):
         self.secure = secure
         self.httponly = httponly
         self.samesite = samesite_value
+        self.partitioned = partitioned
+        self.persistent = persistent
 
     def __repr__(self) -> str:
         return (
             f"CookieFrontend(cookie_name={self.cookie_name!r}, path={self.path!r}, "
             f"domain={self.domain!r}, secure={self.secure!r}, httponly={self.httponly!r}, "
-            f"samesite={self.samesite!r})"
+            f"samesite={self.samesite!r}, partitioned={self.partitioned!r}, "
+            f"persistent={self.persistent!r})"
         )
 
     def read(self, connection: HTTPConnection) -> VerifiedToken | None:
@@ -123,17 +137,20 @@ class CookieFrontend(Frontend):
         if self.max_age is not None:
             max_age = min(max_age, int(self.max_age))
         token = self._signer.sign(session_id, issued_at)
-        headers.append("set-cookie", self._cookie(token, max_age=str(max_age)))
+        headers.append(
+            "set-cookie", self._cookie(token, max_age=str(max_age) if self.persistent else None)
+        )
 
     def clear(self, headers: MutableHeaders) -> None:
         headers.append("set-cookie", self._cookie("", max_age="0", expires=_EXPIRED))
 
-    def _cookie(self, value: str, *, max_age: str, expires: str | None = None) -> str:
+    def _cookie(self, value: str, *, max_age: str | None, expires: str | None = None) -> str:
         jar: SimpleCookie = SimpleCookie()
         jar[self.cookie_name] = value
         morsel = jar[self.cookie_name]
         morsel["path"] = self.path
-        morsel["max-age"] = max_age
+        if max_age is not None:
+            morsel["max-age"] = max_age
         if expires is not None:
             morsel["expires"] = expires
         if self.domain is not None:
@@ -141,4 +158,6 @@ class CookieFrontend(Frontend):
         morsel["secure"] = self.secure
         morsel["httponly"] = self.httponly
         morsel["samesite"] = self.samesite.capitalize()
-        return morsel.OutputString()
+        header = morsel.OutputString()
+        # http.cookies learns "partitioned" only in Python 3.14.
+        return header + "; Partitioned" if self.partitioned else header

@@ -112,6 +112,7 @@ def test_repr_shows_settings_not_keys() -> None:
     [
         ({"samesite": "none", "secure": False}, "samesite='none' requires secure=True"),
         ({"samesite": "sometimes"}, "use 'lax'"),
+        ({"partitioned": True, "secure": False}, "partitioned=True requires secure=True"),
         ({"cookie_name": "__Host-s", "domain": "example.org"}, "drop the '__Host-' prefix"),
         ({"cookie_name": "__Host-s", "path": "/app"}, "path='/'"),
         ({"cookie_name": "__Host-s", "secure": False}, "must be Secure"),
@@ -133,3 +134,9 @@ def test_misconfiguration_fails_at_construction(options: dict[str, Any], message
 def test_a_short_key_fails_at_construction() -> None:
     with pytest.raises(ConfigurationError, match="at least 32 bytes"):
         CookieFrontend("too-short")
+
+
+def test_partitioned_and_browser_session_cookies() -> None:
+    header = set_cookie_of(CookieFrontend(SECRET, partitioned=True, persistent=False))
+    assert header.endswith("; Partitioned")
+    assert "max-age" not in attributes(header)
