@@ -211,3 +211,18 @@ def test_two_worker_processes_share_every_session(redis_url: str) -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+async def test_the_tutorial_style_app_logs_in_counts_visits_and_logs_out() -> None:
+    tutorial = load("tutorial_style")
+    async with client_for(tutorial) as client:
+        assert (await client.get("/profile")).status_code == 401
+        login = await client.post("/login", params={"username": "grace"})
+        assert login.status_code == 303
+        assert (await client.get("/profile")).json() == {"user": "grace", "visits": 1}
+        assert (await client.get("/profile")).json() == {"user": "grace", "visits": 2}
+        home = await client.get("/")
+        assert "set-cookie" not in home.headers  # never touched the session
+        logout = await client.post("/logout")
+        assert "Max-Age=0" in logout.headers["set-cookie"]
+        assert (await client.get("/profile")).status_code == 401

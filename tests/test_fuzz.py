@@ -8,8 +8,12 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from fastapi_session_deps import CookieFrontend, MemoryBackend, SessionManager
+from fastapi_session_deps import CookieFrontend, MemoryBackend, SessionManager, SessionMiddleware
 from fastapi_session_deps.signing import TokenSigner, new_session_id
 
 from .conftest import AppSession, build_app
@@ -104,10 +108,46 @@ async def test_foreign_or_odd_tokens_are_no_session(issued_at: int) -> None:
     await assert_anonymous(cookie_header(unknown))
 
 
+DICT_APP = Starlette(
+    routes=[Route("/view", lambda request: JSONResponse(dict(request.session)))],
+    middleware=[
+        Middleware(
+            SessionMiddleware,
+            secret_key=SECRET,
+            backend=SESSIONS.backend,  # the typed app's store, holding the victim's record
+            https_only=False,
+            autoload=True,
+        )
+    ],
+)
+
+
+@FUZZ
+@given(value=st.binary(max_size=600), bits=st.lists(st.integers(min_value=0), max_size=3))
+@example(value=b"", bits=[])
+@example(value=b"x" * 50_000, bits=[])
+async def test_the_dict_middleware_treats_any_cookie_as_no_session(
+    value: bytes, bits: list[int]
+) -> None:
+    token = bytearray((await victim_token()).encode())
+    for bit in bits:  # bit flips of the victim's token, or else random bytes
+        position = bit % (len(token) * 8)
+        token[position // 8] ^= 1 << (position % 8)
+    raw = bytes(token) if bits else value
+    if raw == (await victim_token()).encode():
+        return
+    response = await call(DICT_APP, "/view", headers=cookie_header(raw.replace(b";", b"")))
+    assert response.status == 200
+    assert response.body == b"{}"
+
+
 async def test_the_victims_own_token_does_see_the_victims_data() -> None:
     # The properties above would pass vacuously if the victim's session did not work.
     read = await call(APP, "/read", headers=cookie_header(await victim_token()))
     assert VICTIM_MARK in read.body
+    # ...and the dict middleware, on the same store, would see the same record.
+    view = await call(DICT_APP, "/view", headers=cookie_header(await victim_token()))
+    assert VICTIM_MARK in view.body
 
 
 def test_fuzzing_runs_on_one_event_loop_per_example() -> None:

@@ -635,3 +635,17 @@ async def test_a_websocket_with_autoload_is_closed_1013_when_the_store_is_down()
     import anyio.to_thread
 
     assert await anyio.to_thread.run_sync(run) == 1013
+
+
+async def test_cookie_attributes_are_spelled_as_the_standard_library_writes_them(
+    make_app: MakeApp,
+) -> None:
+    # Intended difference: Starlette's session middleware formats "path=/; domain=...";
+    # this one builds cookies with http.cookies, as Starlette's Response.set_cookie does.
+    # Attribute names are case-insensitive to browsers (RFC 6265, 5.2).
+    app = make_app(domain=".example.com", same_site="none", partitioned=True)
+    async with client(app, "https://testserver") as https:
+        header = (await https.post("/update_session", json={"a": 1})).headers["set-cookie"]
+    assert "; Domain=.example.com;" in header
+    assert "; Path=/;" in header
+    assert header.endswith("; Partitioned")

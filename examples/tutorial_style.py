@@ -1,0 +1,50 @@
+"""An app written the way the common FastAPI session tutorials write it.
+
+The only changes from a tutorial that uses Starlette's cookie sessions are the import and
+the ``backend=`` argument (plus ``autoload=True``, because these routes are ``async def``
+and read ``request.session`` without awaiting ``load_session``).
+"""
+
+import os
+import secrets
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import RedirectResponse
+
+# was: from starlette.middleware.sessions import SessionMiddleware
+from fastapi_session_deps import MemoryBackend, SessionMiddleware
+
+app = FastAPI()
+app.add_middleware(
+    SessionMiddleware,
+    secret_key=os.environ.get("SESSION_SECRET_KEY") or secrets.token_urlsafe(48),
+    https_only=False,  # a plain-HTTP local example; keep the secure default in production
+    backend=MemoryBackend(),
+    autoload=True,
+)
+
+
+@app.post("/login")
+async def login(request: Request, username: str) -> RedirectResponse:
+    request.session.update({"user": username, "visits": 0})
+    return RedirectResponse("/profile", status_code=303)
+
+
+@app.get("/profile")
+async def profile(request: Request) -> dict[str, object]:
+    user = request.session.get("user")
+    if user is None:
+        raise HTTPException(status_code=401, detail="Not logged in")
+    request.session["visits"] = request.session.get("visits", 0) + 1
+    return {"user": user, "visits": request.session["visits"]}
+
+
+@app.post("/logout")
+async def logout(request: Request) -> RedirectResponse:
+    request.session.clear()
+    return RedirectResponse("/", status_code=303)
+
+
+@app.get("/")
+async def home() -> dict[str, str]:
+    return {"hello": "world"}
