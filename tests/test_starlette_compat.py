@@ -424,23 +424,11 @@ async def test_destroy_session_deletes_the_record_and_the_cookie(
 
 
 async def test_a_store_outage_is_a_503_when_loading_lazily_or_eagerly(
-    counting: CountingBackend, clock: Clock
+    make_app: MakeApp, counting: CountingBackend
 ) -> None:
     store = SwitchableBackend(counting)
     for autoload in (False, True):
-        app = Starlette(
-            routes=ROUTES,
-            middleware=[
-                Middleware(
-                    SessionMiddleware,
-                    secret_key=SECRET,
-                    backend=store,
-                    https_only=False,
-                    autoload=autoload,
-                    clock=clock,
-                )
-            ],
-        )
+        app = make_app(backend=store, https_only=False, autoload=autoload)
         first = await call(app, "/login", "POST")
         headers = cookie_header(first.cookie() or "")
         store.down = {"get"}
@@ -451,20 +439,11 @@ async def test_a_store_outage_is_a_503_when_loading_lazily_or_eagerly(
         store.down = set()
 
 
-async def test_the_anonymous_policy_serves_an_empty_session(counting: CountingBackend) -> None:
+async def test_the_anonymous_policy_serves_an_empty_session(
+    make_app: MakeApp, counting: CountingBackend
+) -> None:
     store = SwitchableBackend(counting)
-    app = Starlette(
-        routes=ROUTES,
-        middleware=[
-            Middleware(
-                SessionMiddleware,
-                secret_key=SECRET,
-                backend=store,
-                https_only=False,
-                on_backend_error="anonymous",
-            )
-        ],
-    )
+    app = make_app(backend=store, https_only=False, on_backend_error="anonymous")
     headers = cookie_header((await call(app, "/login", "POST")).cookie() or "")
     store.down = {"get"}
     response = await call(app, "/view_session", headers=headers)
@@ -573,7 +552,7 @@ async def test_load_session_without_the_middleware_names_it() -> None:
 
 
 async def test_a_store_outage_after_the_response_started_is_not_hidden(
-    counting: CountingBackend,
+    make_app: MakeApp, counting: CountingBackend
 ) -> None:
     from starlette.responses import StreamingResponse
 
@@ -586,12 +565,8 @@ async def test_a_store_outage_after_the_response_started_is_not_hidden(
 
         return StreamingResponse(body())
 
-    app = Starlette(
-        routes=[*ROUTES, Route("/stream", stream)],
-        middleware=[
-            Middleware(SessionMiddleware, secret_key=SECRET, backend=store, https_only=False)
-        ],
-    )
+    app = make_app(backend=store, https_only=False)
+    app.router.routes.append(Route("/stream", stream))
     headers = cookie_header((await call(app, "/login", "POST")).cookie() or "")
     store.down = {"get"}
     with pytest.raises(Exception) as caught:  # noqa: PT011 - wrapped by the task group
