@@ -3,12 +3,14 @@
 from typing import TYPE_CHECKING
 
 from .backends.base import Backend as Backend
+from .backends.base import SessionLocks as SessionLocks
 from .backends.memory import MemoryBackend as MemoryBackend
 from .exceptions import BackendUnavailable as BackendUnavailable
 from .exceptions import ConfigurationError as ConfigurationError
 from .exceptions import InvalidSessionData as InvalidSessionData
 from .exceptions import MissingDependencyError as MissingDependencyError
 from .exceptions import MissingMiddlewareError as MissingMiddlewareError
+from .exceptions import SessionBusy as SessionBusy
 from .exceptions import SessionError as SessionError
 from .frontends.base import Frontend as Frontend
 from .frontends.cookie import CookieFrontend as CookieFrontend
@@ -36,7 +38,9 @@ __all__ = [
     "MissingMiddlewareError",
     "RedisBackend",
     "Session",
+    "SessionBusy",
     "SessionError",
+    "SessionLocks",
     "SessionManager",
     "SessionMiddleware",
     "SessionModel",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +33,15 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 
 from ._time import to_seconds
-from .backends.base import Backend
-from .exceptions import ConfigurationError, InvalidSessionData, MissingMiddlewareError
+from .backends.base import Backend, SessionLocks
+from .exceptions import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidSessionData,
+    MissingMiddlewareError,
+    SessionBusy,
+    SessionError,
+)
 from .frontends.base import Frontend
 from .serializers import RESERVED_PREFIX, Serializer
 from .signing import VerifiedToken, new_session_id, store_key
@@ -49,7 +57,7 @@ CREATED_FIELD = RESERVED_PREFIX + "created"
 REISSUE_FRACTION = 0.1
 
 BackendErrorPolicy = Literal["fail", "anonymous"]
-ConcurrencyPolicy = Literal["merge"]
+ConcurrencyPolicy = Literal["merge", "lock"]
 
 
 @dataclass(eq=False)
@@ -72,6 +80,11 @@ class SessionState(Generic[T]):
     destroyed: bool = False
     #: Not backed by the store (it was unreachable and the policy is "anonymous").
     detached: bool = False
+    #: Loaded by a read-only dependency: never saved, never locked.
+    readonly: bool = False
+    #: The session lock this request holds (``concurrency="lock"``): its key and token.
+    lock_key: str | None = None
+    lock_token: str | None = None
 
 
 @dataclass(eq=False)
@@ -103,6 +116,8 @@ class SessionCore(Generic[T]):
         absolute_timeout: float | timedelta | None = None,
         concurrency: ConcurrencyPolicy = "merge",
         on_backend_error: BackendErrorPolicy = "fail",
+        lock_timeout: float = 5.0,
+        lock_ttl: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(frontend, Frontend):
@@ -123,9 +138,12 @@ class SessionCore(Generic[T]):
                 "so the idle timeout could never apply: raise absolute_timeout, lower "
                 "idle_timeout, or pass absolute_timeout=None."
             )
-        if concurrency != "merge":
+        if concurrency not in ("merge", "lock"):
+            raise ConfigurationError(f"concurrency={concurrency!r}: use 'merge' or 'lock'.")
+        if concurrency == "lock" and not isinstance(backend, SessionLocks):
             raise ConfigurationError(
-                f"concurrency={concurrency!r}: the supported policy is 'merge'."
+                f"concurrency='lock' needs a backend with session locks (MemoryBackend, "
+                f"RedisBackend); {type(backend).__name__} has none. Use concurrency='merge'."
             )
         if on_backend_error not in ("fail", "anonymous"):
             raise ConfigurationError(
@@ -138,6 +156,9 @@ class SessionCore(Generic[T]):
         self.absolute_timeout = absolute
         self.concurrency: ConcurrencyPolicy = concurrency
         self.on_backend_error: BackendErrorPolicy = on_backend_error
+        self.locks = backend if isinstance(backend, SessionLocks) else None
+        self.lock_timeout = to_seconds(lock_timeout, "lock_timeout")
+        self.lock_ttl = to_seconds(lock_ttl, "lock_ttl")
         self.clock = clock
         self.scope_key = f"fastapi_session_deps.{id(self):x}"
         self._reissue_after = idle * REISSUE_FRACTION
@@ -158,36 +179,104 @@ class SessionCore(Generic[T]):
     def attach(self, state: SessionState[T]) -> None:
         """Link ``state.data`` back to ``state``; a hook for the public layers."""
 
-    def new_state(self, *, detached: bool = False) -> SessionState[T]:
+    def new_state(self, *, detached: bool = False, readonly: bool = False) -> SessionState[T]:
         """Return the state of a new, empty session."""
         data = self.serializer.new()
         return SessionState(
-            data, self.serializer.dump(data), created_at=self.clock(), detached=detached
+            data,
+            self.serializer.dump(data),
+            created_at=self.clock(),
+            detached=detached,
+            readonly=readonly,
         )
 
-    async def load(self, connection: HTTPConnection) -> SessionState[T]:
-        """Return the request's session state, loading it from the store the first time.
+    async def load(self, connection: HTTPConnection, *, readonly: bool = False) -> SessionState[T]:
+        """Return the request's session state, loading it from the store.
 
         Raises:
             BackendUnavailable: the store could not be read.
+            SessionBusy: ``concurrency="lock"`` and the lock stayed taken.
         """
-        return await self.load_token(self.frontend.read(connection))
+        return await self.load_token(self.frontend.read(connection), readonly=readonly)
 
-    async def load_token(self, token: VerifiedToken | None) -> SessionState[T]:
+    async def load_token(
+        self, token: VerifiedToken | None, *, readonly: bool = False
+    ) -> SessionState[T]:
         """Return the state of the session ``token`` names, or a new one.
 
+        With ``concurrency="lock"``, a writable load first takes the session's lock, which
+        the request holds until its commit (or its end).
+
         Raises:
             BackendUnavailable: the store could not be read.
+            SessionBusy: the lock stayed taken for all of ``lock_timeout``.
         """
-        if token is not None:
-            state = await self._restore(token)
-            if state is not None:
-                return state
-        return self.new_state()
-
-    async def _restore(self, token: VerifiedToken) -> SessionState[T] | None:
-        now = self.clock()
+        if token is None:
+            return self.new_state(readonly=readonly)
         key = store_key(token.session_id)
+        lock_token = None
+        if self.concurrency == "lock" and not readonly:
+            lock_token = await self._acquire(key)
+        try:
+            state = await self._restore(token, key)
+        except BaseException:
+            if lock_token is not None and self.locks is not None:
+                await self.locks.release_lock(key, lock_token)
+            raise
+        if state is None:
+            if lock_token is not None and self.locks is not None:
+                await self.locks.release_lock(key, lock_token)
+            return self.new_state(readonly=readonly)
+        state.readonly = readonly
+        if lock_token is not None:
+            state.lock_key, state.lock_token = key, lock_token
+        return state
+
+    async def _acquire(self, key: str) -> str:
+        assert self.locks is not None  # noqa: S101 - checked in __init__
+        lock_token = secrets.token_urlsafe(16)
+        held = await self.locks.acquire_lock(
+            key, lock_token, ttl=self.lock_ttl, wait=self.lock_timeout
+        )
+        if held:
+            return lock_token
+        # Covered by the lock-timeout tests; the coverage tracer loses this frame once a
+        # cancelled wait inside acquire_lock has resumed it.
+        raise SessionBusy(  # pragma: no cover
+            f"another request held this session for {self.lock_timeout:g} s"
+        )
+
+    async def release(self, state: SessionState[T]) -> None:
+        """Release the session lock ``state`` holds, if any. Never raises for a store fault:
+        the lock's own expiry frees it then."""
+        key, lock_token = state.lock_key, state.lock_token
+        if key is None or lock_token is None or self.locks is None:
+            return
+        state.lock_key = state.lock_token = None
+        try:
+            await self.locks.release_lock(key, lock_token)
+        except BackendUnavailable as exc:
+            logger.warning("Could not release a session lock (it expires by itself): %s", exc)
+
+    def make_writable(self, state: SessionState[T]) -> None:
+        """Let a session loaded read-only be saved after all.
+
+        Raises:
+            SessionError: under ``concurrency="lock"`` a stored session read without its
+                lock cannot become writable.
+        """
+        if not state.readonly:
+            return
+        if self.concurrency == "lock" and state.key is not None:
+            raise SessionError(
+                "This session was loaded read-only (without its lock), so it cannot be "
+                "changed in the same request: use the writable dependency throughout, or "
+                "read-only throughout."
+            )
+        state.readonly = False
+
+    async def _restore(self, token: VerifiedToken, key: str) -> SessionState[T] | None:
+        now = self.clock()
         reissue = token.rotated or now - token.issued_at >= self._reissue_after
         fields = await self.backend.get(key, ttl=self.idle_timeout if reissue else None)
         if fields is None:
@@ -234,18 +323,21 @@ class SessionCore(Generic[T]):
             BackendUnavailable: the store could not be written.
         """
         add_vary(headers, self.frontend.vary)
+        try:
+            await self._save(state, headers, status)
+        finally:
+            await self.release(state)
+
+    async def _save(self, state: SessionState[T], headers: MutableHeaders, status: int) -> None:
         if status >= 500 or state.detached:
+            return
+        fields, changed, removed = self._changes(state)
+        if state.readonly:
+            if changed or removed:
+                logger.warning("A read-only session was changed; the change is not saved")
             return
         if state.destroyed_key is not None:
             await self.backend.delete(state.destroyed_key)
-        fields = self.serializer.dump(state.data)
-        snapshot = state.snapshot
-        changed = {name: raw for name, raw in fields.items() if snapshot.get(name) != raw}
-        removed = [
-            name
-            for name in snapshot
-            if name not in fields and not name.startswith(RESERVED_PREFIX)
-        ]
         now = self.clock()
         ttl = self.remaining(state.created_at, now)
 
@@ -279,10 +371,25 @@ class SessionCore(Generic[T]):
             assert state.session_id is not None  # noqa: S101 - set together with key
             self.frontend.write(headers, state.session_id, issued_at=int(now), max_age=int(ttl))
 
+    def _changes(
+        self, state: SessionState[T]
+    ) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:
+        """The data's fields now, those that differ from the snapshot, and those removed."""
+        fields = self.serializer.dump(state.data)
+        snapshot = state.snapshot
+        changed = {name: raw for name, raw in fields.items() if snapshot.get(name) != raw}
+        removed = [
+            name
+            for name in snapshot
+            if name not in fields and not name.startswith(RESERVED_PREFIX)
+        ]
+        return fields, changed, removed
+
     # -- explicit operations ---------------------------------------------------------------
 
     def regenerate_state(self, state: SessionState[T]) -> None:
         """Move the session to a new id at commit, keeping its data; the old record goes."""
+        self.make_writable(state)
         state.regenerate = True
 
     def destroy_state(self, state: SessionState[T]) -> None:
@@ -291,6 +398,7 @@ class SessionCore(Generic[T]):
         The data is emptied in place; anything the route stores afterwards starts a new
         session under a new id.
         """
+        self.make_writable(state)
         if state.key is not None:
             state.destroyed_key = state.key
         state.key = state.session_id = None

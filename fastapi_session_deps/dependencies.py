@@ -18,8 +18,8 @@ from fastapi import HTTPException, WebSocketException, status
 from starlette.requests import HTTPConnection
 
 from ._core import SessionCore, SessionState
-from .exceptions import BackendUnavailable
-from .middleware import RETRY_AFTER, UNAVAILABLE_DETAIL
+from .exceptions import BackendUnavailable, SessionBusy
+from .middleware import BUSY_DETAIL, RETRY_AFTER, UNAVAILABLE_DETAIL
 
 T = TypeVar("T")
 
@@ -29,21 +29,28 @@ logger = logging.getLogger("fastapi_session_deps")
 Check = Callable[[T], "bool | Awaitable[bool]"]
 
 
-async def resolve(core: SessionCore[T], connection: HTTPConnection) -> SessionState[T]:
+async def resolve(
+    core: SessionCore[T], connection: HTTPConnection, *, readonly: bool = False
+) -> SessionState[T]:
     """Return the request's session state, loading it on first use.
 
     Every dependency of one request goes through here, so they all share one state.
     """
     slot = core.slot(connection)
     if slot.state is not None:
-        return slot.state  # type: ignore[return-value]
+        state: SessionState[T] = slot.state  # type: ignore[assignment]
+        if not readonly:
+            core.make_writable(state)
+        return state
     try:
-        state = await core.load(connection)
+        state = await core.load(connection, readonly=readonly)
+    except SessionBusy as exc:
+        raise _unavailable(connection, BUSY_DETAIL) from exc
     except BackendUnavailable as exc:
         if core.on_backend_error != "anonymous":
             raise _unavailable(connection) from exc
         logger.warning("Session store unavailable (%s); going on without a session", exc)
-        state = core.new_state(detached=True)
+        state = core.new_state(detached=True, readonly=readonly)
     core.attach(state)
     slot.state = state  # type: ignore[assignment]
     return state
@@ -72,11 +79,11 @@ def _refused(connection: HTTPConnection, status_code: int, detail: str) -> Excep
     return HTTPException(status_code, detail=detail)
 
 
-def _unavailable(connection: HTTPConnection) -> Exception:
+def _unavailable(connection: HTTPConnection, detail: str = UNAVAILABLE_DETAIL) -> Exception:
     if connection.scope["type"] == "websocket":
-        return WebSocketException(status.WS_1013_TRY_AGAIN_LATER, reason=UNAVAILABLE_DETAIL)
+        return WebSocketException(status.WS_1013_TRY_AGAIN_LATER, reason=detail)
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE,
-        detail=UNAVAILABLE_DETAIL,
+        detail=detail,
         headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
     )

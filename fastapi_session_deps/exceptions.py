@@ -7,6 +7,7 @@ SessionError                      base of everything raised here
 ├── MissingMiddlewareError        (RuntimeError) a session dependency ran without the
 │                                 manager's middleware in the app
 ├── BackendUnavailable            the store could not be reached or did not answer in time
+├── SessionBusy                   another request held the session's lock too long
 └── InvalidSessionData            (ValueError) stored bytes that do not decode or validate
 ```
 
@@ -53,6 +54,14 @@ class BackendUnavailable(SessionError):
         super().__init__(message)
         self.backend = backend
         self.operation = operation
+
+
+class SessionBusy(SessionError):
+    """With ``concurrency="lock"``, another request held the session for all of ``lock_timeout``.
+
+    The request is answered 503 with ``Retry-After``: the session is only busy, and a retry a
+    moment later will most likely get it.
+    """
 
 
 class InvalidSessionData(SessionError, ValueError):

@@ -51,12 +51,22 @@ class SessionManager(SessionCore[M]):
         idle_timeout: seconds (or a timedelta) of inactivity after which a session ends.
         absolute_timeout: seconds (or a timedelta) after its creation at which a session
             ends however active it is; ``None`` for no limit. At least ``idle_timeout``.
-        concurrency: how concurrent saves of one session combine. ``"merge"``: a save
-            writes only the top-level fields the request changed, merged into the stored
-            record, so requests that change different fields never undo each other.
+        concurrency: how concurrent requests on one session combine.
+
+            - ``"merge"`` (the default): a save writes only the top-level fields the request
+              changed, merged into the stored record, so requests that change different
+              fields never undo each other. Two requests that change the *same* field: the
+              last save wins.
+            - ``"lock"``: a request that loads the session writable holds the session's
+              lock until its commit, so requests on one session run one after the other and
+              no update is lost. Read-only dependencies never take it.
         on_backend_error: ``"fail"`` answers 503 with ``Retry-After`` when the store cannot
             be reached; ``"anonymous"`` lets the request go on with a new session that is
             not saved (for read-mostly apps).
+        lock_timeout: with ``"lock"``, seconds a request waits for the lock before it is
+            answered 503 with ``Retry-After``.
+        lock_ttl: with ``"lock"``, seconds after which a lock frees itself even if its holder
+            never released it (a crashed process). Keep it above your slowest request.
         clock: seconds since the epoch; tests may pass a fake one.
 
     Raises:
@@ -73,6 +83,8 @@ class SessionManager(SessionCore[M]):
         absolute_timeout: float | timedelta | None = None,
         concurrency: ConcurrencyPolicy = "merge",
         on_backend_error: BackendErrorPolicy = "fail",
+        lock_timeout: float = 5.0,
+        lock_ttl: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(
@@ -83,6 +95,8 @@ class SessionManager(SessionCore[M]):
             absolute_timeout=absolute_timeout,
             concurrency=concurrency,
             on_backend_error=on_backend_error,
+            lock_timeout=lock_timeout,
+            lock_ttl=lock_ttl,
             clock=clock,
         )
         self.model = model
@@ -103,6 +117,14 @@ class SessionManager(SessionCore[M]):
         """
         return (await resolve(self, connection)).data
 
+    async def get_session_readonly(self, connection: HTTPConnection) -> M:
+        """Dependency: the request's session, for a route that only reads it.
+
+        It never takes the session lock (``concurrency="lock"``) and is never saved; a
+        change made to it is dropped, with a warning in the log.
+        """
+        return (await resolve(self, connection, readonly=True)).data
+
     async def require_session(self, connection: HTTPConnection) -> M:
         """Dependency: the request's session; 401 if it has no valid, live one."""
         state = await resolve(self, connection)
@@ -113,6 +135,8 @@ class SessionManager(SessionCore[M]):
         self,
         check: Callable[[M], bool | Awaitable[bool]],
         status_code: int = 403,
+        *,
+        readonly: bool = False,
     ) -> Callable[[HTTPConnection], Awaitable[M]]:
         """Build a dependency that returns the session when ``check(session)`` is true.
 
@@ -127,10 +151,11 @@ class SessionManager(SessionCore[M]):
             check: a function of the session, sync or async, true to let the request in.
             status_code: the answer when the check is false (403 by default). A request with
                 no valid session gets 401 before the check runs.
+            readonly: the route only reads the session (see `get_session_readonly`).
         """
 
         async def verify_session(connection: HTTPConnection) -> M:
-            state = await resolve(self, connection)
+            state = await resolve(self, connection, readonly=readonly)
             require_stored(connection, state)
             await run_check(connection, check, state.data, status_code)
             return state.data

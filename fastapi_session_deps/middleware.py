@@ -9,13 +9,14 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._core import RequestSlot, SessionCore, SessionState
-from .exceptions import BackendUnavailable
+from .exceptions import BackendUnavailable, SessionBusy
 
 __all__ = ["SessionCommitMiddleware"]
 
 #: Seconds a client is asked to wait when the store is unavailable.
 RETRY_AFTER = 1
 UNAVAILABLE_DETAIL = "The session store is unavailable; please retry shortly."
+BUSY_DETAIL = "The session is busy with another request; please retry shortly."
 
 
 class SessionCommitMiddleware:
@@ -47,6 +48,11 @@ class SessionCommitMiddleware:
                 scope[self.core.scope_key] = slot
                 if not await self.prepare(scope, slot, send):
                     return
+                try:
+                    await self.app(scope, receive, send)
+                finally:
+                    await self.release(slot)
+                return
             await self.app(scope, receive, send)
             return
 
@@ -75,11 +81,16 @@ class SessionCommitMiddleware:
 
         try:
             await self.app(scope, receive, send_with_commit)
-        except BackendUnavailable:
-            # A load inside the app (a lazily loaded request.session) found the store down.
+        except (BackendUnavailable, SessionBusy) as exc:
+            # A load inside the app (a lazily loaded request.session) found the store down,
+            # or the session locked.
             if started:
                 raise
-            await send_unavailable(send)
+            busy = isinstance(exc, SessionBusy)
+            await send_unavailable(send, BUSY_DETAIL if busy else UNAVAILABLE_DETAIL)
+        finally:
+            # Held when the response never started (an unhandled error): free it now.
+            await self.release(slot)
 
     async def prepare(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
         """Hook run before the app; returning ``False`` means a response was already sent."""
@@ -89,18 +100,22 @@ class SessionCommitMiddleware:
         """Hook around the commit of a loaded session."""
         await self.core.commit(state, headers, status)
 
+    async def release(self, slot: RequestSlot) -> None:
+        if slot.state is not None:
+            await self.core.release(slot.state)
 
-async def refuse_unavailable(scope: Scope, send: Send) -> None:
-    """Answer that the store is unavailable: a 503, or a WebSocket close 1013 (try later)."""
+
+async def refuse_unavailable(scope: Scope, send: Send, detail: str = UNAVAILABLE_DETAIL) -> None:
+    """Answer "try again later": a 503, or a WebSocket close 1013."""
     if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1013, "reason": UNAVAILABLE_DETAIL})
+        await send({"type": "websocket.close", "code": 1013, "reason": detail})
     else:
-        await send_unavailable(send)
+        await send_unavailable(send, detail)
 
 
-async def send_unavailable(send: Send) -> None:
-    """Send a complete 503 response saying the session store is unavailable."""
-    body = json.dumps({"detail": UNAVAILABLE_DETAIL}).encode()
+async def send_unavailable(send: Send, detail: str = UNAVAILABLE_DETAIL) -> None:
+    """Send a complete 503 response: the session store is unavailable, or the session busy."""
+    body = json.dumps({"detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",

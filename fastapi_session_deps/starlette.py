@@ -28,10 +28,10 @@ from starlette.types import ASGIApp, Scope, Send
 from ._core import BackendErrorPolicy, ConcurrencyPolicy, RequestSlot, SessionCore, SessionState
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
-from .exceptions import BackendUnavailable, ConfigurationError, SessionError
+from .exceptions import BackendUnavailable, ConfigurationError, SessionBusy, SessionError
 from .frontends.base import Frontend
 from .frontends.cookie import CookieFrontend
-from .middleware import SessionCommitMiddleware, refuse_unavailable
+from .middleware import BUSY_DETAIL, SessionCommitMiddleware, refuse_unavailable
 from .serializers import DictSerializer
 from .signing import SecretKeys, VerifiedToken
 
@@ -206,8 +206,11 @@ class SessionMiddleware(SessionCommitMiddleware):
             async code that reads ``request.session`` or ``scope["session"]`` without
             ``await load_session(request)``. Otherwise the store is read only when the
             session is first used.
-        concurrency: as for `SessionManager`.
+        concurrency: as for `SessionManager`. With ``"lock"``, a request holds the lock from
+            the moment its session is loaded until its commit.
         on_backend_error: as for `SessionManager`.
+        lock_timeout: as for `SessionManager`.
+        lock_ttl: as for `SessionManager`.
         clock: seconds since the epoch; tests may pass a fake one.
     """
 
@@ -230,6 +233,8 @@ class SessionMiddleware(SessionCommitMiddleware):
         autoload: bool = False,
         concurrency: ConcurrencyPolicy = "merge",
         on_backend_error: BackendErrorPolicy = "fail",
+        lock_timeout: float = 5.0,
+        lock_ttl: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_age is not None and not max_age > 0:
@@ -268,6 +273,8 @@ class SessionMiddleware(SessionCommitMiddleware):
             absolute_timeout=absolute_timeout,
             concurrency=concurrency,
             on_backend_error=on_backend_error,
+            lock_timeout=lock_timeout,
+            lock_ttl=lock_ttl,
             clock=clock,
         )
         super().__init__(app, core)
@@ -293,6 +300,9 @@ class SessionMiddleware(SessionCommitMiddleware):
                 await load()
             except BackendUnavailable:
                 await refuse_unavailable(scope, send)
+                return False
+            except SessionBusy:
+                await refuse_unavailable(scope, send, BUSY_DETAIL)
                 return False
         return True
 

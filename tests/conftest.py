@@ -244,3 +244,11 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the lost-update report of the concurrency runs, when they ran."""
+    from . import test_concurrency_server
+
+    for line in test_concurrency_server.report_lines():
+        terminalreporter.write_line(line)

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive
 
-from fastapi_session_deps import Backend, BackendUnavailable
+from fastapi_session_deps import Backend, BackendUnavailable, SessionLocks
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
@@ -30,7 +30,7 @@ class Clock:
         self.now += seconds
 
 
-class CountingBackend(Backend):
+class CountingBackend(Backend, SessionLocks):
     """Delegates every call to a real backend and counts them by name."""
 
     def __init__(self, inner: Backend) -> None:
@@ -75,6 +75,16 @@ class CountingBackend(Backend):
         self.calls["aclose"] += 1
         await self.inner.aclose()
 
+    async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
+        self.calls["acquire_lock"] += 1
+        assert isinstance(self.inner, SessionLocks)
+        return await self.inner.acquire_lock(key, token, ttl=ttl, wait=wait)
+
+    async def release_lock(self, key: str, token: str) -> None:
+        self.calls["release_lock"] += 1
+        assert isinstance(self.inner, SessionLocks)
+        await self.inner.release_lock(key, token)
+
 
 class SwitchableBackend(CountingBackend):
     """A real backend behind a switch: while ``down`` names an operation, it fails.
@@ -113,6 +123,14 @@ class SwitchableBackend(CountingBackend):
     async def delete(self, key: str) -> None:
         self._check("delete")
         await super().delete(key)
+
+    async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
+        self._check("acquire_lock")
+        return await super().acquire_lock(key, token, ttl=ttl, wait=wait)
+
+    async def release_lock(self, key: str, token: str) -> None:
+        self._check("release_lock")
+        await super().release_lock(key, token)
 
 
 @dataclass

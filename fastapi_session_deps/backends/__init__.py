@@ -6,12 +6,13 @@
 from typing import TYPE_CHECKING
 
 from .base import Backend as Backend
+from .base import SessionLocks as SessionLocks
 from .memory import MemoryBackend as MemoryBackend
 
 if TYPE_CHECKING:
     from .redis import RedisBackend as RedisBackend
 
-__all__ = ["Backend", "MemoryBackend", "RedisBackend"]
+__all__ = ["Backend", "MemoryBackend", "RedisBackend", "SessionLocks"]
 
 
 def __getattr__(name: str) -> object:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "SessionLocks"]
 
 
 class Backend(ABC):
@@ -70,3 +70,25 @@ class Backend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release what the backend owns (connections, pools). Safe to call twice."""
+
+
+class SessionLocks(ABC):
+    """Per-session locks, for ``concurrency="lock"``: a backend that can lock implements this.
+
+    A lock is held by a token, not by a task: it is taken when a request loads its session
+    and released by the commit point. It expires after ``ttl`` seconds even if its holder
+    never releases it (a crashed process), so no session can stay locked forever.
+    """
+
+    @abstractmethod
+    async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
+        """Take the lock of the record ``key`` for ``token``, waiting at most ``wait`` seconds.
+
+        Returns:
+            ``True`` once held (for ``ttl`` seconds at most); ``False`` if another holder
+            kept it for the whole wait.
+        """
+
+    @abstractmethod
+    async def release_lock(self, key: str, token: str) -> None:
+        """Release the lock of ``key`` if ``token`` still holds it; otherwise do nothing."""

@@ -8,8 +8,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
+import anyio
+
 from ..exceptions import ConfigurationError
-from .base import Backend
+from .base import Backend, SessionLocks
 
 __all__ = ["MemoryBackend"]
 
@@ -23,11 +25,20 @@ class _Entry:
     expires_at: float
 
 
-class MemoryBackend(Backend):
+@dataclass
+class _Holder:
+    token: str
+    expires_at: float
+    released: anyio.Event
+
+
+class MemoryBackend(Backend, SessionLocks):
     """Session records in the memory of one process.
 
     For development, tests and single-process apps: the data is lost on restart and is not
     shared between worker processes (use `RedisBackend` for that).
+
+    It also provides the per-session locks of ``concurrency="lock"``, within this process.
 
     Records are copied in and out as bytes, so requests never share live objects. Expired
     records are never returned; they are removed when read, and by a sweep of at most
@@ -50,6 +61,7 @@ class MemoryBackend(Backend):
         self._clock = clock
         self._records: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._holders: dict[str, _Holder] = {}
 
     def __repr__(self) -> str:
         return f"MemoryBackend(max_sessions={self.max_sessions!r})"
@@ -103,6 +115,25 @@ class MemoryBackend(Backend):
     async def delete(self, key: str) -> None:
         with self._lock:
             self._records.pop(key, None)
+
+    async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
+        with anyio.move_on_after(wait):
+            while True:
+                now = self._clock()
+                holder = self._holders.get(key)
+                if holder is None or holder.expires_at <= now:
+                    self._holders[key] = _Holder(token, now + ttl, anyio.Event())
+                    return True
+                # Wake on release, or when the holder's time runs out (it may have died).
+                with anyio.move_on_after(holder.expires_at - now):
+                    await holder.released.wait()
+        return False
+
+    async def release_lock(self, key: str, token: str) -> None:
+        holder = self._holders.get(key)
+        if holder is not None and holder.token == token:
+            del self._holders[key]
+            holder.released.set()
 
     def _live(self, key: str, now: float) -> _Entry | None:
         entry = self._records.get(key)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ..exceptions import BackendUnavailable, ConfigurationError, MissingDependencyError
-from .base import Backend
+from .base import Backend, SessionLocks
 
 try:
     import redis.asyncio as aioredis
@@ -54,12 +54,24 @@ return 1
 """
 
 
-class RedisBackend(Backend):
+#: Release a lock only if the caller's token still holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+#: Seconds between attempts to take a busy lock: doubling from the first to the last.
+_LOCK_POLL_FIRST, _LOCK_POLL_LAST = 0.002, 0.05
+
+
+class RedisBackend(Backend, SessionLocks):
     """Session records in Redis, as one hash per session with Redis's own expiry.
 
     Every operation is a single round trip: a plain read is ``HGETALL``; a read that also
     renews the idle expiry, a whole-record write and a field-level merge are small Lua
-    scripts on the one key. Keys are ``<key_prefix>{<hash of the session id>}``: the braces
+    scripts on the one key. It also provides the per-session locks of
+    ``concurrency="lock"``: ``SET NX PX`` on a lock key beside the record, released by a
+    script only by its owner. Keys are ``<key_prefix>{<hash of the session id>}``: the braces
     are a Redis Cluster hash tag, so any key that must change with the record lands in the
     same slot.
 
@@ -106,6 +118,7 @@ class RedisBackend(Backend):
         self._get_and_touch = client.register_script(_GET_AND_TOUCH)
         self._replace = client.register_script(_REPLACE)
         self._merge = client.register_script(_MERGE)
+        self._release = client.register_script(_RELEASE)
 
     @classmethod
     def from_url(
@@ -178,6 +191,28 @@ class RedisBackend(Backend):
     async def delete(self, key: str) -> None:
         name = self.redis_key(key)
         await self._call("delete", lambda: self.client.delete(name))
+
+    def lock_key(self, key: str) -> str:
+        """The Redis key of a record's lock: in the record's hash slot."""
+        return f"{self.redis_key(key)}:lock"
+
+    async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
+        name, ttl_ms = self.lock_key(key), _milliseconds(ttl)
+        pause = _LOCK_POLL_FIRST
+        with anyio.move_on_after(wait):
+            while True:
+                taken = await self._call(
+                    "acquire_lock", lambda: self.client.set(name, token, nx=True, px=ttl_ms)
+                )
+                if taken:
+                    return True
+                await anyio.sleep(pause)
+                pause = min(pause * 2, _LOCK_POLL_LAST)
+        return False
+
+    async def release_lock(self, key: str, token: str) -> None:
+        name = self.lock_key(key)
+        await self._call("release_lock", lambda: self._release(keys=[name], args=[token]))
 
     async def aclose(self) -> None:
         if self._owns_client:

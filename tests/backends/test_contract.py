@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from fastapi_session_deps import Backend
+from fastapi_session_deps import Backend, SessionLocks
 
 from ..conftest import PassTime
 
@@ -124,3 +125,53 @@ async def test_concurrent_updates_of_different_fields_all_persist(backend: Backe
 async def test_aclose_can_be_called_twice(backend: Backend) -> None:
     await backend.aclose()
     await backend.aclose()
+
+
+# -- session locks (concurrency="lock") ---------------------------------------------------
+
+
+def locks_of(backend: Backend) -> SessionLocks:
+    assert isinstance(backend, SessionLocks)
+    return backend
+
+
+async def test_a_lock_is_exclusive_until_its_owner_releases_it(backend: Backend) -> None:
+    locks = locks_of(backend)
+    assert await locks.acquire_lock("k", "one", ttl=30, wait=1)
+    assert not await locks.acquire_lock("k", "two", ttl=30, wait=0.05)
+    await locks.release_lock("k", "two")  # not the owner: nothing happens
+    assert not await locks.acquire_lock("k", "two", ttl=30, wait=0.05)
+    await locks.release_lock("k", "one")
+    assert await locks.acquire_lock("k", "two", ttl=30, wait=0.05)
+    assert await locks.acquire_lock("other", "three", ttl=30, wait=0.05)  # per session
+    await locks.release_lock("k", "two")
+    await locks.release_lock("other", "three")
+
+
+async def test_a_waiter_gets_the_lock_as_soon_as_it_is_released(backend: Backend) -> None:
+    locks = locks_of(backend)
+    assert await locks.acquire_lock("k", "holder", ttl=30, wait=1)
+    got: list[bool] = []
+
+    async def wait_for_it() -> None:
+        got.append(await locks.acquire_lock("k", "waiter", ttl=30, wait=10))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait_for_it)
+        await anyio.lowlevel.checkpoint()  # let the waiter start waiting
+        with anyio.fail_after(5):
+            await locks.release_lock("k", "holder")
+    assert got == [True]
+    await locks.release_lock("k", "waiter")
+
+
+async def test_a_lock_whose_holder_died_frees_itself(
+    backend: Backend, pass_time: PassTime
+) -> None:
+    locks = locks_of(backend)
+    assert await locks.acquire_lock("k", "crashed", ttl=10, wait=1)
+    await pass_time(11)  # the holder never releases: its time runs out
+    assert await locks.acquire_lock("k", "next", ttl=10, wait=0.05)
+    await locks.release_lock("k", "crashed")  # a late release by the dead holder is harmless
+    assert not await locks.acquire_lock("k", "third", ttl=10, wait=0.05)
+    await locks.release_lock("k", "next")

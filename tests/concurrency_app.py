@@ -1,0 +1,85 @@
+"""The app the concurrency tests serve with uvicorn, configured from the environment.
+
+STORE (memory | redis), REDIS_URL, KEY_PREFIX and POLICY (merge | lock). The typed session
+counts increments in one field; the `request.session` one gets a key per request.
+"""
+
+import os
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, FastAPI, Request
+
+from fastapi_session_deps import (
+    CookieFrontend,
+    MemoryBackend,
+    RedisBackend,
+    SessionManager,
+    SessionMiddleware,
+    SessionModel,
+    load_session,
+)
+
+SECRET = "concurrency-test-secret-key-0123456789"
+POLICY = os.environ.get("POLICY", "merge")
+
+
+class Counter(SessionModel):
+    started: bool = False
+    counter: int = 0
+
+
+if os.environ.get("STORE") == "redis":
+    backend = RedisBackend.from_url(
+        os.environ["REDIS_URL"], key_prefix=os.environ.get("KEY_PREFIX", "session:")
+    )
+else:
+    backend = MemoryBackend()
+
+sessions = SessionManager(
+    Counter,
+    frontend=CookieFrontend(SECRET, secure=False),
+    backend=backend,
+    concurrency=POLICY,  # type: ignore[arg-type]
+)
+app = FastAPI(lifespan=sessions.lifespan)
+app.add_middleware(sessions.middleware)
+app.add_middleware(
+    SessionMiddleware,
+    secret_key=SECRET,
+    session_cookie="dsession",
+    https_only=False,
+    backend=backend,
+    concurrency=POLICY,
+)
+
+
+@app.post("/start")
+async def start(session: Annotated[Counter, Depends(sessions.get_session)]) -> None:
+    session.started = True  # a change, so the session is stored and its cookie set
+
+
+@app.post("/incr")
+async def incr(session: Annotated[Counter, Depends(sessions.get_session)]) -> int:
+    value = session.counter
+    await anyio.sleep(0.001)  # the route's own I/O (a database call, say)
+    session.counter = value + 1
+    return session.counter
+
+
+@app.get("/read")
+async def read(session: Annotated[Counter, Depends(sessions.get_session_readonly)]) -> int:
+    return session.counter
+
+
+@app.post("/mark/{index}")
+async def mark(index: int, request: Request) -> None:
+    await load_session(request)
+    await anyio.sleep(0.001)
+    request.session[f"k{index}"] = index
+
+
+@app.get("/marks")
+async def marks(request: Request) -> int:
+    await load_session(request)
+    return len(request.session)

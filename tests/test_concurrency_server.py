@@ -1,0 +1,132 @@
+"""200 concurrent updates of one session through real uvicorn workers, per policy and store.
+
+Bounded: 200 requests, 20 at a time, on loopback, with a time limit per run. The lost
+updates of every run are printed at the end of the test session.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+REQUESTS, CONCURRENCY = 200, 20
+APP_DIR = Path(__file__).parent
+#: (policy, store, workers, what, lost) for the end-of-session report.
+REPORT: list[tuple[str, str, int, str, int]] = []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def serve(store: str, policy: str, workers: int, redis_url: str | None) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "STORE": store, "POLICY": policy, "KEY_PREFIX": f"c:{uuid.uuid4()}:"}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and test app
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "concurrency_app:app",
+            "--app-dir",
+            str(APP_DIR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/read", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def hammer(client: httpx.AsyncClient, paths: list[str]) -> list[int]:
+    limit = anyio.Semaphore(CONCURRENCY)
+    statuses: list[int] = []
+
+    async def one(path: str) -> None:
+        async with limit:
+            statuses.append((await client.post(path)).status_code)
+
+    with anyio.fail_after(120):
+        async with anyio.create_task_group() as group:
+            for path in paths:
+                group.start_soon(one, path)
+    return statuses
+
+
+CASES = [
+    ("memory", 1),  # a memory store is one process's: two workers would not share it
+    ("redis", 1),
+    ("redis", 2),
+]
+
+
+@pytest.mark.parametrize(("store", "workers"), CASES, ids=[f"{s}-{w}w" for s, w in CASES])
+@pytest.mark.parametrize("policy", ["lock", "merge"])
+async def test_concurrent_updates_of_one_session(
+    store: str, workers: int, policy: str, redis_url: str
+) -> None:
+    for base in serve(store, policy, workers, redis_url if store == "redis" else None):
+        limits = httpx.Limits(max_connections=CONCURRENCY)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+            await client.post("/start")
+            await client.post("/mark/-1")  # creates the request.session one
+            same_field = await hammer(client, ["/incr"] * REQUESTS)
+            counted = int((await client.get("/read")).text)
+            other_fields = await hammer(client, [f"/mark/{i}" for i in range(REQUESTS)])
+            marks = int((await client.get("/marks")).text) - 1
+
+        assert same_field == [200] * REQUESTS  # every increment was acknowledged
+        assert other_fields == [200] * REQUESTS
+        REPORT.append((policy, store, workers, "same field", REQUESTS - counted))
+        REPORT.append((policy, store, workers, "different fields", REQUESTS - marks))
+        # Changes to different fields are never lost, whatever the policy.
+        assert marks == REQUESTS
+        if policy == "lock":
+            assert counted == REQUESTS  # the lock loses no update at all
+        else:
+            assert counted <= REQUESTS  # last writer wins on one field: reported, not zero
+
+
+def report_lines() -> list[str]:
+    if not REPORT:
+        return []
+    lines = [
+        f"lost updates out of {REQUESTS} concurrent ({CONCURRENCY} at a time), real uvicorn:",
+        f"  {'policy':7} {'store':7} {'workers':>7}  {'updates to':17} {'lost':>4}",
+    ]
+    for policy, store, workers, what, lost in sorted(REPORT):
+        lines.append(f"  {policy:7} {store:7} {workers:>7}  {what:17} {lost:>4}")
+    return lines
