@@ -1,8 +1,9 @@
 """Cost of a session read and write per request, in process, on a real local Redis.
 
 Drives the app with raw ASGI calls (no network between client and app), against bare
-FastAPI, the memory store and Redis, in interleaved repetitions, and prints the median µs
-per request and the Redis round trips of each route (counted with MONITOR).
+FastAPI, the memory store and Redis, each with the "merge" and the "lock" policy, in
+interleaved repetitions, and prints the median µs per request and the Redis round trips of
+each route (counted with MONITOR).
 
     .venv/bin/python bench/redis_requests.py [--requests 2000] [--repeats 5]
 """
@@ -37,6 +38,10 @@ def bare_app() -> FastAPI:
 
     @app.get("/read")
     async def read() -> dict[str, Any]:
+        return {"user_id": 1, "counter": 0, "cart": [], "prefs": {}}
+
+    @app.get("/read-only")
+    async def read_only() -> dict[str, Any]:
         return {"user_id": 1, "counter": 0, "cart": [], "prefs": {}}
 
     @app.post("/incr")
@@ -78,22 +83,25 @@ async def main(requests: int, repeats: int) -> None:
     server = RedisServer(Path(tempfile.mkdtemp()) / "redis").start()
     try:
         apps: dict[str, Any] = {"bare": bare_app()}
+        frontend = CookieFrontend(SECRET, secure=False)
         managers = {
-            "memory": SessionManager(
-                AppSession, frontend=CookieFrontend(SECRET, secure=False), backend=MemoryBackend()
-            ),
-            "redis": SessionManager(
+            f"{store}{'+lock' if policy == 'lock' else ''}": SessionManager(
                 AppSession,
-                frontend=CookieFrontend(SECRET, secure=False),
-                backend=RedisBackend.from_url(server.url),
-            ),
+                frontend=frontend,
+                backend=MemoryBackend()
+                if store == "memory"
+                else RedisBackend.from_url(server.url),
+                concurrency=policy,  # type: ignore[arg-type]
+            )
+            for store in ("memory", "redis")
+            for policy in ("merge", "lock")
         }
         headers: dict[str, Any] = {"bare": []}
         for name, manager in managers.items():
             apps[name] = build_app(manager)
             login = await call(apps[name], "/login", "POST")
             headers[name] = cookie_header(login.cookie() or "")
-        routes = [("/read", "GET"), ("/incr", "POST")]
+        routes = [("/read", "GET"), ("/read-only", "GET"), ("/incr", "POST")]
         results: dict[tuple[str, str], list[float]] = {}
         for name, app in apps.items():  # warm up
             for path, method in routes:
@@ -103,21 +111,22 @@ async def main(requests: int, repeats: int) -> None:
                 for name, app in apps.items():
                     value = await per_request_us(app, path, method, headers[name], requests)
                     results.setdefault((name, path), []).append(value)
-        print(f"{'route':8} {'store':7} {'µs/request':>11} {'over bare':>10}  round trips")
+        print(f"{'route':10} {'store':11} {'µs/request':>11} {'over bare':>10}  round trips")
         for path, method in routes:
             bare = statistics.median(results[("bare", path)])
             for name, app in apps.items():
                 median = statistics.median(results[(name, path)])
                 trips = ""
-                if name == "redis":
+                if name.startswith("redis"):
 
                     async def one(app: Any = app, path: str = path, method: str = method) -> None:
                         await call(app, path, method, headers=headers["redis"])
 
-                    trips = " + ".join(await round_trips(server.url, one))
+                    trips = " + ".join(await round_trips(server.url, one)) or "-"
                 over = "" if name == "bare" else f"{median - bare:+.1f}"
-                print(f"{path:8} {name:7} {median:11.1f} {over:>10}  {trips}")
-        await managers["redis"].aclose()
+                print(f"{path:10} {name:11} {median:11.1f} {over:>10}  {trips}")
+        for manager in managers.values():
+            await manager.aclose()
     finally:
         server.stop()
 

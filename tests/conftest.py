@@ -185,6 +185,12 @@ def build_app(sessions: SessionManager[AppSession]) -> FastAPI:
     async def read(session: Session) -> dict[str, Any]:
         return session.model_dump()
 
+    @app.get("/read-only")
+    async def read_only(
+        session: Annotated[AppSession, Depends(sessions.get_session_readonly)],
+    ) -> dict[str, Any]:
+        return session.model_dump()
+
     @app.get("/me")
     async def me(session: Required) -> dict[str, Any]:
         return session.model_dump()
