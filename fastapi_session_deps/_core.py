@@ -24,7 +24,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Generic, Literal, TypeVar
 
@@ -87,19 +87,23 @@ class SessionState(Generic[T]):
     lock_token: str | None = None
 
 
-@dataclass(eq=False)
 class RequestSlot:
     """What the middleware puts in the ASGI scope: the request's session, once loaded."""
 
-    state: SessionState[object] | None = field(default=None)
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state: SessionState[object] | None = None
 
 
 def add_vary(headers: MutableHeaders, name: str) -> None:
     """Add ``name`` to the response's ``Vary`` header unless it is already covered."""
-    present = {
-        token.strip().lower() for value in headers.getlist("vary") for token in value.split(",")
-    }
-    if name.lower() not in present and "*" not in present:
+    present = b",".join(value for key, value in headers.raw if key == b"vary")
+    if not present:
+        headers.append("vary", name)
+        return
+    tokens = {token.strip() for token in present.decode("latin-1").lower().split(",")}
+    if name.lower() not in tokens and "*" not in tokens:
         headers.add_vary_header(name)
 
 
@@ -213,7 +217,7 @@ class SessionCore(Generic[T]):
         """
         if token is None:
             return self.new_state(readonly=readonly)
-        key = store_key(token.session_id)
+        key = token.key
         lock_token = None
         if self.concurrency == "lock" and not readonly:
             lock_token = await self._acquire(key)

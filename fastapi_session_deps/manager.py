@@ -4,6 +4,7 @@
 # at runtime.
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
@@ -100,6 +101,12 @@ class SessionManager(SessionCore[M]):
             clock=clock,
         )
         self.model = model
+        # Each request's session object -> its state, for regenerate() and destroy(). Weak:
+        # an entry goes when its request's state does. (A private attribute on the model
+        # would cost every model instantiation Pydantic's private-attribute set-up.)
+        self._states: weakref.WeakValueDictionary[int, SessionState[M]] = (
+            weakref.WeakValueDictionary()
+        )
 
     def __repr__(self) -> str:
         return (
@@ -182,11 +189,11 @@ class SessionManager(SessionCore[M]):
         self.destroy_state(self._state_of(session))
 
     def attach(self, state: SessionState[M]) -> None:
-        state.data._session_state = state
+        self._states[id(state.data)] = state
 
     def _state_of(self, session: M) -> SessionState[M]:
-        state = getattr(session, "_session_state", None)
-        if not isinstance(state, SessionState) or state.data is not session:
+        state = self._states.get(id(session))
+        if state is None or state.data is not session:
             raise SessionError(
                 "This object did not come from a session dependency: pass the session your "
                 "route received from Depends(sessions.get_session)."

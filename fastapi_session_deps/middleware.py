@@ -90,7 +90,8 @@ class SessionCommitMiddleware:
             await send_unavailable(send, BUSY_DETAIL if busy else UNAVAILABLE_DETAIL)
         finally:
             # Held when the response never started (an unhandled error): free it now.
-            await self.release(slot)
+            if slot.state is not None and slot.state.lock_token is not None:
+                await self.release(slot)
 
     async def prepare(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
         """Hook run before the app; returning ``False`` means a response was already sent."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict
 
 
 class SessionModel(BaseModel):
@@ -25,7 +25,3 @@ class SessionModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="ignore")
-
-    # The request-scoped state this instance belongs to, so that
-    # `sessions.regenerate(session)` and `sessions.destroy(session)` can find it.
-    _session_state: object = PrivateAttr(default=None)

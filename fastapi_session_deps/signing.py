@@ -44,6 +44,8 @@ SECRET_KEY_ENV = "SESSION_SECRET_KEY"  # noqa: S105 - a variable name, not a sec
 MIN_SECRET_KEY_BYTES = 32
 #: A token is about 95 characters; anything much longer is rejected before any hashing.
 MAX_TOKEN_LENGTH = 256
+#: Verified tokens remembered per signer, so a returning client costs no HMAC.
+VERIFIED_CACHE_SIZE = 4096
 
 #: One secret, or several for rotation: the first signs, all verify.
 SecretKeys = str | bytes | Sequence[str | bytes]
@@ -111,11 +113,13 @@ class VerifiedToken:
         session_id: the session id it carries.
         issued_at: when it was signed, in whole seconds of the manager's clock.
         rotated: it verified with an older key; it should be re-signed with the current one.
+        key: the store key of the session (:func:`store_key` of the id).
     """
 
     session_id: str
     issued_at: int
     rotated: bool
+    key: str
 
 
 class _KeySigner(Signer):
@@ -141,10 +145,13 @@ class TokenSigner:
             reads ``SESSION_SECRET_KEY`` from the environment.
     """
 
-    __slots__ = ("_signers",)
+    __slots__ = ("_signers", "_verified")
 
     def __init__(self, secret_key: SecretKeys | None = None) -> None:
         self._signers = [_KeySigner(key) for key in resolve_secret_keys(secret_key)]
+        # Only tokens that verified are kept, by their exact text, and the keys never change
+        # for this signer: a hit is as good as checking the HMAC again.
+        self._verified: dict[str, VerifiedToken] = {}
 
     def __repr__(self) -> str:
         # Never show a key, not even a prefix of one.
@@ -161,6 +168,17 @@ class TokenSigner:
         Never raises: any malformed, truncated, oversized, non-ASCII or tampered value is
         simply ``None``.
         """
+        verified = self._verified.get(token)
+        if verified is not None:
+            return verified
+        verified = self._verify(token)
+        if verified is not None:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]  # the oldest entry
+            self._verified[token] = verified
+        return verified
+
+    def _verify(self, token: str) -> VerifiedToken | None:
         if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             return None
         value, _, signature = token.rpartition(".")
@@ -175,5 +193,7 @@ class TokenSigner:
             # signature both pass.
             if hmac.compare_digest(signer.get_signature(value_bytes), signature_bytes):
                 issued_at = bytes_to_int(base64_decode(stamp))
-                return VerifiedToken(session_id, issued_at, rotated=position > 0)
+                return VerifiedToken(
+                    session_id, issued_at, rotated=position > 0, key=store_key(session_id)
+                )
         return None

@@ -108,6 +108,7 @@ class CookieFrontend(Frontend):
                 "'__Secure-' prefix."
             )
         self.cookie_name = cookie_name
+        self._name_bytes = cookie_name.encode("ascii")
         self.max_age = None if max_age is None else to_seconds(max_age, "max_age")
         self.path = path
         self.domain = domain
@@ -126,10 +127,18 @@ class CookieFrontend(Frontend):
         )
 
     def read(self, connection: HTTPConnection) -> VerifiedToken | None:
-        token = connection.cookies.get(self.cookie_name)
+        token = None
+        # Only our cookie is looked for, in the raw headers, rather than every cookie parsed.
+        # As with Starlette's parser, the last one of our name wins.
+        for name, value in connection.scope["headers"]:
+            if name == b"cookie" and self._name_bytes in value:
+                for part in value.split(b";"):
+                    key, sep, raw = part.partition(b"=")
+                    if sep and key.strip() == self._name_bytes:
+                        token = raw.strip()
         if not token:
             return None
-        return self._signer.verify(token)
+        return self._signer.verify(token.decode("latin-1"))
 
     def write(
         self, headers: MutableHeaders, session_id: str, *, issued_at: int, max_age: int

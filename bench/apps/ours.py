@@ -1,0 +1,56 @@
+"""fastapi-session-deps, as its README shows: a typed model through Depends()."""
+
+import os
+from typing import Annotated
+
+from fastapi import Depends, FastAPI
+
+from fastapi_session_deps import (
+    CookieFrontend,
+    MemoryBackend,
+    RedisBackend,
+    SessionManager,
+    SessionModel,
+)
+
+SECRET = "bench-secret-key-0123456789-abcdefghijkl"  # noqa: S105 - a bench key
+
+
+class UserSession(SessionModel):
+    user_id: int | None = None
+    counter: int = 0
+
+
+def create_app() -> FastAPI:
+    redis_url = os.environ.get("BENCH_REDIS_URL")
+    backend = RedisBackend.from_url(redis_url) if redis_url else MemoryBackend()
+    sessions = SessionManager(
+        UserSession,
+        frontend=CookieFrontend(SECRET, secure=False),
+        backend=backend,
+        concurrency=os.environ.get("BENCH_POLICY", "merge"),  # type: ignore[arg-type]
+    )
+    app = FastAPI(lifespan=sessions.lifespan)
+    app.add_middleware(sessions.middleware)
+    Session = Annotated[UserSession, Depends(sessions.get_session)]
+
+    @app.get("/noop")
+    async def noop() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/read")
+    async def read(session: Session) -> dict[str, int]:
+        return {"counter": session.counter}
+
+    @app.post("/incr")
+    async def incr(session: Session) -> dict[str, int]:
+        session.counter += 1
+        return {"counter": session.counter}
+
+    @app.post("/login")
+    async def login(session: Session) -> dict[str, bool]:
+        await sessions.regenerate(session)
+        session.user_id = 1
+        return {"ok": True}
+
+    return app

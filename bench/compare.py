@@ -1,0 +1,493 @@
+"""fastapi-session-deps side by side with the session libraries FastAPI users pick instead.
+
+One run, the same four routes for every library (/noop, /read, /incr, /login), and:
+
+1. µs per request in process (raw ASGI calls, no network), median of interleaved
+   repetitions, and the ratio to bare FastAPI;
+2. Redis round trips of /read and /incr (counted with MONITOR);
+3. lost updates out of 200 concurrent increments (uvicorn on loopback, 20 at a time);
+4. the status codes for malformed cookies, and for a stopped Redis;
+5. requests/s and p99 latency under uvicorn with wrk on loopback (bounded in time).
+
+Run it with ``bash bench/run.sh`` (``--quick`` for a run under two minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import anyio  # noqa: E402
+import httpx  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+
+from tests.redis_servers import RedisServer, free_port  # noqa: E402
+
+ROUTES = [("/noop", "GET"), ("/read", "GET"), ("/incr", "POST"), ("/login", "POST")]
+
+
+@dataclass
+class Library:
+    name: str
+    module: str
+    redis: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self, redis_url: str) -> dict[str, str]:
+        return {**self.env, **({"BENCH_REDIS_URL": redis_url} if self.redis else {})}
+
+
+LIBRARIES = [
+    Library("bare FastAPI", "bare"),
+    Library("fastapi-session-deps, memory", "ours"),
+    Library("fastapi-session-deps, Redis", "ours", redis=True),
+    Library("Starlette SessionMiddleware (cookie)", "starlette_cookie"),
+    Library("starsessions, memory", "starsessions_app"),
+    Library("starsessions, Redis", "starsessions_app", redis=True),
+    Library("fastapi-sessions, memory", "fastapi_sessions_app"),
+]
+
+MALFORMED = [
+    "",
+    "garbage",
+    "null",
+    "a" * 5000,
+    "%%%%",
+    "é-non-ascii",
+    '"quoted"',
+    "=",
+    "a.b.c",
+    "...",
+    "eyJhIjogMX0=",  # base64 of JSON
+    '{"a": 1}',
+    "\\x00\\x01",
+    "0" * 64,
+    "x" * 43 + ".AAAA." + "y" * 43,
+    "00000000-0000-0000-0000-000000000000",
+    "Zm9v.YmFy.YmF6",
+]
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def build(library: Library, redis_url: str) -> Any:
+    module = importlib.import_module(f"bench.apps.{library.module}")
+    with environment(library.environment(redis_url)):
+        return module.create_app()
+
+
+def scope(method: str, path: str, cookie: str | None) -> dict[str, Any]:
+    headers = [(b"host", b"bench")]
+    if cookie is not None:
+        headers.append((b"cookie", cookie.encode("latin-1")))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("bench", 80),
+    }
+
+
+async def asgi(app: Any, method: str, path: str, cookie: str | None) -> tuple[int, list[str]]:
+    """One request over raw ASGI: its status and Set-Cookie headers (500 if it raised)."""
+    status = 0
+    cookies: list[str] = []
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            cookies.extend(
+                v.decode("latin-1") for k, v in message.get("headers", []) if k == b"set-cookie"
+            )
+
+    try:
+        await app(scope(method, path, cookie), receive, send)
+    except Exception:  # an exception out of the app is what a server turns into a 500
+        return 500, cookies
+    return status, cookies
+
+
+async def login_cookie(app: Any) -> str | None:
+    _, cookies = await asgi(app, "POST", "/login", None)
+    return cookies[-1].split(";", 1)[0] if cookies else None
+
+
+async def time_route(app: Any, method: str, path: str, cookie: str | None, count: int) -> float:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    if path == "/login":
+        cookie = None
+    started = time.perf_counter()
+    for _ in range(count):
+        await app(scope(method, path, cookie), receive, send)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+# -- the parts of the report ---------------------------------------------------------------
+
+
+async def in_process(redis_url: str, repeats: int, count: int) -> dict[str, dict[str, float]]:
+    apps = {lib.name: build(lib, redis_url) for lib in LIBRARIES}
+    cookies = {name: await login_cookie(app) for name, app in apps.items()}
+    samples: dict[tuple[str, str], list[float]] = {}
+    for name, app in apps.items():  # warm up: connections, scripts, caches
+        for path, method in ROUTES:
+            await time_route(app, method, path, cookies[name], max(50, count // 10))
+    for _ in range(repeats):  # interleaved: every library in every repetition
+        for path, method in ROUTES:
+            for name, app in apps.items():
+                value = await time_route(app, method, path, cookies[name], count)
+                samples.setdefault((name, path), []).append(value)
+    return {
+        name: {path: statistics.median(samples[(name, path)]) for path, _ in ROUTES}
+        for name in apps
+    }
+
+
+async def raw_round_trip(redis_url: str, count: int) -> float:
+    """µs of one bare redis-py HGETALL on this machine: the floor of any Redis read."""
+    client = aioredis.Redis.from_url(redis_url)
+    await client.hset("bench:raw", mapping={"a": "1"})
+    for _ in range(100):
+        await client.hgetall("bench:raw")
+    started = time.perf_counter()
+    for _ in range(count):
+        await client.hgetall("bench:raw")
+    elapsed = (time.perf_counter() - started) / count * 1e6
+    await client.aclose()
+    return elapsed
+
+
+async def round_trips(redis_url: str) -> dict[str, dict[str, int]]:
+    result: dict[str, dict[str, int]] = {}
+    for lib in LIBRARIES:
+        if not lib.redis:
+            continue
+        app = build(lib, redis_url)
+        cookie = await login_cookie(app)
+        for path, method in ROUTES[1:3]:
+            await asgi(app, method, path, cookie)  # warm
+        watcher, marker = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+        await marker.ping()
+        for path, method in ROUTES[1:3]:
+            async with watcher.monitor() as monitor:
+                await asgi(app, method, path, cookie)
+                await marker.echo("end-of-request")
+                trips = 0
+                while "end-of-request" not in (seen := await monitor.next_command())["command"]:
+                    trips += seen["client_type"] != "lua"
+            result.setdefault(lib.name, {})[path] = trips
+        await watcher.aclose()
+        await marker.aclose()
+    return result
+
+
+async def malformed_cookies(redis_url: str) -> dict[str, Counter[int]]:
+    result: dict[str, Counter[int]] = {}
+    for lib in LIBRARIES[1:]:
+        app = build(lib, redis_url)
+        name = ((await login_cookie(app)) or "session=").split("=", 1)[0]
+        result[lib.name] = Counter(
+            [(await asgi(app, "GET", "/read", f"{name}={value}"))[0] for value in MALFORMED]
+        )
+    return result
+
+
+async def stopped_redis(server: RedisServer) -> dict[str, dict[str, int]]:
+    apps = {lib.name: build(lib, server.url) for lib in LIBRARIES if lib.redis}
+    cookies = {name: await login_cookie(app) for name, app in apps.items()}
+    server.stop()
+    result = {}
+    for name, app in apps.items():
+        with anyio.move_on_after(30):
+            result[name] = {
+                path: (await asgi(app, method, path, cookies[name]))[0]
+                for path, method in ROUTES[1:3]
+            }
+    server.start()
+    return result
+
+
+@contextmanager
+def uvicorn(library: Library, redis_url: str) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - our interpreter, our bench apps
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"bench.apps.{library.module}:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+            "--no-access-log",
+        ],
+        env={**os.environ, **library.environment(redis_url), "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/noop", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{library.name} did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+async def lost_updates(library: Library, base: str, requests: int = 200) -> int:
+    limit = anyio.Semaphore(20)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        await client.post("/login")
+
+        async def one() -> None:
+            async with limit:
+                await client.post("/incr")
+
+        with anyio.fail_after(120):
+            async with anyio.create_task_group() as group:
+                for _ in range(requests):
+                    group.start_soon(one)
+        counter = (await client.get("/read")).json().get("counter", 0)
+    return requests - int(counter)
+
+
+def wrk(base: str, method: str, path: str, cookie: str | None, seconds: int) -> tuple[float, str]:
+    command = ["wrk", "-t1", "-c16", f"-d{seconds}s", "--latency"]
+    if cookie is not None and path != "/login":
+        command += ["-H", f"Cookie: {cookie}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'wrk.method = "{method}"\n')
+    command += ["-s", script.name, base + path]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout  # noqa: S603
+    os.unlink(script.name)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"99%\s+(\S+)", output)
+    return (float(rate.group(1)) if rate else 0.0), (p99.group(1) if p99 else "?")
+
+
+async def under_uvicorn(
+    redis_url: str, seconds: int
+) -> tuple[dict[str, int], dict[str, dict[str, tuple[float, str]]]]:
+    losses: dict[str, int] = {}
+    load: dict[str, dict[str, tuple[float, str]]] = {}
+    for lib in LIBRARIES:
+        with uvicorn(lib, redis_url) as base:
+            if lib.module != "bare":
+                losses[lib.name] = await lost_updates(lib, base)
+            if seconds and shutil.which("wrk"):
+                async with httpx.AsyncClient() as client:
+                    login = await client.post(base + "/login", timeout=5)
+                cookie = "; ".join(f"{k}={v}" for k, v in login.cookies.items()) or None
+                load[lib.name] = {
+                    path: wrk(base, method, path, cookie, seconds) for path, method in ROUTES
+                }
+    return losses, load
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    names = [
+        "fastapi",
+        "starlette",
+        "pydantic",
+        "redis",
+        "starsessions",
+        "fastapi-sessions",
+        "uvicorn",
+    ]
+    binary = shutil.which("redis-server") or "redis-server"
+    redis_server = subprocess.run(  # noqa: S603 - the machine's redis-server
+        [binary, "--version"], capture_output=True, text=True, check=False
+    ).stdout.split()[2]
+    return ", ".join(
+        [f"Python {platform.python_version()}", f"redis-server {redis_server.split('=')[1]}"]
+        + [f"{name} {version(name)}" for name in names]
+    )
+
+
+def report(
+    timing: dict[str, dict[str, float]],
+    trips: dict[str, dict[str, int]],
+    raw_trip: float,
+    malformed: dict[str, Counter[int]],
+    stopped: dict[str, dict[str, int]],
+    losses: dict[str, int],
+    load: dict[str, dict[str, tuple[float, str]]],
+    settings: str,
+) -> str:
+    lines = [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}.",
+        f"Versions: {versions()}.",
+        f"Settings: {settings}.",
+        "",
+        "### µs per request in process (median), and over bare FastAPI",
+        "",
+        "| library | " + " | ".join(path for path, _ in ROUTES) + " |",
+        "| --- |" + " ---: |" * len(ROUTES),
+    ]
+    bare = timing["bare FastAPI"]
+    for name, row in timing.items():
+        cells = []
+        for path, _ in ROUTES:
+            over = (
+                ""
+                if name == "bare FastAPI"
+                else f" ({row[path] - bare[path]:+.1f}, x{row[path] / bare[path]:.2f})"
+            )
+            cells.append(f"{row[path]:.1f}{over}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "### Redis round trips per request",
+        "",
+        f"One bare redis-py `HGETALL` round trip costs {raw_trip:.0f} µs on this machine.",
+        "",
+        "| library | /read | /incr |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {name} | {row['/read']} | {row['/incr']} |" for name, row in trips.items()]
+    lines += [
+        "",
+        "### Lost updates out of 200 concurrent increments (uvicorn, 20 at a time)",
+        "",
+        "| library | lost |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {name} | {lost} |" for name, lost in losses.items()]
+    lines += [
+        "",
+        f"### Status codes for {len(MALFORMED)} malformed cookies on /read",
+        "",
+        "| library | statuses |",
+        "| --- | --- |",
+    ]
+    lines += [
+        f"| {name} | " + ", ".join(f"{code} x{n}" for code, n in sorted(counts.items())) + " |"
+        for name, counts in malformed.items()
+    ]
+    lines += [
+        "",
+        "### Status codes with Redis stopped",
+        "",
+        "| library | /read | /incr |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {name} | {row['/read']} | {row['/incr']} |" for name, row in stopped.items()]
+    if load:
+        lines += [
+            "",
+            "### Under uvicorn (1 worker) with wrk on loopback: requests/s, p99",
+            "",
+            "| library | " + " | ".join(path for path, _ in ROUTES) + " |",
+            "| --- |" + " ---: |" * len(ROUTES),
+        ]
+        for name, row in load.items():
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{row[p][0]:.0f}, {row[p][1]}" for p, _ in ROUTES)
+                + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+async def main(options: argparse.Namespace) -> None:
+    repeats, count, seconds = (5, 1000, 1) if options.quick else (7, 3000, 5)
+    if options.no_load:
+        seconds = 0
+    started = time.monotonic()
+    server = RedisServer(Path(tempfile.mkdtemp()) / "redis").start()
+    try:
+        timing = await in_process(server.url, repeats, count)
+        trips = await round_trips(server.url)
+        raw_trip = statistics.median([await raw_round_trip(server.url, count) for _ in range(3)])
+        malformed = await malformed_cookies(server.url)
+        losses, load = await under_uvicorn(server.url, seconds)
+        stopped = await stopped_redis(server)
+    finally:
+        server.stop()
+    settings = (
+        f"{'quick' if options.quick else 'full'} run: {repeats} interleaved repetitions of "
+        f"{count} requests per route; wrk {seconds} s per route, 16 connections; "
+        f"took {time.monotonic() - started:.0f} s"
+    )
+    text = report(timing, trips, raw_trip, malformed, stopped, losses, load, settings)
+    print(text)
+    if options.output:
+        await anyio.Path(options.output).write_text(text)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a run under two minutes")
+    parser.add_argument("--no-load", action="store_true", help="skip the wrk part")
+    parser.add_argument("--output", help="also write the report (Markdown) to this file")
+    asyncio.run(main(parser.parse_args()))
