@@ -40,7 +40,8 @@ import anyio  # noqa: E402
 import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
-from tests.redis_servers import RedisServer, free_port  # noqa: E402
+from tests.helpers import http_scope, uvicorn_server  # noqa: E402
+from tests.redis_servers import RedisServer  # noqa: E402
 
 ROUTES = [("/noop", "GET"), ("/read", "GET"), ("/incr", "POST"), ("/login", "POST")]
 
@@ -111,20 +112,7 @@ def scope(method: str, path: str, cookie: str | None) -> dict[str, Any]:
     headers = [(b"host", b"bench")]
     if cookie is not None:
         headers.append((b"cookie", cookie.encode("latin-1")))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("bench", 80),
-    }
+    return http_scope(path, method, headers)
 
 
 async def asgi(app: Any, method: str, path: str, cookie: str | None) -> tuple[int, list[str]]:
@@ -263,40 +251,11 @@ async def stopped_redis(server: RedisServer) -> dict[str, dict[str, int]]:
 
 @contextmanager
 def uvicorn(library: Library, redis_url: str) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our interpreter, our bench apps
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            f"bench.apps.{library.module}:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "error",
-            "--no-access-log",
-        ],
-        env={**os.environ, **library.environment(redis_url), "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/noop", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{library.name} did not start") from None
-                time.sleep(0.1)
+    env = {**library.environment(redis_url), "PYTHONPATH": str(ROOT)}
+    with uvicorn_server(
+        f"bench.apps.{library.module}:create_app", env=env, factory=True, ready_path="/noop"
+    ) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 async def lost_updates(library: Library, base: str, requests: int = 200) -> int:

@@ -21,7 +21,7 @@ from tests.test_concurrency_server import CASES, CONCURRENCY, REQUESTS, hammer, 
 
 
 async def run(store: str, workers: int, policy: str, redis_url: str) -> tuple[int, int]:
-    for base in serve(store, policy, workers, redis_url if store == "redis" else None):
+    with serve(store, policy, workers, redis_url if store == "redis" else None) as base:
         limits = httpx.Limits(max_connections=CONCURRENCY)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
             await client.post("/start")
@@ -30,8 +30,7 @@ async def run(store: str, workers: int, policy: str, redis_url: str) -> tuple[in
             counted = int((await client.get("/read")).text)
             await hammer(client, [f"/mark/{i}" for i in range(REQUESTS)])
             marks = int((await client.get("/marks")).text) - 1
-        return REQUESTS - counted, REQUESTS - marks
-    raise AssertionError("unreachable")
+    return REQUESTS - counted, REQUESTS - marks
 
 
 async def main() -> None:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 from starlette.types import ASGIApp, Message, Receive
 
 from fastapi_session_deps import Backend, BackendUnavailable, SessionLocks
@@ -215,3 +223,63 @@ async def call(
 def cookie_header(value: str | bytes, name: str = "session") -> list[tuple[bytes, bytes]]:
     raw = value if isinstance(value, bytes) else value.encode("latin-1")
     return [(b"cookie", name.encode() + b"=" + raw)]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def uvicorn_server(
+    app: str,
+    *,
+    app_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    factory: bool = False,
+    ready_path: str = "/",
+) -> Iterator[str]:
+    """Serve ``app`` (``module:attribute``) with uvicorn on a free loopback port.
+
+    Yields the base URL once ``ready_path`` answers; stops the server (and its workers) on
+    the way out. Bounded: 30 s to start, 20 s to stop.
+    """
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    if app_dir is not None:
+        command += ["--app-dir", str(app_dir)]
+    if factory:
+        command.append("--factory")
+    process = subprocess.Popen(command, env={**os.environ, **(env or {})})  # noqa: S603
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + ready_path, timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not start {app}") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -4,18 +4,16 @@ Bounded: 200 requests, 20 at a time, on loopback, with a time limit per run. The
 updates of every run are printed at the end of the test session.
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+
+from .helpers import uvicorn_server
 
 pytestmark = pytest.mark.anyio
 
@@ -25,50 +23,15 @@ APP_DIR = Path(__file__).parent
 REPORT: list[tuple[str, str, int, str, int]] = []
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
+@contextmanager
 def serve(store: str, policy: str, workers: int, redis_url: str | None) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "STORE": store, "POLICY": policy, "KEY_PREFIX": f"c:{uuid.uuid4()}:"}
+    env = {"STORE": store, "POLICY": policy, "KEY_PREFIX": f"c:{uuid.uuid4()}:"}
     if redis_url:
         env["REDIS_URL"] = redis_url
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and test app
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "concurrency_app:app",
-            "--app-dir",
-            str(APP_DIR),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/read", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.1)
+    with uvicorn_server(
+        "concurrency_app:app", app_dir=APP_DIR, env=env, workers=workers, ready_path="/read"
+    ) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 async def hammer(client: httpx.AsyncClient, paths: list[str]) -> list[int]:
@@ -98,7 +61,7 @@ CASES = [
 async def test_concurrent_updates_of_one_session(
     store: str, workers: int, policy: str, redis_url: str
 ) -> None:
-    for base in serve(store, policy, workers, redis_url if store == "redis" else None):
+    with serve(store, policy, workers, redis_url if store == "redis" else None) as base:
         limits = httpx.Limits(max_connections=CONCURRENCY)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
             await client.post("/start")

@@ -2,7 +2,6 @@
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,8 @@ from types import ModuleType
 
 import httpx
 import pytest
+
+from .helpers import free_port, uvicorn_server
 
 pytestmark = pytest.mark.anyio
 
@@ -80,12 +81,6 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out() -> None:
 
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_the_demo_script_serves_on_loopback_and_says_where() -> None:
@@ -159,42 +154,14 @@ def test_the_redis_example_refuses_to_start_without_a_secret_key(
 
 def test_two_worker_processes_share_every_session(redis_url: str) -> None:
     """uvicorn with 2 workers on one Redis: a logged-in client is known to both."""
-    port = free_port()
     env = {
-        **os.environ,
         "REDIS_URL": redis_url,
         "SESSION_SECRET_KEY": "multi-process-test-key-0123456789abcdef",
         "COOKIE_SECURE": "0",
     }
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and example
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "redis_app:app",
-            "--app-dir",
-            str(EXAMPLES),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/me", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "uvicorn did not start"
-                time.sleep(0.1)
+    with uvicorn_server(
+        "redis_app:app", app_dir=EXAMPLES, env=env, workers=2, ready_path="/me"
+    ) as base:
         cookies = httpx.post(base + "/login", params={"user_id": 42}, timeout=5).cookies
         workers: set[int] = set()
         for _ in range(50):
@@ -208,9 +175,6 @@ def test_two_worker_processes_share_every_session(redis_url: str) -> None:
             workers.add(httpx.get(base + "/me", cookies=cookies, timeout=5).json()["worker"])
             extra += 1
         assert len(workers) == 2
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 async def test_the_tutorial_style_app_logs_in_counts_visits_and_logs_out() -> None:

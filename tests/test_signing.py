@@ -132,3 +132,25 @@ def test_any_single_bit_flip_of_a_token_is_refused(bit: int) -> None:
     raw = bytearray(VALID.encode())
     raw[bit // 8] ^= 1 << (bit % 8)
     assert SIGNER.verify(raw.decode("latin-1")) is None
+
+
+def test_the_verified_token_cache_is_bounded_and_evicts_the_oldest() -> None:
+    from fastapi_session_deps.signing import VERIFIED_CACHE_SIZE
+
+    signer = TokenSigner(SECRET)
+    tokens = [signer.sign(new_session_id(), 1) for _ in range(VERIFIED_CACHE_SIZE + 5)]
+    for token in tokens:
+        assert signer.verify(token) is not None
+    assert len(signer._verified) == VERIFIED_CACHE_SIZE
+    assert tokens[0] not in signer._verified  # the oldest went first
+    assert tokens[-1] in signer._verified
+    assert signer.verify(tokens[0]) is not None  # evicted tokens still verify, the slow way
+    assert signer.verify(tokens[0] + "x") is None
+    assert len(signer._verified) == VERIFIED_CACHE_SIZE
+
+
+def test_a_cached_token_carries_the_store_key() -> None:
+    session_id = new_session_id()
+    verified = TokenSigner(SECRET).verify(TokenSigner(SECRET).sign(session_id, 1))
+    assert verified is not None
+    assert verified.key == store_key(session_id)
