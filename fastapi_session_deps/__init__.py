@@ -14,6 +14,7 @@ from .exceptions import SessionBusy as SessionBusy
 from .exceptions import SessionError as SessionError
 from .frontends.base import Frontend as Frontend
 from .frontends.cookie import CookieFrontend as CookieFrontend
+from .frontends.header import HeaderFrontend as HeaderFrontend
 from .manager import SessionManager as SessionManager
 from .models import SessionModel as SessionModel
 from .starlette import Session as Session
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigurationError",
     "CookieFrontend",
     "Frontend",
+    "HeaderFrontend",
     "InvalidSessionData",
     "MemoryBackend",
     "MissingDependencyError",

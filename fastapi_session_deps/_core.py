@@ -389,6 +389,15 @@ class SessionCore(Generic[T]):
         ]
         return fields, changed, removed
 
+    async def store_new(self, data: T) -> str:
+        """Store ``data`` as a new session, as a commit would, and return its id."""
+        now = self.clock()
+        session_id = new_session_id()
+        fields = self.serializer.dump(data)
+        fields[CREATED_FIELD] = to_json(now)
+        await self.backend.set(store_key(session_id), fields, ttl=self.remaining(now, now))
+        return session_id
+
     # -- explicit operations ---------------------------------------------------------------
 
     def regenerate_state(self, state: SessionState[T]) -> None:

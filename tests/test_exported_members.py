@@ -10,7 +10,10 @@ CONTRACT = {
     "SessionModel",
     "SessionManager",
     "CookieFrontend",
+    "HeaderFrontend",
     "MemoryBackend",
+    "RedisBackend",
+    "SessionMiddleware",
     "SessionError",
     "BackendUnavailable",
 }

@@ -2,5 +2,6 @@
 
 from .base import Frontend as Frontend
 from .cookie import CookieFrontend as CookieFrontend
+from .header import HeaderFrontend as HeaderFrontend
 
-__all__ = ["CookieFrontend", "Frontend"]
+__all__ = ["CookieFrontend", "Frontend", "HeaderFrontend"]

@@ -50,3 +50,7 @@ class Frontend(ABC):
     @abstractmethod
     def clear(self, headers: MutableHeaders) -> None:
         """Tell the client to drop its token."""
+
+    @abstractmethod
+    def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
+        """The headers a client sends to present ``session_id`` (used by the test helper)."""

@@ -150,6 +150,9 @@ class CookieFrontend(Frontend):
             "set-cookie", self._cookie(token, max_age=str(max_age) if self.persistent else None)
         )
 
+    def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
+        return {"cookie": f"{self.cookie_name}={self._signer.sign(session_id, issued_at)}"}
+
     def clear(self, headers: MutableHeaders) -> None:
         headers.append("set-cookie", self._cookie("", max_age="0", expires=_EXPIRED))
 

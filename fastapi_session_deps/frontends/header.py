@@ -1,0 +1,77 @@
+"""`HeaderFrontend`: the signed session id in a request header, for API clients."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+
+from ..exceptions import ConfigurationError
+from ..signing import SecretKeys, TokenSigner, VerifiedToken
+from .base import Frontend
+
+__all__ = ["HeaderFrontend"]
+
+# RFC 9110 field-name: a token.
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_RESERVED = {"cookie", "set-cookie", "host", "content-length", "content-type", "vary"}
+
+
+class HeaderFrontend(Frontend):
+    """Carries the signed session id in a header, for API clients and mobile apps.
+
+    The client sends the token in ``header_name``. Responses that create a session, move it
+    to a new id, or renew it carry the new token in the same header. A response that ends
+    the session carries the header with an empty value: the client should drop its token.
+    Browsers' JavaScript only sees that response header across origins if CORS exposes it
+    (``expose_headers=["X-Session-Token"]``).
+
+    Unlike a cookie, a header is never sent by the browser on its own, so this frontend is
+    not exposed to cross-site request forgery; the client must keep the token safe
+    instead.
+
+    Args:
+        secret_key: the signing key, or a list of keys for rotation (the first signs, all
+            verify); at least 32 bytes each. ``None`` reads ``SESSION_SECRET_KEY``.
+        header_name: the header that carries the token.
+
+    Raises:
+        ConfigurationError: a missing or short key, or an unusable header name.
+    """
+
+    def __init__(
+        self, secret_key: SecretKeys | None = None, *, header_name: str = "X-Session-Token"
+    ) -> None:
+        self._signer = TokenSigner(secret_key)
+        if not isinstance(header_name, str) or _HEADER_NAME_RE.fullmatch(header_name) is None:
+            raise ConfigurationError(f"header_name={header_name!r} is not a valid header name.")
+        if header_name.lower() in _RESERVED:
+            raise ConfigurationError(
+                f"header_name={header_name!r} is a header HTTP itself uses; pick a name of "
+                "your own, such as the default 'X-Session-Token'."
+            )
+        self.header_name = header_name
+        self.vary = header_name
+        self._name_bytes = header_name.lower().encode("ascii")
+
+    def __repr__(self) -> str:
+        return f"HeaderFrontend(header_name={self.header_name!r})"
+
+    def read(self, connection: HTTPConnection) -> VerifiedToken | None:
+        for name, value in connection.scope["headers"]:
+            if name == self._name_bytes:
+                token = value.strip()
+                return self._signer.verify(token.decode("latin-1")) if token else None
+        return None
+
+    def write(
+        self, headers: MutableHeaders, session_id: str, *, issued_at: int, max_age: int
+    ) -> None:
+        headers[self.header_name] = self._signer.sign(session_id, issued_at)
+
+    def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
+        return {self.header_name: self._signer.sign(session_id, issued_at)}
+
+    def clear(self, headers: MutableHeaders) -> None:
+        headers[self.header_name] = ""
