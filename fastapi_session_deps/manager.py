@@ -2,14 +2,16 @@
 
 # No `from __future__ import annotations` here: FastAPI reads the dependencies' signatures
 # at runtime.
+import inspect
 import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from fastapi import Security
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
@@ -25,6 +27,14 @@ from .serializers import ModelSerializer
 __all__ = ["SessionManager"]
 
 M = TypeVar("M", bound=SessionModel)
+M_co = TypeVar("M_co", bound=SessionModel, covariant=True)
+
+
+class SessionDependency(Protocol[M_co]):
+    """A session dependency: use it as ``Depends(sessions.get_session)``."""
+
+    async def __call__(self, connection: HTTPConnection) -> M_co: ...
+
 
 logger = logging.getLogger("fastapi_session_deps")
 
@@ -101,6 +111,9 @@ class SessionManager(SessionCore[M]):
             clock=clock,
         )
         self.model = model
+        self._get_session = self._dependency("get_session")
+        self._get_session_readonly = self._dependency("get_session_readonly", readonly=True)
+        self._require_session = self._dependency("require_session", required=True)
         # Each request's session object -> its state, for regenerate() and destroy(). Weak:
         # an entry goes when its request's state does. (A private attribute on the model
         # would cost every model instantiation Pydantic's private-attribute set-up.)
@@ -116,27 +129,31 @@ class SessionManager(SessionCore[M]):
         )
 
     # -- dependencies ----------------------------------------------------------------------
+    #
+    # Built once per manager: each depends on the frontend's security scheme, which is per
+    # instance, so that the OpenAPI schema lists it on every route that uses a session.
 
-    async def get_session(self, connection: HTTPConnection) -> M:
+    @property
+    def get_session(self) -> SessionDependency[M]:
         """Dependency: the request's session, or a new empty one.
 
         A new session is stored, and its cookie set, only if the route changes it.
         """
-        return (await resolve(self, connection)).data
+        return self._get_session
 
-    async def get_session_readonly(self, connection: HTTPConnection) -> M:
+    @property
+    def get_session_readonly(self) -> SessionDependency[M]:
         """Dependency: the request's session, for a route that only reads it.
 
         It never takes the session lock (``concurrency="lock"``) and is never saved; a
         change made to it is dropped, with a warning in the log.
         """
-        return (await resolve(self, connection, readonly=True)).data
+        return self._get_session_readonly
 
-    async def require_session(self, connection: HTTPConnection) -> M:
+    @property
+    def require_session(self) -> SessionDependency[M]:
         """Dependency: the request's session; 401 if it has no valid, live one."""
-        state = await resolve(self, connection)
-        require_stored(connection, state)
-        return state.data
+        return self._require_session
 
     def verifier(
         self,
@@ -144,7 +161,7 @@ class SessionManager(SessionCore[M]):
         status_code: int = 403,
         *,
         readonly: bool = False,
-    ) -> Callable[[HTTPConnection], Awaitable[M]]:
+    ) -> SessionDependency[M]:
         """Build a dependency that returns the session when ``check(session)`` is true.
 
         ```python
@@ -160,14 +177,46 @@ class SessionManager(SessionCore[M]):
                 no valid session gets 401 before the check runs.
             readonly: the route only reads the session (see `get_session_readonly`).
         """
+        return self._dependency(
+            "verify_session",
+            readonly=readonly,
+            required=True,
+            check=check,
+            status_code=status_code,
+        )
 
-        async def verify_session(connection: HTTPConnection) -> M:
+    def _dependency(
+        self,
+        name: str,
+        *,
+        readonly: bool = False,
+        required: bool = False,
+        check: Callable[[M], bool | Awaitable[bool]] | None = None,
+        status_code: int = 403,
+    ) -> SessionDependency[M]:
+        async def dependency(connection: HTTPConnection, **_scheme: None) -> M:
             state = await resolve(self, connection, readonly=readonly)
-            require_stored(connection, state)
-            await run_check(connection, check, state.data, status_code)
+            if required:
+                require_stored(connection, state)
+            if check is not None:
+                await run_check(connection, check, state.data, status_code)
             return state.data
 
-        return verify_session
+        dependency.__name__ = dependency.__qualname__ = name
+        scheme = self.frontend.security_scheme
+        parameters = [
+            inspect.Parameter(
+                "connection", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
+            )
+        ]
+        if scheme is not None:
+            parameters.append(
+                inspect.Parameter(
+                    "session_scheme", inspect.Parameter.KEYWORD_ONLY, default=Security(scheme)
+                )
+            )
+        dependency.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        return dependency
 
     # -- operations on a session -----------------------------------------------------------
 

@@ -656,4 +656,5 @@ async def test_the_dependencies_are_plain_coroutine_functions(
     for dependency in dependencies:
         assert inspect.iscoroutinefunction(dependency)
         assert not inspect.isasyncgenfunction(dependency)
-        assert list(inspect.signature(dependency).parameters) == ["connection"]
+        parameters = list(inspect.signature(dependency).parameters)
+        assert parameters == ["connection", "session_scheme"]

@@ -7,13 +7,36 @@ clear it on the response headers, signing and verifying with their own keys.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Literal
 
+from fastapi.openapi.models import APIKey, APIKeyIn
+from fastapi.security.base import SecurityBase
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 
 from ..signing import VerifiedToken
 
-__all__ = ["Frontend"]
+__all__ = ["Frontend", "SessionScheme"]
+
+
+class SessionScheme(SecurityBase):
+    """The OpenAPI security scheme of a frontend: where the session token travels.
+
+    Every session dependency depends on it, so ``/openapi.json`` lists it and marks the
+    routes that use a session (Swagger UI's "Authorize" then sends the token). Calling it
+    does nothing: the frontend reads and verifies the token itself.
+    """
+
+    def __init__(self, location: Literal["cookie", "header"], name: str, scheme_name: str) -> None:
+        self.model = APIKey(
+            **{"in": APIKeyIn(location)},  # type: ignore[arg-type]
+            name=name,
+            description=f"The signed session token, in the {name!r} {location}.",
+        )
+        self.scheme_name = scheme_name
+
+    async def __call__(self) -> None:
+        return None
 
 
 class Frontend(ABC):
@@ -22,9 +45,11 @@ class Frontend(ABC):
     Attributes:
         vary: the request header that a response depends on once it has read the session
             (added to the response's ``Vary`` header so that shared caches keep users apart).
+        security_scheme: how the OpenAPI schema describes this transport, or ``None``.
     """
 
     vary: str
+    security_scheme: SessionScheme | None = None
 
     @abstractmethod
     def read(self, connection: HTTPConnection) -> VerifiedToken | None:

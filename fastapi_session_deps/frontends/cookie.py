@@ -13,7 +13,7 @@ from starlette.requests import HTTPConnection
 from .._time import to_seconds
 from ..exceptions import ConfigurationError
 from ..signing import SecretKeys, TokenSigner, VerifiedToken
-from .base import Frontend
+from .base import Frontend, SessionScheme
 
 __all__ = ["CookieFrontend"]
 
@@ -108,6 +108,7 @@ class CookieFrontend(Frontend):
                 "'__Secure-' prefix."
             )
         self.cookie_name = cookie_name
+        self.security_scheme = SessionScheme("cookie", cookie_name, "SessionCookie")
         self._name_bytes = cookie_name.encode("ascii")
         self.max_age = None if max_age is None else to_seconds(max_age, "max_age")
         self.path = path

@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 
 from ..exceptions import ConfigurationError
 from ..signing import SecretKeys, TokenSigner, VerifiedToken
-from .base import Frontend
+from .base import Frontend, SessionScheme
 
 __all__ = ["HeaderFrontend"]
 
@@ -53,6 +53,7 @@ class HeaderFrontend(Frontend):
             )
         self.header_name = header_name
         self.vary = header_name
+        self.security_scheme = SessionScheme("header", header_name, "SessionHeader")
         self._name_bytes = header_name.lower().encode("ascii")
 
     def __repr__(self) -> str:
