@@ -26,5 +26,7 @@ echo "== ruff"
 "$VENV/bin/ruff" format --check .
 echo "== mypy --strict"
 "$VENV/bin/mypy"
+echo "== mkdocs build --strict"
+NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict --quiet --site-dir "$(mktemp -d)"
 echo "== pytest"
 "$VENV/bin/pytest" --cov=fastapi_session_deps --cov-report=term-missing "$@"

@@ -1,0 +1,77 @@
+"""Every complete program in the docs runs: a fenced block titled ``*.py`` is a program."""
+
+import re
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+DOCS = Path(__file__).parent.parent / "docs"
+PROGRAM = re.compile(r'```python title="([\w-]+\.py)"\n(.*?)```', re.DOTALL)
+
+
+def programs() -> list[tuple[str, str]]:
+    found = []
+    for page in sorted(DOCS.rglob("*.md")):
+        for title, code in PROGRAM.findall(page.read_text()):
+            found.append((f"{page.relative_to(DOCS)}:{title}", code))
+    return found
+
+
+def test_the_docs_have_programs() -> None:
+    assert len(programs()) >= 2
+
+
+def run(code: str, name: str) -> ModuleType:
+    module = ModuleType(name)
+    exec(compile(code, name, "exec"), module.__dict__)  # noqa: S102 - our own docs
+    return module
+
+
+@pytest.mark.parametrize(("where", "code"), programs(), ids=[w for w, _ in programs()])
+async def test_every_program_in_the_docs_runs(
+    where: str, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSION_SECRET_KEY", "docs-test-secret-key-0123456789-abcdef")
+    program = run(code, where.split(":")[1][:-3])
+    app: Any = program.app
+    async with (
+        program.sessions.lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client,
+    ):
+        assert (await client.get("/openapi.json")).status_code == 200
+        login = await client.post("/login", params={"user_id": 7})
+        assert login.status_code == 200
+        assert "set-cookie" in login.headers
+        cart = await client.post("/cart", params={"item": "tea"})
+        assert cart.json() == ["tea"]
+
+
+async def test_the_tutorial_program_logs_in_and_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSION_SECRET_KEY", "docs-test-secret-key-0123456789-abcdef")
+    [code] = [code for where, code in programs() if where.endswith("tutorial.py")]
+    program = run(code, "tutorial")
+    transport = httpx.ASGITransport(app=program.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await client.get("/me")).status_code == 401
+        await client.post("/login", params={"user_id": 7})
+        await client.post("/cart", params={"item": "tea"})
+        assert (await client.get("/me")).json() == {"user_id": 7, "cart": ["tea"]}
+        await client.post("/logout")
+        assert (await client.get("/me")).status_code == 401
+
+
+def test_the_readme_quickstart_is_the_tested_example() -> None:
+    import ast
+
+    readme = (DOCS.parent / "README.md").read_text()
+    block = readme.split("## Quickstart", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    example = ast.parse((DOCS.parent / "examples" / "quickstart.py").read_text())
+    example.body = example.body[1:]  # its docstring
+    assert ast.dump(ast.parse(block)) == ast.dump(example)
