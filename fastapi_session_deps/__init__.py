@@ -25,6 +25,7 @@ from .starlette import load_session as load_session
 from .starlette import regenerate_session as regenerate_session
 
 if TYPE_CHECKING:
+    from .backends.http import HTTPBackend as HTTPBackend
     from .backends.redis import RedisBackend as RedisBackend
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigurationError",
     "CookieFrontend",
     "Frontend",
+    "HTTPBackend",
     "HeaderFrontend",
     "InvalidSessionData",
     "MemoryBackend",
@@ -61,4 +63,8 @@ def __getattr__(name: str) -> object:
         from .backends.redis import RedisBackend
 
         return RedisBackend
+    if name == "HTTPBackend":
+        from .backends.http import HTTPBackend
+
+        return HTTPBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,23 +68,52 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         cluster.stop()
 
 
-def redis_client(request: pytest.FixtureRequest) -> aioredis.Redis | aioredis.RedisCluster:
-    if request.param == "redis":
-        return aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
-    return aioredis.RedisCluster.from_url(request.getfixturevalue("redis_cluster_url"))
-
-
-@pytest.fixture(params=STORES)
-async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
-    """Every store the behaviour suite runs against, on the test's clock where it has one.
+@asynccontextmanager
+async def open_store(
+    name: str, request: pytest.FixtureRequest, clock: Clock
+) -> AsyncIterator[Backend]:
+    """One of the stores under test, cleaned up afterwards.
 
     Redis tests each get a key prefix of their own instead of a flushed database, so that a
-    ``REDIS_URL`` pointing at a shared server loses nothing.
+    ``REDIS_URL`` pointing at a shared server loses nothing. ``http-*`` stores are an
+    `HTTPBackend` talking to the session service, served by uvicorn on a loopback port,
+    over the named store.
     """
-    if request.param == "memory":
+    if name == "memory":
         yield MemoryBackend(clock=clock)
         return
-    client = redis_client(request)
+    if name.startswith("http-"):
+        from fastapi_session_deps.backends.http import HTTPBackend
+        from fastapi_session_deps.service import create_app
+
+        from .helpers import SERVICE_TOKEN, served_in_thread
+
+        # The service runs on its own event loop, so it gets a store of its own; the test
+        # sees the same records through `served` (this loop's view, for inspection).
+        if name == "http-memory":
+            store: Backend = MemoryBackend(clock=clock)
+            view: Backend = store
+        else:
+            url, prefix = request.getfixturevalue("redis_url"), f"test:{uuid.uuid4().hex}:"
+            store = RedisBackend.from_url(url, key_prefix=prefix)
+            view = RedisBackend(aioredis.Redis.from_url(url), key_prefix=prefix)
+        with served_in_thread(create_app(store, token=SERVICE_TOKEN)) as base:
+            backend = HTTPBackend.from_url(base, token=SERVICE_TOKEN)
+            backend.served = view  # type: ignore[attr-defined]
+            try:
+                yield backend
+            finally:
+                await backend.aclose()
+        if isinstance(view, RedisBackend):
+            async for key in view.client.scan_iter(match=view.key_prefix + "*"):
+                await view.client.delete(key)
+            await view.client.aclose()
+        return
+    client = (
+        aioredis.Redis.from_url(request.getfixturevalue("redis_url"))
+        if name == "redis"
+        else aioredis.RedisCluster.from_url(request.getfixturevalue("redis_cluster_url"))
+    )
     prefix = f"test:{uuid.uuid4().hex}:"
     try:
         yield RedisBackend(client, key_prefix=prefix)
@@ -93,14 +123,26 @@ async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator
         await client.aclose()
 
 
+@pytest.fixture(params=STORES)
+async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
+    """Every store the behaviour suite runs against, on the test's clock where it has one."""
+    async with open_store(request.param, request, clock) as store:
+        yield store
+
+
 PassTime = Callable[[float], Awaitable[None]]
 StoreRecords = Callable[[], Awaitable[dict[str, dict[str, bytes]]]]
 
 
 def _inner(store: Backend) -> Backend:
-    while isinstance(store, CountingBackend):
-        store = store.inner
-    return store
+    """The store that really holds the records: through counting wrappers and the service."""
+    while True:
+        if isinstance(store, CountingBackend):
+            store = store.inner
+        elif hasattr(store, "served"):
+            store = store.served
+        else:
+            return store
 
 
 @pytest.fixture

@@ -283,3 +283,32 @@ def uvicorn_server(
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+SERVICE_TOKEN = "service-token-0123456789-abcdefghijklmnop"
+
+
+@contextmanager
+def served_in_thread(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread of this process, on a free loopback port.
+
+    In-process, so the app may share objects with the test (a store on the test's clock).
+    """
+    import threading
+
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the in-thread uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import anyio
 import anyio.lowlevel
 import pytest
 
 from fastapi_session_deps import Backend, SessionLocks
 
-from ..conftest import PassTime
+from ..conftest import STORES, PassTime, open_store
+from ..helpers import Clock
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=[*STORES, "http-memory", "http-redis"])
+async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
+    """The contract suite also runs against HTTPBackend and the real session service."""
+    async with open_store(request.param, request, clock) as store:
+        yield store
 
 
 async def test_missing_key_reads_none(backend: Backend) -> None:

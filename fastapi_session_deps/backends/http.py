@@ -1,0 +1,246 @@
+"""`HTTPBackend`: sessions in a session service, reached over HTTP (the ``http`` extra)."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from ..exceptions import BackendUnavailable, ConfigurationError, MissingDependencyError
+from ..service import decode_fields, encode_fields
+from .base import Backend, SessionLocks
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without httpx
+    raise MissingDependencyError(
+        "HTTPBackend needs httpx: pip install 'fastapi-session-deps[http]'"
+    ) from exc
+
+__all__ = ["HTTPBackend"]
+
+logger = logging.getLogger("fastapi_session_deps")
+
+#: Answers larger than this are refused as malformed (a record is a few KiB at most).
+MAX_ANSWER_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What the service answered: read in full, within `MAX_ANSWER_BYTES`."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class HTTPBackend(Backend, SessionLocks):
+    """Session records in a session service (`fastapi_session_deps.service`), over HTTP.
+
+    One pooled ``httpx.AsyncClient`` carries every call; each call has a ``timeout``, and
+    reads and deletes, which are idempotent, are tried up to ``retries`` more times. A
+    connection error, a timeout, a 5xx, or an answer that is not what the protocol says
+    becomes `BackendUnavailable` (a 503 at the app). A 401 or 403 means the token is wrong:
+    it is logged as a configuration error, and is a 503 too.
+
+    Args:
+        client: an ``httpx.AsyncClient`` whose ``base_url`` is the service. The backend
+            never closes a client it was handed.
+        token: the service's shared secret, sent as ``Authorization: Bearer <token>``.
+        timeout: seconds any one call may take.
+        retries: extra tries for reads and deletes.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        token: str,
+        timeout: float = 1.0,
+        retries: int = 2,
+    ) -> None:
+        if not isinstance(client, httpx.AsyncClient):
+            raise ConfigurationError(f"client must be an httpx.AsyncClient, not {client!r}.")
+        if not token:
+            raise ConfigurationError("token is required: the session service's shared secret.")
+        if not timeout > 0 or retries < 0:
+            raise ConfigurationError("timeout must be positive and retries not negative.")
+        self.client = client
+        self.timeout = timeout
+        self.retries = retries
+        self._auth = {"authorization": f"Bearer {token}"}
+        self._owns_client = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        token: str,
+        timeout: float = 1.0,
+        retries: int = 2,
+        **client_options: Any,
+    ) -> HTTPBackend:
+        """Build a backend with a client of its own, which `aclose` closes."""
+        client = httpx.AsyncClient(base_url=url, **client_options)
+        backend = cls(client, token=token, timeout=timeout, retries=retries)
+        backend._owns_client = True
+        return backend
+
+    def __repr__(self) -> str:
+        return f"HTTPBackend(base_url={str(self.client.base_url)!r}, timeout={self.timeout!r})"
+
+    async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
+        headers = {} if ttl is None else {"session-ttl": repr(ttl)}
+        response = await self._request("GET", f"/v1/sessions/{key}", headers, retry=True)
+        if response.status == 404:
+            return None
+        body = self._json(response, "get", 200)
+        try:
+            fields = body["fields"]
+            if not isinstance(fields, dict) or not all(
+                isinstance(v, str) for v in fields.values()
+            ):
+                raise TypeError("fields is not a mapping of text")
+            return decode_fields(fields)
+        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            raise self._malformed("get", str(exc)) from exc
+
+    async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
+        response = await self._request(
+            "PUT",
+            f"/v1/sessions/{key}",
+            {"session-ttl": repr(ttl)},
+            json={"fields": encode_fields(dict(fields))},
+        )
+        self._expect(response, "set", 204)
+
+    async def update(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str] = (),
+        *,
+        ttl: float,
+    ) -> bool:
+        response = await self._request(
+            "PATCH",
+            f"/v1/sessions/{key}",
+            {"session-ttl": repr(ttl), "if-match": "*"},
+            json={"changed": encode_fields(dict(changed)), "removed": list(removed)},
+        )
+        if response.status == 412:
+            return False
+        self._expect(response, "update", 204)
+        return True
+
+    async def delete(self, key: str) -> None:
+        response = await self._request("DELETE", f"/v1/sessions/{key}", {}, retry=True)
+        self._expect(response, "delete", 204)
+
+    async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
+        response = await self._request(
+            "POST",
+            f"/v1/locks/{key}",
+            {},
+            json={"token": token, "ttl": ttl, "wait": wait},
+            extra_time=wait,
+        )
+        held = self._json(response, "acquire_lock", 200).get("held")
+        if not isinstance(held, bool):
+            raise self._malformed("acquire_lock", "no 'held' boolean")
+        return held
+
+    async def release_lock(self, key: str, token: str) -> None:
+        response = await self._request(
+            "DELETE", f"/v1/locks/{key}", {}, params={"token": token}, retry=True
+        )
+        self._expect(response, "release_lock", 204)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            self._owns_client = False
+            await self.client.aclose()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        *,
+        retry: bool = False,
+        extra_time: float = 0.0,
+        **options: Any,
+    ) -> _Answer:
+        attempts = 1 + (self.retries if retry else 0)
+        problem = "no attempt"
+        for _ in range(attempts):
+            try:
+                with anyio.fail_after(self.timeout + extra_time):
+                    async with self.client.stream(
+                        method, path, headers={**self._auth, **headers}, **options
+                    ) as response:
+                        body = bytearray()
+                        async for chunk in response.aiter_bytes():
+                            body += chunk
+                            if len(body) > MAX_ANSWER_BYTES:
+                                raise self._malformed(method, "answer too large")
+                        answer = _Answer(
+                            response.status_code,
+                            response.headers.get("content-type", ""),
+                            bytes(body),
+                        )
+            except (httpx.HTTPError, TimeoutError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                continue
+            if answer.status in (401, 403):
+                logger.error(
+                    "The session service refused our token (%s): check the token both sides "
+                    "are configured with.",
+                    answer.status,
+                )
+                raise BackendUnavailable(
+                    f"session service refused the token ({answer.status})",
+                    backend="HTTPBackend",
+                    operation=method,
+                )
+            if answer.status >= 500:
+                problem = f"service answered {answer.status}"
+                continue
+            return answer
+        raise BackendUnavailable(
+            f"session service unavailable for {method} {path.split('/')[2]}: {problem}",
+            backend="HTTPBackend",
+            operation=method,
+        )
+
+    def _json(self, answer: _Answer, operation: str, status: int) -> dict[str, Any]:
+        self._expect(answer, operation, status)
+        if not answer.content_type.startswith("application/json"):
+            raise self._malformed(operation, "not JSON")
+        try:
+            body = json.loads(answer.body)
+        except ValueError as exc:
+            raise self._malformed(operation, "invalid JSON") from exc
+        if not isinstance(body, dict):
+            raise self._malformed(operation, "not a JSON object")
+        return body
+
+    def _expect(self, answer: _Answer, operation: str, status: int) -> None:
+        if answer.status != status:
+            raise self._malformed(operation, f"unexpected status {answer.status}")
+
+    @staticmethod
+    def _malformed(operation: str, why: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"malformed answer from the session service ({why})",
+            backend="HTTPBackend",
+            operation=operation,
+        )

@@ -1,0 +1,345 @@
+"""HTTPBackend and the session service: the protocol's rules, ownership and faults."""
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import Depends
+
+from fastapi_session_deps import (
+    BackendUnavailable,
+    ConfigurationError,
+    CookieFrontend,
+    MemoryBackend,
+    SessionManager,
+)
+from fastapi_session_deps.backends.http import MAX_ANSWER_BYTES, HTTPBackend
+from fastapi_session_deps.service import create_app
+
+from ..conftest import AppSession, build_app
+from ..helpers import SECRET, SERVICE_TOKEN, call, cookie_header, free_port, served_in_thread
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def service() -> Iterator[str]:
+    with served_in_thread(create_app(MemoryBackend(), token=SERVICE_TOKEN)) as url:
+        yield url
+
+
+# -- the service's own rules --------------------------------------------------------------
+
+
+async def test_the_service_wants_the_token(service: str) -> None:
+    async with httpx.AsyncClient(base_url=service) as client:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": SERVICE_TOKEN}):
+            response = await client.get("/v1/sessions/abc", headers=headers)
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_the_service_refuses_what_the_protocol_does_not_allow(service: str) -> None:
+    auth = {"authorization": f"Bearer {SERVICE_TOKEN}"}
+    record = {"fields": {"a": "MQ=="}}
+    async with httpx.AsyncClient(base_url=service, headers=auth) as client:
+        assert (await client.get("/v1/sessions/bad%20key")).status_code == 400
+        assert (await client.put("/v1/sessions/k", json=record)).status_code == 400  # no TTL
+        ttl = {"session-ttl": "60"}
+        assert (
+            await client.put("/v1/sessions/k", json=record, headers={"session-ttl": "x"})
+        ).status_code == 400
+        assert (
+            await client.put("/v1/sessions/k", json=record, headers={"session-ttl": "-1"})
+        ).status_code == 400
+        bad = {"fields": {"a": "not base64!"}}
+        assert (await client.put("/v1/sessions/k", json=bad, headers=ttl)).status_code == 400
+        assert (await client.put("/v1/sessions/k", json=record, headers=ttl)).status_code == 204
+        patch = {"changed": {"b": "Mg=="}}
+        assert (await client.patch("/v1/sessions/k", json=patch, headers=ttl)).status_code == 428
+        with_match = {**ttl, "if-match": "*"}
+        assert (
+            await client.patch("/v1/sessions/k", json={"changed": {"b": "!"}}, headers=with_match)
+        ).status_code == 400
+        assert (
+            await client.patch("/v1/sessions/k", json=patch, headers=with_match)
+        ).status_code == 204
+        assert (
+            await client.patch("/v1/sessions/gone", json=patch, headers=with_match)
+        ).status_code == 412
+        got = await client.get("/v1/sessions/k")
+        assert got.json() == {"fields": {"a": "MQ==", "b": "Mg=="}}
+        assert (await client.get("/v1/sessions/missing")).status_code == 404
+
+
+async def test_a_store_without_locks_answers_501() -> None:
+    from fastapi_session_deps import Backend
+
+    class NoLocks(Backend):
+        async def get(self, key: str, *, ttl: float | None = None) -> None:
+            return None
+
+        async def set(self, key: str, fields: Any, *, ttl: float) -> None:
+            pass
+
+        async def update(self, key: str, changed: Any, removed: Any = (), *, ttl: float) -> bool:
+            return False
+
+        async def delete(self, key: str) -> None:
+            pass
+
+    with served_in_thread(create_app(NoLocks(), token=SERVICE_TOKEN)) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            with pytest.raises(BackendUnavailable, match="service answered 501"):
+                await backend.acquire_lock("k", "t", ttl=5, wait=0)
+        finally:
+            await backend.aclose()
+
+
+def test_a_short_service_token_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="at least 32 bytes"):
+        create_app(MemoryBackend(), token="short")
+
+
+def test_the_service_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi_session_deps import service
+
+    monkeypatch.setenv(service.TOKEN_ENV, SERVICE_TOKEN)
+    monkeypatch.delenv(service.REDIS_URL_ENV, raising=False)
+    assert service.from_env().title.startswith("fastapi-session-deps")
+
+
+def test_the_service_from_the_environment_on_redis(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    from fastapi_session_deps import service
+
+    monkeypatch.setenv(service.TOKEN_ENV, SERVICE_TOKEN)
+    monkeypatch.setenv(service.REDIS_URL_ENV, redis_url)
+    with served_in_thread(service.from_env()) as url:
+        response = httpx.get(
+            url + "/v1/sessions/none", headers={"authorization": f"Bearer {SERVICE_TOKEN}"}
+        )
+    assert response.status_code == 404
+
+
+# -- the client ---------------------------------------------------------------------------
+
+
+async def test_ownership_follows_the_constructor(service: str) -> None:
+    owned = HTTPBackend.from_url(service, token=SERVICE_TOKEN)
+    await owned.aclose()
+    await owned.aclose()
+    assert owned.client.is_closed
+    client = httpx.AsyncClient(base_url=service)
+    handed = HTTPBackend(client, token=SERVICE_TOKEN)
+    await handed.aclose()
+    assert not client.is_closed
+    await client.aclose()
+    assert repr(handed).startswith("HTTPBackend(base_url=")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"client": object(), "token": "t"}, "httpx.AsyncClient"),
+        ({"token": ""}, "token is required"),
+        ({"token": "t", "timeout": 0}, "timeout must be positive"),
+    ],
+)
+async def test_misconfiguration_is_refused(options: dict[str, Any], message: str) -> None:
+    client = options.pop("client", None) or httpx.AsyncClient()
+    with pytest.raises(ConfigurationError, match=message):
+        HTTPBackend(client, **options)
+    if isinstance(client, httpx.AsyncClient):
+        await client.aclose()
+
+
+async def test_a_wrong_token_is_a_logged_configuration_error(
+    service: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = HTTPBackend.from_url(service, token="not-the-token")
+    with (
+        caplog.at_level(logging.ERROR, logger="fastapi_session_deps"),
+        pytest.raises(BackendUnavailable, match="refused the token"),
+    ):
+        await backend.get("k")
+    assert "check the token" in caplog.text
+    await backend.aclose()
+
+
+async def test_a_stopped_service_is_unavailable_and_the_app_answers_503() -> None:
+    port = free_port()  # nothing listens there
+    backend = HTTPBackend.from_url(f"http://127.0.0.1:{port}", token=SERVICE_TOKEN, retries=1)
+    with pytest.raises(BackendUnavailable, match="unavailable for GET"):
+        await backend.get("k")
+    app = build_app(
+        SessionManager(AppSession, frontend=CookieFrontend(SECRET, secure=False), backend=backend)
+    )
+    response = await call(app, "/incr", "POST")
+    assert response.status == 503
+    assert response.header("retry-after") == "1"
+    await backend.aclose()
+
+
+async def test_a_service_that_never_answers_times_out() -> None:
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])  # and never answer
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN, timeout=0.2, retries=2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(BackendUnavailable, match="TimeoutError"):
+            await backend.get("k")
+        assert time.monotonic() - started < 0.2 * 3 + 1  # bounded: timeout x attempts
+        with pytest.raises(BackendUnavailable):
+            await backend.set("k", {"a": b"1"}, ttl=5)  # not retried, still bounded
+    finally:
+        await backend.aclose()
+        stop.set()
+        thread.join(timeout=5)
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+# -- a misbehaving server -----------------------------------------------------------------
+
+GARBAGE: dict[str, tuple[int, str, bytes]] = {
+    "not-json": (200, "text/html", b"<html>hello</html>"),
+    "truncated": (200, "application/json", b'{"fields": {"a": "MQ'),
+    "not-an-object": (200, "application/json", b"[1, 2]"),
+    "no-fields": (200, "application/json", b'{"other": 1}'),
+    "fields-not-text": (200, "application/json", b'{"fields": {"a": 1}}'),
+    "not-base64": (200, "application/json", b'{"fields": {"a": "!!"}}'),
+    "oversized": (200, "application/json", b"{" + b" " * (MAX_ANSWER_BYTES + 10) + b"}"),
+    "teapot": (418, "text/plain", b"no"),
+    "always-500": (500, "text/plain", b"boom"),
+}
+
+
+def misbehaving(kind: str, hits: list[str]) -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        hits.append(scope["method"])
+        status, content_type, body = GARBAGE[kind]
+        if kind == "flaky" and len(hits) < 3:
+            status, content_type, body = 502, "text/plain", b"bad gateway"
+        elif kind == "flaky":
+            status, content_type, body = 200, "application/json", b'{"fields": {"a": "MQ=="}}'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", content_type.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+GARBAGE["flaky"] = (0, "", b"")
+
+
+@pytest.mark.parametrize("kind", [k for k in GARBAGE if k != "flaky"])
+async def test_garbage_from_the_service_is_unavailable_never_a_500(kind: str) -> None:
+    hits: list[str] = []
+    with served_in_thread(misbehaving(kind, hits)) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        with pytest.raises(BackendUnavailable):
+            await backend.get("k")
+        sessions = SessionManager(
+            AppSession, frontend=CookieFrontend(SECRET, secure=False), backend=backend
+        )
+        app = build_app(sessions)
+        token = TokenSigner_sign()
+        for path, method in (("/read", "GET"), ("/incr", "POST"), ("/login", "POST")):
+            response = await call(app, path, method, headers=cookie_header(token))
+            assert response.status == 503, (kind, path)
+        await backend.aclose()
+    if kind == "always-500":
+        assert hits[:3] == ["GET", "GET", "GET"]  # a read is tried 1 + 2 times
+
+
+def TokenSigner_sign() -> str:
+    from fastapi_session_deps.signing import TokenSigner, new_session_id
+
+    return TokenSigner(SECRET).sign(new_session_id(), 1_800_000_000)
+
+
+async def test_a_read_is_retried_past_a_passing_5xx() -> None:
+    hits: list[str] = []
+    with served_in_thread(misbehaving("flaky", hits)) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN, retries=2)
+        assert await backend.get("k") == {"a": b"1"}
+        await backend.aclose()
+    assert hits == ["GET", "GET", "GET"]
+
+
+async def test_an_app_on_the_http_backend_works_end_to_end(service: str) -> None:
+    from fastapi import FastAPI
+
+    backend = HTTPBackend.from_url(service, token=SERVICE_TOKEN)
+    sessions = SessionManager(
+        AppSession,
+        frontend=CookieFrontend(SECRET, secure=False),
+        backend=backend,
+        concurrency="lock",
+    )
+    app = FastAPI()
+    app.add_middleware(sessions.middleware)
+
+    @app.post("/visit")
+    async def visit(session: Annotated[AppSession, Depends(sessions.get_session)]) -> int:
+        session.counter += 1
+        return session.counter
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert [(await client.post("/visit")).json() for _ in range(3)] == [1, 2, 3]
+    await backend.aclose()
+
+
+async def test_a_lock_answer_without_held_is_malformed() -> None:
+    with served_in_thread(misbehaving("no-fields", [])) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            with pytest.raises(BackendUnavailable, match="no 'held' boolean"):
+                await backend.acquire_lock("k", "t", ttl=5, wait=0)
+        finally:
+            await backend.aclose()
+
+
+def test_the_service_answers_503_when_its_own_store_is_down() -> None:
+    from fastapi_session_deps import RedisBackend
+
+    down = RedisBackend.from_url(f"redis://127.0.0.1:{free_port()}/0", timeout=0.3)
+    with served_in_thread(create_app(down, token=SERVICE_TOKEN)) as url:
+        response = httpx.get(
+            url + "/v1/sessions/k", headers={"authorization": f"Bearer {SERVICE_TOKEN}"}
+        )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
