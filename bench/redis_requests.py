@@ -24,12 +24,21 @@ from fastapi import FastAPI
 
 from fastapi_session_deps import (
     CookieFrontend,
+    HTTPBackend,
     MemoryBackend,
     RedisBackend,
     SessionManager,
 )
 from tests.conftest import AppSession, build_app
-from tests.helpers import SECRET, call, cookie_header, empty_body_receiver, http_scope
+from tests.helpers import (
+    SECRET,
+    SERVICE_TOKEN,
+    call,
+    cookie_header,
+    empty_body_receiver,
+    http_scope,
+    uvicorn_server,
+)
 from tests.redis_servers import RedisServer
 
 
@@ -81,19 +90,34 @@ async def round_trips(url: str, action: Any) -> list[str]:
 
 async def main(requests: int, repeats: int) -> None:
     server = RedisServer(Path(tempfile.mkdtemp()) / "redis").start()
+    # The session service, on the same Redis, for the "http" rows.
+    service_env = {"SESSION_SERVICE_TOKEN": SERVICE_TOKEN, "SESSION_SERVICE_REDIS_URL": server.url}
+    service = uvicorn_server(
+        "fastapi_session_deps.service:from_env",
+        env=service_env,
+        factory=True,
+        ready_path="/v1/sessions/none",
+    )
+    service_url = service.__enter__()
     try:
         apps: dict[str, Any] = {"bare": bare_app()}
         frontend = CookieFrontend(SECRET, secure=False)
+
+        def store_for(name: str) -> Any:
+            if name == "memory":
+                return MemoryBackend()
+            if name == "redis":
+                return RedisBackend.from_url(server.url)
+            return HTTPBackend.from_url(service_url, token=SERVICE_TOKEN)
+
         managers = {
             f"{store}{'+lock' if policy == 'lock' else ''}": SessionManager(
                 AppSession,
                 frontend=frontend,
-                backend=MemoryBackend()
-                if store == "memory"
-                else RedisBackend.from_url(server.url),
+                backend=store_for(store),
                 concurrency=policy,  # type: ignore[arg-type]
             )
-            for store in ("memory", "redis")
+            for store in ("memory", "redis", "http")
             for policy in ("merge", "lock")
         }
         headers: dict[str, Any] = {"bare": []}
@@ -128,6 +152,7 @@ async def main(requests: int, repeats: int) -> None:
         for manager in managers.values():
             await manager.aclose()
     finally:
+        service.__exit__(None, None, None)
         server.stop()
 
 

@@ -343,3 +343,17 @@ def test_the_service_answers_503_when_its_own_store_is_down() -> None:
         )
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
+
+
+def test_importing_without_httpx_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['httpx'] = None\nfrom fastapi_session_deps import HTTPBackend\n"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "pip install 'fastapi-session-deps[http]'" in result.stderr
