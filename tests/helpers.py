@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -232,6 +233,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Served(str):
+    """A served app's base URL, which also knows the server's process id."""
+
+    pid: int
+
+
 @contextmanager
 def uvicorn_server(
     app: str,
@@ -241,11 +248,12 @@ def uvicorn_server(
     workers: int = 1,
     factory: bool = False,
     ready_path: str = "/",
-) -> Iterator[str]:
+) -> Iterator[Served]:
     """Serve ``app`` (``module:attribute``) with uvicorn on a free loopback port.
 
-    Yields the base URL once ``ready_path`` answers; stops the server (and its workers) on
-    the way out. Bounded: 30 s to start, 20 s to stop.
+    Yields the base URL (with ``.pid``) once ``ready_path`` answers; stops the server (and
+    its workers) on the way out, resuming it first if a test paused it. Bounded: 30 s to
+    start, 20 s to stop.
     """
     port = free_port()
     command = [
@@ -268,7 +276,8 @@ def uvicorn_server(
     if factory:
         command.append("--factory")
     process = subprocess.Popen(command, env={**os.environ, **(env or {})})  # noqa: S603
-    base = f"http://127.0.0.1:{port}"
+    base = Served(f"http://127.0.0.1:{port}")
+    base.pid = process.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -281,6 +290,7 @@ def uvicorn_server(
                 time.sleep(0.1)
         yield base
     finally:
+        os.kill(process.pid, signal.SIGCONT)
         process.terminate()
         process.wait(timeout=20)
 

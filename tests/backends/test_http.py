@@ -357,3 +357,41 @@ def test_importing_without_httpx_names_the_extra() -> None:
     )
     assert result.returncode == 1
     assert "pip install 'fastapi-session-deps[http]'" in result.stderr
+
+
+async def test_a_paused_service_gives_503s_within_the_timeout_then_recovers(
+    redis_url: str,
+) -> None:
+    import os
+    import signal
+    import time
+
+    from ..helpers import uvicorn_server
+
+    env = {"SESSION_SERVICE_TOKEN": SERVICE_TOKEN, "SESSION_SERVICE_REDIS_URL": redis_url}
+    with uvicorn_server(
+        "fastapi_session_deps.service:from_env",
+        env=env,
+        factory=True,
+        ready_path="/v1/sessions/none",
+    ) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN, timeout=0.3, retries=1)
+        sessions = SessionManager(
+            AppSession, frontend=CookieFrontend(SECRET, secure=False), backend=backend
+        )
+        app = build_app(sessions)
+        login = await call(app, "/login", "POST")
+        headers = cookie_header(login.cookie() or "")
+        assert (await call(app, "/read", headers=headers)).status == 200
+        os.kill(url.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            assert (await call(app, "/read", headers=headers)).status == 503
+            assert (await call(app, "/incr", "POST", headers=headers)).status == 503
+            assert time.monotonic() - started < 3  # bounded by the timeouts: never a hang
+        finally:
+            os.kill(url.pid, signal.SIGCONT)
+        read = await call(app, "/read", headers=headers)
+        assert read.status == 200
+        assert b'"user_id":1' in read.body  # the session survived the pause
+        await backend.aclose()
