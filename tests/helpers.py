@@ -322,3 +322,26 @@ def served_in_thread(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+class NoLocksBackend(Backend):
+    """A store that keeps nothing and has no session locks: for the paths that need locks."""
+
+    async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
+        return None
+
+    async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
+        pass
+
+    async def update(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str] = (),
+        *,
+        ttl: float,
+    ) -> bool:
+        return False
+
+    async def delete(self, key: str) -> None:
+        pass

@@ -10,7 +10,6 @@ import pytest
 from fastapi import Depends
 
 from fastapi_session_deps import (
-    Backend,
     ConfigurationError,
     SessionError,
     SessionManager,
@@ -18,7 +17,7 @@ from fastapi_session_deps import (
 from fastapi_session_deps.signing import TokenSigner, store_key
 
 from .conftest import AppSession, ManagerFactory, build_app
-from .helpers import CountingBackend, SwitchableBackend, call, cookie_header
+from .helpers import CountingBackend, NoLocksBackend, SwitchableBackend, call, cookie_header
 from .test_manager import app_with_a_slow_route, session_id_of
 
 pytestmark = pytest.mark.anyio
@@ -190,21 +189,8 @@ async def test_a_failed_release_is_left_to_the_lock_expiry(
 
 
 async def test_the_lock_policy_needs_a_backend_with_locks(make_manager: ManagerFactory) -> None:
-    class NoLocks(Backend):
-        async def get(self, key: str, *, ttl: float | None = None) -> None:
-            return None
-
-        async def set(self, key: str, fields: Any, *, ttl: float) -> None:
-            pass
-
-        async def update(self, key: str, changed: Any, removed: Any = (), *, ttl: float) -> bool:
-            return False
-
-        async def delete(self, key: str) -> None:
-            pass
-
     with pytest.raises(ConfigurationError, match="needs a backend with session locks"):
-        make_manager(backend=NoLocks(), concurrency="lock")
+        make_manager(backend=NoLocksBackend(), concurrency="lock")
 
 
 async def test_the_lock_covers_regenerate_and_is_released_after_it(

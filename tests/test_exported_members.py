@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import fastapi_session_deps
 
 #: SPEC §2 names this release provides; the rest of the list joins as it is built.
@@ -59,3 +61,17 @@ def test_redis_backend_resolves_lazily_from_both_packages() -> None:
     for module in (fastapi_session_deps, backends):
         with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
             _ = module.Nothing
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "extra"),
+    [("redis", "RedisBackend", "redis"), ("httpx", "HTTPBackend", "http")],
+)
+def test_a_backend_without_its_extra_names_the_extra(module: str, name: str, extra: str) -> None:
+    code = f"import sys; sys.modules[{module!r}] = None\nfrom fastapi_session_deps import {name}\n"
+    result = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "MissingDependencyError" in result.stderr
+    assert f"pip install 'fastapi-session-deps[{extra}]'" in result.stderr
