@@ -75,3 +75,14 @@ def test_the_readme_quickstart_is_the_tested_example() -> None:
     example = ast.parse((DOCS.parent / "examples" / "quickstart.py").read_text())
     example.body = example.body[1:]  # its docstring
     assert ast.dump(ast.parse(block)) == ast.dump(example)
+
+
+def test_the_readme_quickstart_is_the_contracts_example_verbatim() -> None:
+    contract = DOCS.parent.parent / "shared" / "SPEC.md"
+    if not contract.exists():
+        pytest.skip("the contract (../shared/SPEC.md) is not beside this checkout")
+    marker = "Minimal use, which must work exactly as written:\n\n```python\n"
+    expected = contract.read_text().split(marker, 1)[1].split("```", 1)[0]
+    readme = (DOCS.parent / "README.md").read_text()
+    actual = readme.split("## Quickstart\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert actual == expected
