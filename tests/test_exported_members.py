@@ -7,7 +7,7 @@ import pytest
 
 import fastapi_session_deps
 
-#: SPEC §2 names this release provides; the rest of the list joins as it is built.
+#: The public names the package promises to keep.
 CONTRACT = {
     "SessionModel",
     "SessionManager",
