@@ -209,12 +209,23 @@ class SessionCore(Generic[T]):
         """Return the state of the session ``token`` names, or a new one.
 
         With ``concurrency="lock"``, a writable load first takes the session's lock, which
-        the request holds until its commit (or its end).
+        the request holds until its commit (or its end). With
+        ``on_backend_error="anonymous"``, an unreachable store gives a new session that is
+        never saved, instead of an error.
 
         Raises:
-            BackendUnavailable: the store could not be read.
+            BackendUnavailable: the store could not be read (policy ``"fail"``).
             SessionBusy: the lock stayed taken for all of ``lock_timeout``.
         """
+        try:
+            return await self._load_token(token, readonly=readonly)
+        except BackendUnavailable as exc:
+            if self.on_backend_error != "anonymous":
+                raise
+            logger.warning("Session store unavailable (%s); going on without a session", exc)
+            return self.new_state(detached=True, readonly=readonly)
+
+    async def _load_token(self, token: VerifiedToken | None, *, readonly: bool) -> SessionState[T]:
         if token is None:
             return self.new_state(readonly=readonly)
         key = token.key
@@ -356,9 +367,7 @@ class SessionCore(Generic[T]):
                     self.frontend.clear(headers)
                 return
             # A new session, or a stored one under a new id: write the whole record.
-            session_id = new_session_id()
-            fields[CREATED_FIELD] = to_json(state.created_at)
-            await self.backend.set(store_key(session_id), fields, ttl=ttl)
+            session_id = await self._write_new(fields, state.created_at, ttl)
             if state.key is not None:
                 await self.backend.delete(state.key)
             self.frontend.write(headers, session_id, issued_at=int(now), max_age=int(ttl))
@@ -392,10 +401,13 @@ class SessionCore(Generic[T]):
     async def store_new(self, data: T) -> str:
         """Store ``data`` as a new session, as a commit would, and return its id."""
         now = self.clock()
+        return await self._write_new(self.serializer.dump(data), now, self.remaining(now, now))
+
+    async def _write_new(self, fields: dict[str, bytes], created_at: float, ttl: float) -> str:
+        """Store ``fields`` as a whole record under a new id, and return the id."""
         session_id = new_session_id()
-        fields = self.serializer.dump(data)
-        fields[CREATED_FIELD] = to_json(now)
-        await self.backend.set(store_key(session_id), fields, ttl=self.remaining(now, now))
+        fields[CREATED_FIELD] = to_json(created_at)
+        await self.backend.set(store_key(session_id), fields, ttl=ttl)
         return session_id
 
     # -- explicit operations ---------------------------------------------------------------

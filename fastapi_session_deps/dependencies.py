@@ -10,7 +10,6 @@ the handshake with the matching WebSocket code.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -23,7 +22,6 @@ from .middleware import BUSY_DETAIL, RETRY_AFTER, UNAVAILABLE_DETAIL
 
 T = TypeVar("T")
 
-logger = logging.getLogger("fastapi_session_deps")
 
 #: A session check: sync or async, true to let the request through.
 Check = Callable[[T], "bool | Awaitable[bool]"]
@@ -46,11 +44,8 @@ async def resolve(
         state = await core.load(connection, readonly=readonly)
     except SessionBusy as exc:
         raise _unavailable(connection, BUSY_DETAIL) from exc
-    except BackendUnavailable as exc:
-        if core.on_backend_error != "anonymous":
-            raise _unavailable(connection) from exc
-        logger.warning("Session store unavailable (%s); going on without a session", exc)
-        state = core.new_state(detached=True, readonly=readonly)
+    except BackendUnavailable as exc:  # the "fail" policy: "anonymous" never raises it
+        raise _unavailable(connection) from exc
     core.attach(state)
     slot.state = state  # type: ignore[assignment]
     return state

@@ -326,13 +326,7 @@ def _bind(core: SessionCore[Session], state: SessionState[Session], slot: Reques
 async def _load(
     core: SessionCore[Session], token: VerifiedToken, slot: RequestSlot, session: Session
 ) -> None:
-    try:
-        state = await core.load_token(token)
-    except BackendUnavailable:
-        if core.on_backend_error != "anonymous":
-            raise
-        logger.warning("Session store unavailable; going on without a session")
-        state = core.new_state(detached=True)
+    state = await core.load_token(token)  # the middleware answers 503 for what escapes
     # The app already holds `session`: fill it in place and make it the state's data.
     dict.update(session, dict.items(state.data))
     state.data = session
