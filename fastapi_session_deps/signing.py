@@ -40,6 +40,8 @@ __all__ = [
 
 #: Environment variable read when no ``secret_key`` is passed.
 SECRET_KEY_ENV = "SESSION_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
+#: Separates the keys of a rotation in the environment variable: the first signs.
+SECRET_KEY_ENV_SEPARATOR = ","  # noqa: S105 - a separator, not a secret
 #: Shortest secret accepted: HMAC-SHA256 wants a key at least as long as its output.
 MIN_SECRET_KEY_BYTES = 32
 #: A token is about 95 characters; anything much longer is rejected before any hashing.
@@ -77,26 +79,50 @@ def store_key(session_id: str) -> str:
 def resolve_secret_keys(secret_key: SecretKeys | None) -> list[bytes]:
     """Turn the ``secret_key`` argument (or the environment) into a list of keys.
 
+    ``SESSION_SECRET_KEY`` may hold several keys for rotation, separated by commas and
+    newest first (``"new,old"``), as a list would be.
+
     Raises:
         ConfigurationError: no key at all, or a key shorter than 32 bytes.
     """
     if secret_key is None:
-        from_env = os.environ.get(SECRET_KEY_ENV)
-        if not from_env:
-            raise ConfigurationError(f"No session secret key was given. {_KEY_HINT}")
-        secret_key = from_env
+        return _checked(_keys_from_environment(), SECRET_KEY_ENV)
     candidates = [secret_key] if isinstance(secret_key, (str, bytes)) else list(secret_key)
+    return _checked(candidates, "secret_key")
+
+
+def _keys_from_environment() -> list[str]:
+    from_env = os.environ.get(SECRET_KEY_ENV, "")
+    if not from_env.strip():
+        raise ConfigurationError(f"No session secret key was given. {_KEY_HINT}")
+    # Keys made by secrets.token_urlsafe never contain a comma.
+    keys = [key.strip() for key in from_env.split(SECRET_KEY_ENV_SEPARATOR)]
+    if not all(keys):
+        raise ConfigurationError(
+            f"{SECRET_KEY_ENV} holds an empty key: separate rotation keys with single commas, "
+            f"newest first ('new,old'). {_KEY_HINT}"
+        )
+    return keys
+
+
+def _checked(candidates: Sequence[object], source: str) -> list[bytes]:
     if not candidates:
-        raise ConfigurationError(f"secret_key is an empty list. {_KEY_HINT}")
+        raise ConfigurationError(f"{source} is an empty list. {_KEY_HINT}")
     keys: list[bytes] = []
     for position, candidate in enumerate(candidates):
+        which = source
+        if len(candidates) > 1:
+            which = (
+                f"{source}[{position}]"
+                if source == "secret_key"
+                else f"key {position + 1} of {source}"
+            )
         if not isinstance(candidate, (str, bytes)):
             raise ConfigurationError(
-                f"secret_key[{position}] is a {type(candidate).__name__}; keys are str or bytes."
+                f"{which} is a {type(candidate).__name__}; keys are str or bytes."
             )
         key = candidate.encode("utf-8") if isinstance(candidate, str) else candidate
         if len(key) < MIN_SECRET_KEY_BYTES:
-            which = "secret_key" if len(candidates) == 1 else f"secret_key[{position}]"
             raise ConfigurationError(
                 f"{which} is {len(key)} bytes long; session keys must be at least "
                 f"{MIN_SECRET_KEY_BYTES} bytes. {_KEY_HINT}"

@@ -85,6 +85,36 @@ def test_secret_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert resolve_secret_keys(None) == [SECRET.encode()]
 
 
+def test_the_environment_holds_several_keys_for_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Comma-separated, newest first: the first signs, every one verifies, as with a list.
+    monkeypatch.setenv(SECRET_KEY_ENV, f"{SECRET}, {OLD_SECRET}")
+    assert resolve_secret_keys(None) == [SECRET.encode(), OLD_SECRET.encode()]
+    session_id = new_session_id()
+    from_env = TokenSigner()
+    old_token = TokenSigner(OLD_SECRET).sign(session_id, 100)
+    verified = from_env.verify(old_token)
+    assert verified is not None
+    assert verified.rotated
+    assert TokenSigner(SECRET).verify(from_env.sign(session_id, 100)) is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (f"{SECRET},,{OLD_SECRET}", "empty key: separate rotation keys with single commas"),
+        (f"{SECRET},", "empty key"),
+        (f"{SECRET},short", "key 2 of SESSION_SECRET_KEY is 5 bytes long"),
+        ("  ", "No session secret key"),
+    ],
+)
+def test_bad_keys_in_the_environment_are_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    monkeypatch.setenv(SECRET_KEY_ENV, value)
+    with pytest.raises(ConfigurationError, match=message):
+        resolve_secret_keys(None)
+
+
 def test_missing_secret_key_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SECRET_KEY_ENV, raising=False)
     with pytest.raises(ConfigurationError, match="SESSION_SECRET_KEY") as caught:
