@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from .backends.base import Backend as Backend
 from .backends.base import SessionLocks as SessionLocks
+from .backends.function import FunctionBackend as FunctionBackend
 from .backends.memory import MemoryBackend as MemoryBackend
 from .exceptions import BackendUnavailable as BackendUnavailable
 from .exceptions import ConfigurationError as ConfigurationError
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigurationError",
     "CookieFrontend",
     "Frontend",
+    "FunctionBackend",
     "HTTPBackend",
     "HeaderFrontend",
     "InvalidSessionData",

@@ -16,13 +16,14 @@ from fastapi.responses import JSONResponse
 from fastapi_session_deps import (
     Backend,
     CookieFrontend,
+    FunctionBackend,
     MemoryBackend,
     RedisBackend,
     SessionManager,
     SessionModel,
 )
 
-from .helpers import SECRET, Clock, CountingBackend
+from .helpers import SECRET, Clock, CountingBackend, served_in_thread
 from .redis_servers import RedisCluster, RedisServer
 
 STORES = ["memory", "redis", "redis-cluster"]
@@ -82,14 +83,26 @@ async def open_store(
     if name == "memory":
         yield MemoryBackend(clock=clock)
         return
+    if name == "function":
+        from .rest_store import RestStore, rest_functions
+
+        # FunctionBackend over the kind of REST service the tutorial imagines, served by
+        # uvicorn on a loopback port and reached with httpx, as the tutorial does.
+        rest = RestStore()
+        with served_in_thread(rest.app) as base:
+            async with rest_functions(f"{base}/sessions/") as (get, save, delete):
+                backend = FunctionBackend(get, save, delete, clock=clock)
+                backend.served = rest  # type: ignore[attr-defined]
+                yield backend
+        return
     if name.startswith("http-"):
         from fastapi_session_deps.backends.http import HTTPBackend
         from fastapi_session_deps.service import create_app
 
-        from .helpers import SERVICE_TOKEN, served_in_thread
-
         # The service runs on its own event loop, so it gets a store of its own; the test
         # sees the same records through `served` (this loop's view, for inspection).
+        from .helpers import SERVICE_TOKEN
+
         if name == "http-memory":
             store: Backend = MemoryBackend(clock=clock)
             view: Backend = store
