@@ -31,6 +31,7 @@ from typing import Generic, Literal, TypeVar
 from pydantic_core import to_json
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from ._time import to_seconds
 from .backends.base import Backend, SessionLocks
@@ -165,7 +166,10 @@ class SessionCore(Generic[T]):
         self.lock_ttl = to_seconds(lock_ttl, "lock_ttl")
         self.clock = clock
         self.scope_key = f"fastapi_session_deps.{id(self):x}"
-        self._reissue_after = idle * REISSUE_FRACTION
+        #: The sliding lifetime: the idle timeout, or the frontend's shorter token lifetime
+        #: (a cookie's max_age), since a client drops its token after that anyway.
+        self.lifetime = idle if frontend.max_age is None else min(idle, frontend.max_age)
+        self._reissue_after = max(self.lifetime, 0) * REISSUE_FRACTION
 
     # -- load ------------------------------------------------------------------------------
 
@@ -226,7 +230,8 @@ class SessionCore(Generic[T]):
             return self.new_state(detached=True, readonly=readonly)
 
     async def _load_token(self, token: VerifiedToken | None, *, readonly: bool) -> SessionState[T]:
-        if token is None:
+        if token is None or self.clock() - token.issued_at > self.lifetime:
+            # No token, or one older than any client may keep it (its Max-Age ran out).
             return self.new_state(readonly=readonly)
         key = token.key
         lock_token = None
@@ -293,7 +298,7 @@ class SessionCore(Generic[T]):
     async def _restore(self, token: VerifiedToken, key: str) -> SessionState[T] | None:
         now = self.clock()
         reissue = token.rotated or now - token.issued_at >= self._reissue_after
-        fields = await self.backend.get(key, ttl=self.idle_timeout if reissue else None)
+        fields = await self.backend.get(key, ttl=self.lifetime if reissue else None)
         if fields is None:
             return None
         try:
@@ -325,10 +330,12 @@ class SessionCore(Generic[T]):
     def remaining(self, created_at: float, now: float) -> float:
         """Seconds a session created at ``created_at`` may live from ``now`` if left idle."""
         if self.absolute_timeout is None:
-            return self.idle_timeout
-        return min(self.idle_timeout, created_at + self.absolute_timeout - now)
+            return self.lifetime
+        return min(self.lifetime, created_at + self.absolute_timeout - now)
 
-    async def commit(self, state: SessionState[T], headers: MutableHeaders, status: int) -> None:
+    async def commit(
+        self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
+    ) -> None:
         """Save what the request changed and set or clear the cookie, before the response starts.
 
         Nothing is saved for a 5xx response: the route failed, so its half-made changes must
@@ -339,11 +346,13 @@ class SessionCore(Generic[T]):
         """
         add_vary(headers, self.frontend.vary)
         try:
-            await self._save(state, headers, status)
+            await self._save(state, headers, status, scope)
         finally:
             await self.release(state)
 
-    async def _save(self, state: SessionState[T], headers: MutableHeaders, status: int) -> None:
+    async def _save(
+        self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
+    ) -> None:
         if status >= 500 or state.detached:
             return
         fields, changed, removed = self._changes(state)
@@ -356,21 +365,29 @@ class SessionCore(Generic[T]):
         now = self.clock()
         ttl = self.remaining(state.created_at, now)
 
-        if state.key is None or state.regenerate or ttl < 1:
-            if ttl < 1 and state.key is not None:
-                # It ran out of absolute lifetime while this request ran.
+        if ttl <= 0:
+            # No time left: the absolute timeout ran out while this request ran, or the
+            # session's lifetime is zero (a cookie max_age of 0 or less, as Starlette
+            # allows). Nothing is kept; a new session's cookie is sent already expired, as
+            # Starlette sends it, so the client learns of it and drops it at once.
+            if state.key is not None:
                 await self.backend.delete(state.key)
-                self.frontend.clear(headers)
-                return
+            if state.key is None and (changed or removed):
+                self._send(headers, new_session_id(), now, ttl, scope)
+            elif state.key is not None or state.destroyed:
+                self.frontend.clear(headers, scope=scope)
+            return
+
+        if state.key is None or state.regenerate:
             if state.key is None and not (changed or removed):
                 if state.destroyed:
-                    self.frontend.clear(headers)
+                    self.frontend.clear(headers, scope=scope)
                 return
             # A new session, or a stored one under a new id: write the whole record.
             session_id = await self._write_new(fields, state.created_at, ttl)
             if state.key is not None:
                 await self.backend.delete(state.key)
-            self.frontend.write(headers, session_id, issued_at=int(now), max_age=int(ttl))
+            self._send(headers, session_id, now, ttl, scope)
             return
 
         if (changed or removed) and not await self.backend.update(
@@ -378,11 +395,19 @@ class SessionCore(Generic[T]):
         ):
             # Destroyed or expired by another request meanwhile: not brought back.
             logger.info("Session ended by another request; this request's changes dropped")
-            self.frontend.clear(headers)
+            self.frontend.clear(headers, scope=scope)
             return
         if state.reissue:
             assert state.session_id is not None  # noqa: S101 - set together with key
-            self.frontend.write(headers, state.session_id, issued_at=int(now), max_age=int(ttl))
+            self._send(headers, state.session_id, now, ttl, scope)
+
+    def _send(
+        self, headers: MutableHeaders, session_id: str, now: float, ttl: float, scope: Scope
+    ) -> None:
+        # Max-Age rounds up, so a session with 0.5 s left is not dropped by the client at
+        # once; the server-side expiry stays exact.
+        max_age = math.ceil(ttl) if ttl > 0 else math.floor(ttl)
+        self.frontend.write(headers, session_id, issued_at=int(now), max_age=max_age, scope=scope)
 
     def _changes(
         self, state: SessionState[T]

@@ -72,7 +72,7 @@ class SessionCommitMiddleware:
                 message.setdefault("headers", [])
                 headers = MutableHeaders(scope=message)
                 try:
-                    await self.commit(slot.state, headers, message["status"])
+                    await self.commit(slot.state, headers, message["status"], scope)
                 except BackendUnavailable:
                     replaced = True
                     await send_unavailable(send)
@@ -97,9 +97,11 @@ class SessionCommitMiddleware:
         """Hook run before the app; returning ``False`` means a response was already sent."""
         return True
 
-    async def commit(self, state: SessionState[Any], headers: MutableHeaders, status: int) -> None:
+    async def commit(
+        self, state: SessionState[Any], headers: MutableHeaders, status: int, scope: Scope
+    ) -> None:
         """Hook around the commit of a loaded session."""
-        await self.core.commit(state, headers, status)
+        await self.core.commit(state, headers, status, scope)
 
     async def release(self, slot: RequestSlot) -> None:
         if slot.state is not None:

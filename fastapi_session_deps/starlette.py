@@ -306,7 +306,9 @@ class SessionMiddleware(SessionCommitMiddleware):
                 return False
         return True
 
-    async def commit(self, state: SessionState[Any], headers: MutableHeaders, status: int) -> None:
+    async def commit(
+        self, state: SessionState[Any], headers: MutableHeaders, status: int, scope: Scope
+    ) -> None:
         session: Session = state.data
         if not session.accessed:
             return  # the app never looked at it: no store call, no cookie, no Vary
@@ -314,7 +316,7 @@ class SessionMiddleware(SessionCommitMiddleware):
             # Emptied: end the session rather than keep an empty record (as Starlette
             # clears the cookie of an emptied session).
             self.core.destroy_state(state)
-        await super().commit(state, headers, status)
+        await super().commit(state, headers, status, scope)
 
 
 def _bind(core: SessionCore[Session], state: SessionState[Session], slot: RequestSlot) -> None:

@@ -17,7 +17,14 @@ from fastapi_session_deps import (
 from fastapi_session_deps.signing import TokenSigner, store_key
 
 from .conftest import AppSession, ManagerFactory, build_app
-from .helpers import CountingBackend, NoLocksBackend, SwitchableBackend, call, cookie_header
+from .helpers import (
+    Clock,
+    CountingBackend,
+    NoLocksBackend,
+    SwitchableBackend,
+    call,
+    cookie_header,
+)
 from .test_manager import app_with_a_slow_route, session_id_of
 
 pytestmark = pytest.mark.anyio
@@ -224,14 +231,14 @@ async def test_requests_on_other_sessions_are_not_held_up(make_manager: ManagerF
 
 
 async def test_the_lock_is_released_when_the_record_is_missing(
-    make_manager: ManagerFactory, counting: CountingBackend
+    make_manager: ManagerFactory, counting: CountingBackend, clock: Clock
 ) -> None:
     from fastapi_session_deps.signing import TokenSigner, new_session_id
 
     from .helpers import SECRET
 
     app = build_app(make_manager(concurrency="lock", lock_timeout=0.5))
-    unknown = TokenSigner(SECRET).sign(new_session_id(), int(time.time()))
+    unknown = TokenSigner(SECRET).sign(new_session_id(), int(clock()))
     assert (await call(app, "/incr", "POST", headers=cookie_header(unknown))).status == 200
     assert counting.calls["acquire_lock"] == counting.calls["release_lock"] == 1
 

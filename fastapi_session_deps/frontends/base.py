@@ -13,6 +13,7 @@ from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from ..signing import VerifiedToken
 
@@ -46,10 +47,15 @@ class Frontend(ABC):
         vary: the request header that a response depends on once it has read the session
             (added to the response's ``Vary`` header so that shared caches keep users apart).
         security_scheme: how the OpenAPI schema describes this transport, or ``None``.
+        max_age: the longest, in seconds, that the client keeps a token after it was
+            issued, or ``None`` for no limit of the transport's own. A session's sliding
+            lifetime is the shorter of this and the idle timeout, and a token older than
+            it is refused.
     """
 
     vary: str
     security_scheme: SessionScheme | None = None
+    max_age: float | None = None
 
     @abstractmethod
     def read(self, connection: HTTPConnection) -> VerifiedToken | None:
@@ -60,7 +66,13 @@ class Frontend(ABC):
 
     @abstractmethod
     def write(
-        self, headers: MutableHeaders, session_id: str, *, issued_at: int, max_age: int
+        self,
+        headers: MutableHeaders,
+        session_id: str,
+        *,
+        issued_at: int,
+        max_age: int,
+        scope: Scope,
     ) -> None:
         """Add the signed ``session_id`` to the response ``headers``.
 
@@ -69,11 +81,12 @@ class Frontend(ABC):
             session_id: the id to sign and send.
             issued_at: the current time, in whole seconds, to sign into the token.
             max_age: seconds the client may keep it; never more than the server-side
-                session has left.
+                session has left (zero or less: the session has already ended).
+            scope: the request's ASGI scope (its scheme decides ``secure="auto"``).
         """
 
     @abstractmethod
-    def clear(self, headers: MutableHeaders) -> None:
+    def clear(self, headers: MutableHeaders, *, scope: Scope) -> None:
         """Tell the client to drop its token."""
 
     @abstractmethod

@@ -9,13 +9,17 @@ from typing import Literal
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from .._time import to_seconds
 from ..exceptions import ConfigurationError
 from ..signing import SecretKeys, TokenSigner, VerifiedToken
 from .base import Frontend, SessionScheme
 
-__all__ = ["CookieFrontend"]
+__all__ = ["CookieFrontend", "Secure"]
+
+#: ``True``, ``False``, or ``"auto"``: Secure whenever the request came over HTTPS.
+Secure = bool | Literal["auto"]
 
 # RFC 6265 cookie-name: an RFC 7230 token.
 _COOKIE_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -41,11 +45,15 @@ class CookieFrontend(Frontend):
             the time the session has left, or ``max_age`` if that is shorter.
         path: the cookie's ``Path``.
         domain: the cookie's ``Domain``; ``None`` (the default) keeps it to this host.
-        secure: send the cookie over HTTPS only. ``False`` is an insecure opt-in.
+        secure: send the cookie over HTTPS only. ``"auto"`` marks it ``Secure`` whenever
+            the request arrived over HTTPS (the ASGI scope's scheme, which uvicorn's
+            ``--proxy-headers`` sets from a trusted proxy's ``X-Forwarded-Proto``), so
+            that it also works on plain-HTTP development servers. ``False`` is an insecure
+            opt-in.
         httponly: hide the cookie from JavaScript. ``False`` is an insecure opt-in.
-        samesite: ``"lax"``, ``"strict"`` or ``"none"`` (which requires ``secure=True``).
+        samesite: ``"lax"``, ``"strict"`` or ``"none"`` (which requires ``secure``).
         partitioned: add ``Partitioned`` (CHIPS: a cookie kept per top-level site, for apps
-            embedded in other sites' frames); requires ``secure=True``.
+            embedded in other sites' frames); requires ``secure``.
         persistent: ``False`` sends no Max-Age, so the browser drops the cookie when it
             closes; the server-side timeouts apply either way.
 
@@ -63,13 +71,17 @@ class CookieFrontend(Frontend):
         max_age: float | timedelta | None = None,
         path: str = "/",
         domain: str | None = None,
-        secure: bool = True,
+        secure: Secure = True,
         httponly: bool = True,
         samesite: Literal["lax", "strict", "none"] = "lax",
         partitioned: bool = False,
         persistent: bool = True,
     ) -> None:
         self._signer = TokenSigner(secret_key)
+        if secure not in (True, False, "auto"):
+            raise ConfigurationError(
+                f"secure={secure!r}: use True (the default), 'auto' or False."
+            )
         if not isinstance(cookie_name, str) or _COOKIE_NAME_RE.fullmatch(cookie_name) is None:
             raise ConfigurationError(
                 f"cookie_name={cookie_name!r} is not a valid cookie name: use letters, digits "
@@ -80,12 +92,12 @@ class CookieFrontend(Frontend):
             raise ConfigurationError(
                 f"samesite={samesite!r}: use 'lax' (the default), 'strict' or 'none'."
             )
-        if samesite_value == "none" and not secure:
+        if samesite_value == "none" and secure is False:
             raise ConfigurationError(
                 "samesite='none' requires secure=True: browsers reject a SameSite=None cookie "
                 "that is not Secure. Keep secure=True, or use samesite='lax'."
             )
-        if partitioned and not secure:
+        if partitioned and secure is False:
             raise ConfigurationError(
                 "partitioned=True requires secure=True: browsers only accept Partitioned "
                 "cookies that are Secure."
@@ -96,13 +108,15 @@ class CookieFrontend(Frontend):
             )
         if domain is not None and (not domain or _UNSAFE_ATTRIBUTE_RE.search(domain)):
             raise ConfigurationError(f"domain={domain!r} is not a valid cookie domain.")
-        if cookie_name.startswith("__Host-") and (not secure or domain is not None or path != "/"):
+        if cookie_name.startswith("__Host-") and (
+            secure is False or domain is not None or path != "/"
+        ):
             raise ConfigurationError(
                 f"A {cookie_name!r} cookie must be Secure, have Path=/ and no Domain, or "
                 "browsers drop it: pass secure=True, path='/' and domain=None, or drop the "
                 "'__Host-' prefix."
             )
-        if cookie_name.startswith("__Secure-") and not secure:
+        if cookie_name.startswith("__Secure-") and secure is False:
             raise ConfigurationError(
                 f"A {cookie_name!r} cookie must be Secure: pass secure=True, or drop the "
                 "'__Secure-' prefix."
@@ -113,7 +127,7 @@ class CookieFrontend(Frontend):
         self.max_age = None if max_age is None else to_seconds(max_age, "max_age")
         self.path = path
         self.domain = domain
-        self.secure = secure
+        self.secure: Secure = secure
         self.httponly = httponly
         self.samesite = samesite_value
         self.partitioned = partitioned
@@ -142,22 +156,44 @@ class CookieFrontend(Frontend):
         return self._signer.verify(token.decode("latin-1"))
 
     def write(
-        self, headers: MutableHeaders, session_id: str, *, issued_at: int, max_age: int
+        self,
+        headers: MutableHeaders,
+        session_id: str,
+        *,
+        issued_at: int,
+        max_age: int,
+        scope: Scope,
     ) -> None:
         if self.max_age is not None:
             max_age = min(max_age, int(self.max_age))
         token = self._signer.sign(session_id, issued_at)
         headers.append(
-            "set-cookie", self._cookie(token, max_age=str(max_age) if self.persistent else None)
+            "set-cookie",
+            self._set_header(token, max_age if self.persistent else None, self._secure_for(scope)),
         )
 
     def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
         return {"cookie": f"{self.cookie_name}={self._signer.sign(session_id, issued_at)}"}
 
-    def clear(self, headers: MutableHeaders) -> None:
-        headers.append("set-cookie", self._cookie("", max_age="0", expires=_EXPIRED))
+    def clear(self, headers: MutableHeaders, *, scope: Scope) -> None:
+        headers.append("set-cookie", self._clear_header(self._secure_for(scope)))
 
-    def _cookie(self, value: str, *, max_age: str | None, expires: str | None = None) -> str:
+    def _secure_for(self, scope: Scope) -> bool:
+        if self.secure == "auto":
+            return scope.get("scheme") in ("https", "wss")
+        return self.secure
+
+    def _set_header(self, token: str, max_age: int | None, secure: bool) -> str:
+        """The ``Set-Cookie`` value that stores ``token``."""
+        return self._morsel(token, secure, max_age=None if max_age is None else str(max_age))
+
+    def _clear_header(self, secure: bool) -> str:
+        """The ``Set-Cookie`` value that makes the browser drop the cookie."""
+        return self._morsel("", secure, max_age="0", expires=_EXPIRED)
+
+    def _morsel(
+        self, value: str, secure: bool, *, max_age: str | None, expires: str | None = None
+    ) -> str:
         jar: SimpleCookie = SimpleCookie()
         jar[self.cookie_name] = value
         morsel = jar[self.cookie_name]
@@ -168,7 +204,7 @@ class CookieFrontend(Frontend):
             morsel["expires"] = expires
         if self.domain is not None:
             morsel["domain"] = self.domain
-        morsel["secure"] = self.secure
+        morsel["secure"] = secure
         morsel["httponly"] = self.httponly
         morsel["samesite"] = self.samesite.capitalize()
         header = morsel.OutputString()

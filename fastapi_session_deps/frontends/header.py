@@ -6,6 +6,7 @@ import re
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from ..exceptions import ConfigurationError
 from ..signing import SecretKeys, TokenSigner, VerifiedToken
@@ -67,12 +68,18 @@ class HeaderFrontend(Frontend):
         return None
 
     def write(
-        self, headers: MutableHeaders, session_id: str, *, issued_at: int, max_age: int
+        self,
+        headers: MutableHeaders,
+        session_id: str,
+        *,
+        issued_at: int,
+        max_age: int,
+        scope: Scope,
     ) -> None:
         headers[self.header_name] = self._signer.sign(session_id, issued_at)
 
     def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
         return {self.header_name: self._signer.sign(session_id, issued_at)}
 
-    def clear(self, headers: MutableHeaders) -> None:
+    def clear(self, headers: MutableHeaders, *, scope: Scope) -> None:
         headers[self.header_name] = ""

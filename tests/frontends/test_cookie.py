@@ -16,12 +16,21 @@ from fastapi_session_deps.signing import new_session_id
 from ..helpers import SECRET, http_scope
 
 
-def set_cookie_of(frontend: CookieFrontend, *, clear: bool = False, **kwargs: Any) -> str:
+def set_cookie_of(
+    frontend: CookieFrontend, *, clear: bool = False, scheme: str = "http", **kwargs: Any
+) -> str:
     headers = MutableHeaders()
+    scope = {**http_scope(), "scheme": scheme}
     if clear:
-        frontend.clear(headers)
+        frontend.clear(headers, scope=scope)
     else:
-        frontend.write(headers, new_session_id(), issued_at=100, max_age=kwargs.get("max_age", 60))
+        frontend.write(
+            headers,
+            new_session_id(),
+            issued_at=100,
+            max_age=kwargs.get("max_age", 60),
+            scope=scope,
+        )
     values = headers.getlist("set-cookie")
     assert len(values) == 1
     return values[0]
@@ -91,7 +100,7 @@ def test_read_verifies_the_cookie_it_wrote() -> None:
     frontend = CookieFrontend(SECRET)
     headers = MutableHeaders()
     session_id = new_session_id()
-    frontend.write(headers, session_id, issued_at=100, max_age=60)
+    frontend.write(headers, session_id, issued_at=100, max_age=60, scope=http_scope())
     token = headers["set-cookie"].split(";")[0].split("=", 1)[1]
     connection = HTTPConnection(http_scope(headers=[(b"cookie", f"session={token}".encode())]))
     verified = frontend.read(connection)
@@ -124,6 +133,7 @@ def test_repr_shows_settings_not_keys() -> None:
         ({"domain": "a;b"}, "not a valid cookie domain"),
         ({"max_age": 0}, "max_age must be positive"),
         ({"max_age": "1"}, "max_age must be a number"),
+        ({"secure": "sometimes"}, "use True"),
     ],
 )
 def test_misconfiguration_fails_at_construction(options: dict[str, Any], message: str) -> None:
@@ -140,3 +150,32 @@ def test_partitioned_and_browser_session_cookies() -> None:
     header = set_cookie_of(CookieFrontend(SECRET, partitioned=True, persistent=False))
     assert header.endswith("; Partitioned")
     assert "max-age" not in attributes(header)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "secure"), [("https", True), ("http", False), ("wss", True), ("ws", False)]
+)
+def test_secure_auto_follows_the_request_scheme(scheme: str, secure: bool) -> None:
+    frontend = CookieFrontend(SECRET, secure="auto")
+    assert ("secure" in attributes(set_cookie_of(frontend, scheme=scheme))) is secure
+    assert ("secure" in attributes(set_cookie_of(frontend, clear=True, scheme=scheme))) is secure
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_explicit_secure_ignores_the_scheme(secure: bool) -> None:
+    frontend = CookieFrontend(SECRET, secure=secure)
+    for scheme in ("http", "https"):
+        assert ("secure" in attributes(set_cookie_of(frontend, scheme=scheme))) is secure
+
+
+def test_secure_auto_allows_what_only_secure_cookies_may_do() -> None:
+    # Over HTTPS these cookies are Secure, as browsers require; over plain HTTP a browser
+    # would refuse them whatever this library did.
+    for options in (
+        {"samesite": "none"},
+        {"partitioned": True},
+        {"cookie_name": "__Host-session"},
+        {"cookie_name": "__Secure-session"},
+    ):
+        header = set_cookie_of(CookieFrontend(SECRET, secure="auto", **options), scheme="https")
+        assert "secure" in attributes(header)
