@@ -1,8 +1,10 @@
 """An app written the way the common FastAPI session tutorials write it.
 
-The only changes from a tutorial that uses Starlette's cookie sessions are the import and
-the ``backend=`` argument (plus ``autoload=True``, because these routes are ``async def``
-and read ``request.session`` without awaiting ``load_session``).
+The changes from a tutorial that uses Starlette's cookie sessions are the import, the
+``backend=`` argument, and one line at log-in: ``await regenerate_session(request)``. With
+the data on the server, a log-in that keeps the session id would let an id planted in the
+visitor's browser before log-in ride along into the logged-in session (session fixation);
+Starlette's cookie-only sessions carry no id, so they never needed it.
 """
 
 import os
@@ -12,7 +14,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 # was: from starlette.middleware.sessions import SessionMiddleware
-from fastapi_session_deps import MemoryBackend, SessionMiddleware
+from fastapi_session_deps import MemoryBackend, SessionMiddleware, regenerate_session
 
 app = FastAPI()
 app.add_middleware(
@@ -20,12 +22,12 @@ app.add_middleware(
     secret_key=os.environ.get("SESSION_SECRET_KEY") or secrets.token_urlsafe(48),
     https_only=False,  # a plain-HTTP local example; keep the secure default in production
     backend=MemoryBackend(),
-    autoload=True,
 )
 
 
 @app.post("/login")
 async def login(request: Request, username: str) -> RedirectResponse:
+    await regenerate_session(request)  # a new id at log-in: the defence against fixation
     request.session.update({"user": username, "visits": 0})
     return RedirectResponse("/profile", status_code=303)
 

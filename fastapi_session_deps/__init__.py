@@ -19,6 +19,7 @@ from .frontends.header import HeaderFrontend as HeaderFrontend
 from .manager import SessionManager as SessionManager
 from .models import SessionModel as SessionModel
 from .starlette import Session as Session
+from .starlette import SessionAutoloadMiddleware as SessionAutoloadMiddleware
 from .starlette import SessionMiddleware as SessionMiddleware
 from .starlette import SessionNotLoaded as SessionNotLoaded
 from .starlette import destroy_session as destroy_session
@@ -44,6 +45,7 @@ __all__ = [
     "MissingMiddlewareError",
     "RedisBackend",
     "Session",
+    "SessionAutoloadMiddleware",
     "SessionBusy",
     "SessionError",
     "SessionLocks",

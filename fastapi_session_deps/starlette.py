@@ -4,7 +4,7 @@
 # from starlette.middleware.sessions import SessionMiddleware
 from fastapi_session_deps import MemoryBackend, SessionMiddleware
 
-app.add_middleware(SessionMiddleware, secret_key=..., backend=MemoryBackend(), autoload=True)
+app.add_middleware(SessionMiddleware, secret_key=..., backend=MemoryBackend())
 ```
 
 ``request.session`` stays a plain dictionary; what changes is that the cookie carries only
@@ -14,29 +14,32 @@ frontends, backends, signing, expiry and the commit point.
 
 from __future__ import annotations
 
+import difflib
 import logging
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import anyio.from_thread
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._core import BackendErrorPolicy, ConcurrencyPolicy, RequestSlot, SessionCore, SessionState
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError, SessionBusy, SessionError
 from .frontends.base import Frontend
-from .frontends.cookie import CookieFrontend
+from .frontends.cookie import CookieFrontend, Secure
 from .middleware import BUSY_DETAIL, SessionCommitMiddleware, refuse_unavailable
 from .serializers import DictSerializer
 from .signing import SecretKeys, VerifiedToken
 
 __all__ = [
     "Session",
+    "SessionAutoloadMiddleware",
     "SessionMiddleware",
     "SessionNotLoaded",
     "destroy_session",
@@ -61,9 +64,10 @@ class Session(dict[str, Any]):
     neither: at commit every value is compared with the stored one, so in-place edits of
     nested lists and dicts are saved too.
 
-    While its data has not been loaded from the store yet, any use loads it first: at once
-    in a worker thread (sync endpoints), or by raising `SessionNotLoaded` on the event loop,
-    where the fix is ``await load_session(request)`` or ``autoload=True``.
+    With ``autoload=False``, while its data has not been loaded from the store yet, any use
+    loads it first: at once in a worker thread (sync endpoints), or by raising
+    `SessionNotLoaded` on the event loop, where the fix is ``await load_session(request)``
+    or the default ``autoload=True``.
     """
 
     accessed: bool = False
@@ -81,9 +85,10 @@ class Session(dict[str, Any]):
             anyio.from_thread.run(self._loader)
         except RuntimeError as exc:  # not in a worker thread: we are on the event loop
             raise SessionNotLoaded(
-                "request.session was used before it was loaded. In async code, call "
-                "`await load_session(request)` first, or add autoload=True to "
-                "SessionMiddleware to load it for every request that has a session."
+                "request.session was used before it was loaded, and SessionMiddleware was "
+                "given autoload=False. In async code, call `await load_session(request)` "
+                "first, or drop autoload=False (autoload=True, the default, loads it for "
+                "every request that has a session)."
             ) from exc
 
     def mark_accessed(self) -> None:
@@ -156,8 +161,10 @@ class Session(dict[str, Any]):
         return super().pop(key, *default)
 
     def popitem(self) -> tuple[str, Any]:
+        self._ensure_loaded()
+        item = super().popitem()
         self.mark_modified()
-        return super().popitem()
+        return item
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         self._ensure_loaded()
@@ -175,37 +182,136 @@ class Session(dict[str, Any]):
         return self
 
 
+#: Each setting's other spellings: starsessions' and the tutorial's. ``lifetime`` and
+#: ``rolling`` are starsessions' too, but change meaning on the way (see `_resolve`).
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    "session_cookie": ("cookie_name",),
+    "same_site": ("cookie_same_site",),
+    "https_only": ("cookie_https_only",),
+    "domain": ("cookie_domain",),
+    "path": ("cookie_path",),
+    "max_age": ("lifetime",),
+    "autoload": ("autoload_cookie",),
+    "backend": ("store",),
+}
+_CANONICAL = {alias: name for name, aliases in SPELLINGS.items() for alias in aliases}
+#: starsessions keywords that have no counterpart here, with the reason.
+_UNSUPPORTED = {
+    "serializer": "sessions are always stored as JSON, one entry per key",
+    "encryptor": "encryption at rest is not a SessionMiddleware setting",
+}
+
+
+class _Default:
+    """The default of a keyword the caller did not give (so two spellings can be told)."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_DEFAULT: Any = _Default()
+
+
+class _StarletteCookieFrontend(CookieFrontend):
+    """A `CookieFrontend` whose ``Set-Cookie`` is spelled exactly as Starlette's middleware
+    writes it (``path=/; Max-Age=...; httponly; samesite=lax``), since apps' own tests assert
+    on that text. ``max_age`` may be zero or negative, as there: the cookie then expires at
+    once, and so does the session.
+    """
+
+    def __init__(
+        self, secret_key: SecretKeys | None, *, max_age: float | timedelta | None, **options: Any
+    ) -> None:
+        super().__init__(secret_key, persistent=max_age is not None, **options)
+        if isinstance(max_age, timedelta):
+            max_age = max_age.total_seconds()
+        if max_age is not None and (
+            not isinstance(max_age, (int, float)) or isinstance(max_age, bool)
+        ):
+            raise ConfigurationError(
+                f"max_age={max_age!r}: pass a number of seconds (or a timedelta), or None."
+            )
+        self.max_age = None if max_age is None else float(max_age)
+
+    def _set_header(self, token: str, max_age: int | None, secure: bool) -> str:
+        age = [] if max_age is None else [f"Max-Age={max_age}"]
+        return "; ".join(
+            [f"{self.cookie_name}={token}", f"path={self.path}", *age, *self._flags(secure)]
+        )
+
+    def _clear_header(self, secure: bool) -> str:
+        return "; ".join(
+            [
+                f"{self.cookie_name}=null",
+                f"path={self.path}",
+                "expires=Thu, 01 Jan 1970 00:00:00 GMT",
+                *self._flags(secure),
+            ]
+        )
+
+    def _flags(self, secure: bool) -> list[str]:
+        flags = ["httponly"] if self.httponly else []
+        flags.append(f"samesite={self.samesite}")
+        if secure:
+            flags.append("secure")
+        if self.domain is not None:
+            flags.append(f"domain={self.domain}")
+        if self.partitioned:
+            flags.append("partitioned")
+        return flags
+
+
 class SessionMiddleware(SessionCommitMiddleware):
     """Starlette's ``SessionMiddleware`` interface, with the data kept in a backend.
 
-    Every keyword of Starlette's middleware keeps its meaning: ``secret_key``,
-    ``session_cookie``, ``max_age``, ``path``, ``same_site``, ``https_only``, ``domain`` and
-    ``partitioned``. The differences are deliberate: the key must be at least 32 bytes;
-    ``https_only`` defaults to ``True``; ``max_age`` must be positive or ``None``.
+    Every keyword of Starlette's middleware keeps its meaning (``secret_key``,
+    ``session_cookie``, ``max_age``, ``path``, ``same_site``, ``https_only``, ``domain``,
+    ``partitioned``), and so do starsessions' spellings (``cookie_name``,
+    ``cookie_same_site``, ``cookie_https_only``, ``cookie_domain``, ``cookie_path``,
+    ``lifetime``, ``rolling``, ``store``) and the tutorial's (``autoload_cookie``). Giving
+    two spellings of one setting is a `ConfigurationError` naming both.
+
+    The deliberate differences: the key must be at least 32 bytes, and ``https_only``
+    defaults to ``"auto"`` (``Secure`` whenever the request came over HTTPS).
+
+    A refused configuration (a short key, an unknown keyword, an insecure combination) does
+    not raise here: Starlette builds middleware lazily, at the first event the app gets, where
+    an exception would pass for "lifespan not supported" and turn into a 500 on every
+    request. Instead the app's start-up fails with the message (uvicorn exits with it), and a
+    request served without a lifespan raises it.
 
     Args:
         app: the ASGI app to wrap.
-        secret_key: signing key(s), at least 32 bytes each; ``None`` reads
-            ``SESSION_SECRET_KEY``.
-        session_cookie: the cookie's name.
-        max_age: seconds the cookie lasts (and, unless ``idle_timeout`` is given, the
-            sliding server-side lifetime); ``None`` for a cookie that ends with the browser
-            session.
-        path: the cookie's path.
-        same_site: ``"lax"``, ``"strict"`` or ``"none"``.
-        https_only: mark the cookie ``Secure`` (the default: ``False`` is an insecure
-            opt-in).
-        domain: the cookie's domain.
+        secret_key: signing key(s), ``str`` or ``bytes``, at least 32 bytes each; ``None``
+            reads ``SESSION_SECRET_KEY``.
+        session_cookie: the cookie's name (default ``"session"``); also ``cookie_name``.
+        max_age: seconds the cookie lasts (default 14 days), and, unless ``idle_timeout``
+            is given, the sliding server-side lifetime; ``None`` for a cookie that ends with
+            the browser session; zero or less for a session that expires at once, as in
+            Starlette. starsessions' ``lifetime`` spells it too, with 0 meaning ``None``.
+        path: the cookie's path (default ``"/"``); also ``cookie_path``.
+        same_site: ``"lax"`` (the default), ``"strict"`` or ``"none"``; also
+            ``cookie_same_site``.
+        https_only: ``"auto"`` (the default): mark the cookie ``Secure`` whenever the
+            request arrived over HTTPS; ``True``: always; ``False``: never (an insecure
+            opt-in). Also ``cookie_https_only``.
+        domain: the cookie's domain; also ``cookie_domain``.
         partitioned: mark the cookie ``Partitioned`` (CHIPS).
         backend: where the data lives; without one, a `MemoryBackend` (with a warning: its
-            data is lost on restart and not shared between processes).
+            data is lost on restart and not shared between processes). Also ``store``.
         idle_timeout: the sliding server-side lifetime; defaults to ``max_age``, or 14 days.
         absolute_timeout: the lifetime from creation, whatever the activity; ``None``.
+        rolling: starsessions' switch: ``False`` ends a session ``max_age`` (``lifetime``)
+            after its creation, whatever the activity (the default when ``lifetime`` is
+            given); ``True`` slides it with activity (the default otherwise).
         frontend: a ready-made frontend, instead of the cookie keywords above.
-        autoload: load the session when each request starts (when it carries one), for
-            async code that reads ``request.session`` or ``scope["session"]`` without
-            ``await load_session(request)``. Otherwise the store is read only when the
-            session is first used.
+        autoload: load the session as each request starts, when it carries a session
+            cookie, so that async code can use ``request.session`` (and
+            ``scope["session"]``) directly, as with Starlette's middleware. This is the
+            default; it costs one store read for such a request even if the route never
+            touches the session. ``False`` loads lazily: sync endpoints load on first use,
+            and async code must ``await load_session(request)`` first (or have
+            `SessionAutoloadMiddleware` do it for some paths). Also ``autoload_cookie``.
         concurrency: as for `SessionManager`. With ``"lock"``, a request holds the lock from
             the moment its session is loaded until its commit.
         on_backend_error: as for `SessionManager`.
@@ -218,67 +324,89 @@ class SessionMiddleware(SessionCommitMiddleware):
         self,
         app: ASGIApp,
         secret_key: SecretKeys | None = None,
-        session_cookie: str = "session",
-        max_age: int | None = DEFAULT_MAX_AGE,
-        path: str = "/",
-        same_site: Literal["lax", "strict", "none"] = "lax",
-        https_only: bool = True,
-        domain: str | None = None,
+        session_cookie: str = _DEFAULT,
+        max_age: int | None = _DEFAULT,
+        path: str = _DEFAULT,
+        same_site: Literal["lax", "strict", "none"] = _DEFAULT,
+        https_only: Secure = _DEFAULT,
+        domain: str | None = _DEFAULT,
         partitioned: bool = False,
         *,
-        backend: Backend | None = None,
+        backend: Backend | None = _DEFAULT,
         idle_timeout: float | timedelta | None = None,
-        absolute_timeout: float | timedelta | None = None,
+        absolute_timeout: float | timedelta | None = _DEFAULT,
+        rolling: bool = _DEFAULT,
         frontend: Frontend | None = None,
-        autoload: bool = False,
+        autoload: bool = _DEFAULT,
         concurrency: ConcurrencyPolicy = "merge",
         on_backend_error: BackendErrorPolicy = "fail",
         lock_timeout: float = 5.0,
         lock_ttl: float = 30.0,
         clock: Callable[[], float] = time.time,
+        **other_spellings: Any,
     ) -> None:
-        if max_age is not None and not max_age > 0:
-            raise ConfigurationError(
-                f"max_age={max_age!r}: a session cookie that expires at once can never be "
-                "used. Pass a positive number of seconds, or None for a browser-session "
-                "cookie."
+        self.app = app
+        self.refusal: ConfigurationError | None = None
+        given = {
+            name: value
+            for name, value in (
+                ("session_cookie", session_cookie),
+                ("max_age", max_age),
+                ("path", path),
+                ("same_site", same_site),
+                ("https_only", https_only),
+                ("domain", domain),
+                ("backend", backend),
+                ("absolute_timeout", absolute_timeout),
+                ("rolling", rolling),
+                ("autoload", autoload),
             )
-        if frontend is None:
-            frontend = CookieFrontend(
-                secret_key,
-                cookie_name=session_cookie,
-                path=path,
-                domain=domain,
-                secure=https_only,
-                samesite=same_site,
-                partitioned=partitioned,
-                persistent=max_age is not None,
+            if value is not _DEFAULT
+        }
+        try:
+            settings = _resolve(given, other_spellings)
+            if frontend is None:
+                frontend = _StarletteCookieFrontend(
+                    secret_key,
+                    cookie_name=settings.get("session_cookie", "session"),
+                    max_age=settings.get("max_age", DEFAULT_MAX_AGE),
+                    path=settings.get("path", "/"),
+                    domain=settings.get("domain"),
+                    secure=settings.get("https_only", "auto"),
+                    samesite=settings.get("same_site", "lax"),
+                    partitioned=partitioned,
+                )
+            elif secret_key is not None or partitioned or set(settings) & _COOKIE_SETTINGS:
+                raise ConfigurationError(
+                    "Pass either frontend=... or the cookie settings (secret_key, "
+                    "session_cookie, max_age, ...), not both."
+                )
+            core: SessionCore[Session] = SessionCore(
+                DictSerializer(Session),
+                frontend=frontend,
+                backend=_backend(settings.get("backend")),
+                idle_timeout=idle_timeout
+                or _positive(settings.get("max_age", DEFAULT_MAX_AGE))
+                or DEFAULT_MAX_AGE,
+                absolute_timeout=settings.get("absolute_timeout"),
+                concurrency=concurrency,
+                on_backend_error=on_backend_error,
+                lock_timeout=lock_timeout,
+                lock_ttl=lock_ttl,
+                clock=clock,
             )
-        elif secret_key is not None:
-            raise ConfigurationError(
-                "Pass either frontend=... or the cookie settings (secret_key, ...), not both."
-            )
-        if backend is None:
-            logger.warning(
-                "SessionMiddleware has no backend: using MemoryBackend, whose sessions are "
-                "lost on restart and not shared between processes. Pass backend=... for "
-                "production."
-            )
-            backend = MemoryBackend()
-        core: SessionCore[Session] = SessionCore(
-            DictSerializer(Session),
-            frontend=frontend,
-            backend=backend,
-            idle_timeout=idle_timeout or max_age or DEFAULT_MAX_AGE,
-            absolute_timeout=absolute_timeout,
-            concurrency=concurrency,
-            on_backend_error=on_backend_error,
-            lock_timeout=lock_timeout,
-            lock_ttl=lock_ttl,
-            clock=clock,
-        )
+        except ConfigurationError as exc:
+            self.refusal = exc
+            return
         super().__init__(app, core)
-        self.autoload = autoload
+        self.autoload: bool = settings.get("autoload", True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.refusal is not None:
+            await refuse_to_start(scope, receive, send, self.refusal)
+        if scope["type"] == "lifespan":
+            scope[INSTALLED] = True  # for a SessionAutoloadMiddleware inside this one
+        await super().__call__(scope, receive, send)
 
     async def prepare(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
         token = self.core.frontend.read(HTTPConnection(scope))
@@ -296,14 +424,7 @@ class SessionMiddleware(SessionCommitMiddleware):
 
         session._loader = load
         if self.autoload:
-            try:
-                await load()
-            except BackendUnavailable:
-                await refuse_unavailable(scope, send)
-                return False
-            except SessionBusy:
-                await refuse_unavailable(scope, send, BUSY_DETAIL)
-                return False
+            return await load_or_refuse(scope, send, session)
         return True
 
     async def commit(
@@ -317,6 +438,206 @@ class SessionMiddleware(SessionCommitMiddleware):
             # clears the cookie of an emptied session).
             self.core.destroy_state(state)
         await super().commit(state, headers, status, scope)
+
+
+#: Cookie settings that a ready-made ``frontend=`` replaces.
+_COOKIE_SETTINGS = {"session_cookie", "max_age", "path", "same_site", "https_only", "domain"}
+#: A marker a `SessionMiddleware` leaves in the lifespan scope for the middleware inside it.
+INSTALLED = "fastapi_session_deps.session_middleware"
+
+
+def _resolve(given: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
+    """Fold the other spellings into Starlette's names, refusing doubles and unknowns."""
+    settings = dict(given)
+    for alias, value in others.items():
+        name = _CANONICAL.get(alias)
+        if name is None:
+            raise ConfigurationError(_unknown_keyword(alias))
+        if name in settings:
+            spelled = next(a for a in (name, *SPELLINGS[name]) if a in given or a in others)
+            raise ConfigurationError(
+                f"SessionMiddleware got both {spelled}= and {alias}=, two spellings of one "
+                f"setting: keep one."
+            )
+        settings[name] = value
+    if "lifetime" in others:
+        # starsessions: 0 is a browser-session cookie; a session ends `lifetime` after its
+        # creation unless rolling=True.
+        settings["max_age"] = others["lifetime"] or None
+        settings.setdefault("rolling", False)
+    if settings.get("rolling") is False and _positive(settings.get("max_age")) is not None:
+        if "absolute_timeout" in settings:
+            raise ConfigurationError(
+                "SessionMiddleware got both rolling=False and absolute_timeout=, two "
+                "spellings of one setting (rolling=False ends a session max_age after its "
+                "creation): keep one."
+            )
+        settings["absolute_timeout"] = settings["max_age"]
+    settings.pop("rolling", None)
+    return settings
+
+
+def _unknown_keyword(name: str) -> str:
+    if name in _UNSUPPORTED:
+        return f"SessionMiddleware has no {name}= (starsessions has): {_UNSUPPORTED[name]}."
+    known = [*SPELLINGS, *_CANONICAL, *_OTHER_KEYWORDS]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]}=?" if close else ""
+    return f"SessionMiddleware got an unknown keyword {name}=.{hint}"
+
+
+_OTHER_KEYWORDS = (
+    "secret_key",
+    "partitioned",
+    "idle_timeout",
+    "absolute_timeout",
+    "rolling",
+    "frontend",
+    "concurrency",
+    "on_backend_error",
+    "lock_timeout",
+    "lock_ttl",
+    "clock",
+)
+
+
+def _positive(max_age: Any) -> float | None:
+    """``max_age`` as the default idle timeout: only a positive one is a lifetime."""
+    if isinstance(max_age, timedelta):
+        max_age = max_age.total_seconds()
+    return float(max_age) if isinstance(max_age, (int, float)) and max_age > 0 else None
+
+
+def _backend(backend: Backend | None) -> Backend:
+    if backend is not None:
+        return backend
+    logger.warning(
+        "SessionMiddleware has no backend: using MemoryBackend, whose sessions are lost on "
+        "restart and not shared between processes. Pass backend=... for production."
+    )
+    return MemoryBackend()
+
+
+class SessionAutoloadMiddleware:
+    """Loads ``request.session`` before the app runs, so async code can use it directly.
+
+    Two uses, one class:
+
+    - **Beside `SessionMiddleware`** (starsessions' use): added *before* it, so that it runs
+      inside it, it loads the session for the paths given (all when ``paths`` is empty), for
+      a `SessionMiddleware` created with ``autoload=False``::
+
+          app.add_middleware(SessionAutoloadMiddleware, paths=["/admin", re.compile("/api/.*")])
+          app.add_middleware(SessionMiddleware, secret_key=..., autoload=False)
+
+    - **On its own** (the tutorial's use): given any `SessionMiddleware` setting
+      (``secret_key=``, ``backend=``, ``cookie_name=``...), it *is* a session middleware
+      that loads the session up front, for ``paths`` or for every request::
+
+          app.add_middleware(SessionAutoloadMiddleware, secret_key=SECRET_KEY)
+
+    Args:
+        app: the ASGI app to wrap.
+        paths: regular expressions (strings or compiled), matched at the start of the
+            request path as starsessions matches them; empty or ``None`` for every path.
+        **session_settings: `SessionMiddleware` keywords, for the use on its own.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        paths: Sequence[str | re.Pattern[str]] | None = None,
+        **session_settings: Any,
+    ) -> None:
+        self.app: ASGIApp = app
+        self.refusal: ConfigurationError | None = None
+        self.patterns: list[re.Pattern[str]] = []
+        try:
+            self.patterns = [_pattern(path) for path in paths or ()]
+            if "autoload" in session_settings or "autoload_cookie" in session_settings:
+                raise ConfigurationError(
+                    "SessionAutoloadMiddleware always loads: drop autoload= (use paths= to "
+                    "choose where)."
+                )
+        except ConfigurationError as exc:
+            self.refusal = exc
+        self.standalone: SessionMiddleware | None = None
+        if session_settings and self.refusal is None:
+            # On its own: a SessionMiddleware around this loader, which then always finds
+            # a session to load.
+            loader = SessionAutoloadMiddleware(app, paths)
+            self.standalone = SessionMiddleware(loader, autoload=False, **session_settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.refusal is not None:
+            await refuse_to_start(scope, receive, send, self.refusal)
+        if self.standalone is not None:
+            await self.standalone(scope, receive, send)
+            return
+        if scope["type"] == "lifespan" and not scope.get(INSTALLED):
+            await refuse_to_start(scope, receive, send, _no_session_middleware())
+        if scope["type"] in ("http", "websocket") and self._wanted(scope["path"]):
+            session = scope.get("session")
+            if not isinstance(session, Session):
+                raise _no_session_middleware()
+            if not await load_or_refuse(scope, send, session):
+                return
+        await self.app(scope, receive, send)
+
+    def _wanted(self, path: str) -> bool:
+        return not self.patterns or any(pattern.match(path) for pattern in self.patterns)
+
+
+def _pattern(path: object) -> re.Pattern[str]:
+    if isinstance(path, re.Pattern):
+        return path
+    if isinstance(path, str):
+        try:
+            return re.compile(path)
+        except re.error as exc:
+            raise ConfigurationError(
+                f"paths: {path!r} is not a regular expression: {exc}"
+            ) from exc
+    raise ConfigurationError(f"paths: {path!r} is neither a string nor a compiled pattern.")
+
+
+def _no_session_middleware() -> ConfigurationError:
+    return ConfigurationError(
+        "SessionAutoloadMiddleware without session settings loads the session of a "
+        "fastapi_session_deps SessionMiddleware around it, and there is none: add "
+        "`app.add_middleware(SessionMiddleware, ...)` after it (so that it runs first), or "
+        "give SessionAutoloadMiddleware the settings (secret_key=..., backend=...) to use it "
+        "on its own."
+    )
+
+
+async def load_or_refuse(scope: Scope, send: Send, session: Session) -> bool:
+    """Load ``session`` now; on a store fault answer "try again later" and return ``False``."""
+    if session._loader is None:
+        return True
+    try:
+        await session._loader()
+    except BackendUnavailable:
+        await refuse_unavailable(scope, send)
+        return False
+    except SessionBusy:
+        await refuse_unavailable(scope, send, BUSY_DETAIL)
+        return False
+    return True
+
+
+async def refuse_to_start(
+    scope: Scope, receive: Receive, send: Send, error: ConfigurationError
+) -> NoReturn:
+    """Fail the app's start-up with ``error`` (or, outside a lifespan, raise it).
+
+    The server logs the message and stops (uvicorn exits with status 3); raising it too
+    lets a test client's start-up raise it.
+    """
+    if scope["type"] == "lifespan":
+        await receive()  # lifespan.startup, always the first message
+        await send({"type": "lifespan.startup.failed", "message": str(error)})
+    raise error
 
 
 def _bind(core: SessionCore[Session], state: SessionState[Session], slot: RequestSlot) -> None:

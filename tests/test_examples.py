@@ -47,7 +47,7 @@ async def test_the_quickstart_works_exactly_as_written() -> None:
         assert (await client.post("/cart", params={"item": "pen"})).json() == ["book", "pen"]
         logout = await client.post("/logout")
         assert logout.json() == {"ok": True}
-        assert "Max-Age=0" in logout.headers["set-cookie"]
+        assert "expires=Thu, 01 Jan 1970 00:00:00 GMT" in logout.headers["set-cookie"]
         assert (await client.get("/me")).status_code == 401
     assert len(quickstart.sessions.backend) == 0
     assert quickstart.logged_in.__name__ == "verify_session"
@@ -181,12 +181,18 @@ async def test_the_tutorial_style_app_logs_in_counts_visits_and_logs_out() -> No
     tutorial = load("tutorial_style")
     async with client_for(tutorial) as client:
         assert (await client.get("/profile")).status_code == 401
+        await client.post("/login", params={"username": "guest"})
+        before = client.cookies["session"]
         login = await client.post("/login", params={"username": "grace"})
         assert login.status_code == 303
+        assert client.cookies["session"] != before  # a new id at log-in: no fixation
+        async with client_for(tutorial) as holder_of_the_old_id:
+            holder_of_the_old_id.cookies.set("session", before)
+            assert (await holder_of_the_old_id.get("/profile")).status_code == 401
         assert (await client.get("/profile")).json() == {"user": "grace", "visits": 1}
         assert (await client.get("/profile")).json() == {"user": "grace", "visits": 2}
         home = await client.get("/")
         assert "set-cookie" not in home.headers  # never touched the session
         logout = await client.post("/logout")
-        assert "Max-Age=0" in logout.headers["set-cookie"]
+        assert "expires=Thu, 01 Jan 1970 00:00:00 GMT" in logout.headers["set-cookie"]
         assert (await client.get("/profile")).status_code == 401

@@ -6,6 +6,7 @@ Where the behaviour differs on purpose, the test asserts the difference and says
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -179,7 +180,7 @@ async def test_session_expires(make_app: MakeApp, pass_time: PassTime) -> None:
 
 
 async def test_secure_session(make_app: MakeApp) -> None:
-    app = make_app()  # https_only defaults to True here
+    app = make_app(https_only=True)
     async with client(app, "https://testserver") as https, client(app) as plain:
         assert (await plain.get("/view_session")).json() == {"session": {}}
         response = await plain.post("/update_session", json={"some": "data"})
@@ -229,11 +230,19 @@ async def test_session_cookie(make_app: MakeApp) -> None:
 
 
 @pytest.mark.parametrize("max_age", [0, -1])
-def test_non_positive_max_age_is_refused(max_age: int) -> None:
-    # Intended difference: Starlette sends a cookie that expires at once (max_age=0) or
-    # has already expired (-1); such a session could never be used, so it is refused.
-    with pytest.raises(ConfigurationError, match="positive number of seconds, or None"):
-        SessionMiddleware(no_session_access, secret_key=SECRET, max_age=max_age)
+async def test_a_non_positive_max_age_expires_at_once_and_stores_nothing(
+    make_app: MakeApp, store_records: StoreRecords, max_age: int
+) -> None:
+    # As Starlette: the cookie is sent with that Max-Age, so the browser drops it at once,
+    # and a client that sends it back anyway has no session. Nothing is kept in the store.
+    async with client(make_app(https_only=False, max_age=max_age)) as http:
+        response = await http.post("/update_session", json={"some": "data"})
+        assert response.json() == {"session": {"some": "data"}}
+        assert f"; Max-Age={max_age}; " in response.headers["set-cookie"]
+        token = response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        http.cookies.set("session", token)
+        assert (await http.get("/view_session")).json() == {"session": {}}
+    assert await store_records() == {}
 
 
 async def test_domain_cookie(make_app: MakeApp) -> None:
@@ -325,16 +334,66 @@ async def test_the_cookie_carries_a_signed_id_not_the_data(
     assert fields["secret"] == b'"in-the-store-only"'
 
 
-def test_a_short_key_is_refused_and_says_how_to_make_one() -> None:
-    with pytest.raises(ConfigurationError, match="at least 32 bytes") as caught:
-        SessionMiddleware(no_session_access, secret_key="example", backend=MemoryBackend())
-    assert "secrets.token_urlsafe" in str(caught.value)
+def refused_at_start_up(**options: Any) -> str:
+    """Start an app with these settings; return the error that stopped its start-up.
+
+    The refusal is raised again by any request served without a lifespan.
+    """
+    from starlette.testclient import TestClient
+
+    options.setdefault("backend", MemoryBackend())
+    app = Starlette(routes=ROUTES, middleware=[Middleware(SessionMiddleware, **options)])
+    with pytest.raises(ConfigurationError) as caught, TestClient(app):
+        pass  # pragma: no cover - start-up fails
+    with pytest.raises(ConfigurationError, match=re.escape(str(caught.value))):
+        TestClient(app).get("/no_session")
+    return str(caught.value)
 
 
-async def test_secure_and_httponly_by_default(make_app: MakeApp) -> None:
+def test_a_short_key_stops_the_start_up_and_says_how_to_make_one() -> None:
+    message = refused_at_start_up(secret_key="example")
+    assert "at least 32 bytes" in message
+    assert "secrets.token_urlsafe" in message
+
+
+async def test_secure_and_httponly_by_default_over_https(make_app: MakeApp) -> None:
     async with client(make_app(), "https://testserver") as https:
         response = await https.post("/update_session", json={"a": 1})
     assert {"secure", "httponly", "samesite=lax", "path=/"} <= set(attributes(response))
+
+
+async def test_https_only_auto_is_secure_whenever_the_request_came_over_https(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()  # https_only="auto", the default
+    async with client(app, "https://testserver") as https, client(app) as plain:
+        assert "secure" in attributes(await https.post("/update_session", json={"a": 1}))
+        assert "secure" in attributes(await https.post("/clear_session"))
+        response = await plain.post("/update_session", json={"a": 1})
+        assert "secure" not in attributes(response)  # so a plain-HTTP client keeps it
+        assert (await plain.get("/view_session")).json() == {"session": {"a": 1}}
+
+
+async def test_https_only_auto_trusts_the_scheme_a_proxy_reported(make_app: MakeApp) -> None:
+    # Behind a TLS-terminating proxy, uvicorn --proxy-headers (ProxyHeadersMiddleware) sets
+    # the scope's scheme from X-Forwarded-Proto of a trusted proxy; "auto" follows it.
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    app = ProxyHeadersMiddleware(make_app(), trusted_hosts="127.0.0.1")
+    forwarded = await call(app, "/login", "POST", headers=[(b"x-forwarded-proto", b"https")])
+    plain = await call(app, "/login", "POST")
+    assert (forwarded.status, plain.status) == (200, 200)
+    assert "; secure" in (forwarded.header("set-cookie") or "")
+    assert "; secure" not in (plain.header("set-cookie") or "")
+
+
+@pytest.mark.parametrize("https_only", [True, False])
+async def test_explicit_https_only_means_what_it_says(make_app: MakeApp, https_only: bool) -> None:
+    app = make_app(https_only=https_only)
+    for base in ("http://testserver", "https://testserver"):
+        async with client(app, base) as http:
+            response = await http.post("/update_session", json={"a": 1})
+            assert ("secure" in attributes(response)) is https_only
 
 
 def test_without_a_backend_it_warns_and_uses_memory(caplog: pytest.LogCaptureFixture) -> None:
@@ -348,48 +407,72 @@ def test_a_frontend_replaces_the_cookie_settings() -> None:
     frontend = CookieFrontend(SECRET, cookie_name="__Host-sid")
     middleware = SessionMiddleware(no_session_access, frontend=frontend, backend=MemoryBackend())
     assert middleware.core.frontend is frontend
-    with pytest.raises(ConfigurationError, match="not both"):
-        SessionMiddleware(no_session_access, SECRET, frontend=frontend, backend=MemoryBackend())
+    assert "not both" in refused_at_start_up(secret_key=SECRET, frontend=frontend)
+    assert "not both" in refused_at_start_up(frontend=frontend, cookie_name="sid")
 
 
 # -- laziness, loading, helpers -----------------------------------------------------------
 
 
-async def test_untouched_sessions_cost_no_store_call_and_no_cookie(
+async def test_async_code_uses_request_session_without_any_extra_call(
+    http: httpx.AsyncClient, make_app: MakeApp
+) -> None:
+    async def direct(request: Request) -> JSONResponse:
+        return JSONResponse({"session": request.scope["session"]})  # no load, no methods
+
+    await http.post("/update_session", json={"a": 1})
+    assert (await http.get("/unloaded_view")).json() == {"session": {"a": 1}}
+    app = make_app(https_only=False)
+    app.router.routes.append(Route("/direct", direct))
+    async with client(app) as other:
+        other.cookies = http.cookies
+        assert (await other.get("/direct")).json() == {"session": {"a": 1}}
+
+
+async def test_loading_up_front_costs_one_read_and_no_cookie_when_untouched(
     http: httpx.AsyncClient, counting: CountingBackend
 ) -> None:
     await http.post("/update_session", json={"a": 1})
     counting.reset()
     response = await http.get("/no_session")
     assert "set-cookie" not in response.headers
+    assert "vary" not in response.headers
+    assert dict(counting.calls) == {"get": 1}
+    http.cookies.clear()
+    counting.reset()
+    await http.get("/no_session")
+    assert counting.total == 0  # no session cookie, nothing to load
+
+
+@pytest.fixture
+async def lazy(make_app: MakeApp, counting: CountingBackend) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app with autoload=False, holding a stored session, counts reset."""
+    async with client(make_app(https_only=False, autoload=False)) as http:
+        await http.post("/update_session", json={"a": 1})
+        counting.reset()
+        yield http
+
+
+async def test_lazy_mode_costs_untouched_sessions_no_store_call(
+    lazy: httpx.AsyncClient, counting: CountingBackend
+) -> None:
+    response = await lazy.get("/no_session")
+    assert "set-cookie" not in response.headers
     assert counting.total == 0
 
 
-async def test_async_use_before_loading_names_both_fixes(http: httpx.AsyncClient) -> None:
-    await http.post("/update_session", json={"a": 1})
-    with pytest.raises(SessionNotLoaded, match=r"await load_session\(request\).*autoload=True"):
-        await http.get("/unloaded_view")
-
-
-async def test_a_sync_endpoint_loads_on_first_use(
-    http: httpx.AsyncClient, counting: CountingBackend
+async def test_lazy_mode_async_use_before_loading_names_both_fixes(
+    lazy: httpx.AsyncClient,
 ) -> None:
-    await http.post("/update_session", json={"a": 1})
-    counting.reset()
-    assert (await http.get("/sync_view")).json() == {"session": {"a": 1}}
+    with pytest.raises(SessionNotLoaded, match=r"await load_session\(request\).*autoload"):
+        await lazy.get("/unloaded_view")
+
+
+async def test_lazy_mode_a_sync_endpoint_loads_on_first_use(
+    lazy: httpx.AsyncClient, counting: CountingBackend
+) -> None:
+    assert (await lazy.get("/sync_view")).json() == {"session": {"a": 1}}
     assert counting.calls["get"] == 1
-
-
-async def test_autoload_serves_async_code_and_direct_scope_readers(make_app: MakeApp) -> None:
-    async def direct(request: Request) -> JSONResponse:
-        return JSONResponse({"session": request.scope["session"]})  # no load, no methods
-
-    app = make_app(https_only=False, autoload=True)
-    app.router.routes.append(Route("/direct", direct))
-    async with client(app) as http:
-        await http.post("/update_session", json={"a": 1})
-        assert (await http.get("/unloaded_view")).json() == {"session": {"a": 1}}
-        assert (await http.get("/direct")).json() == {"session": {"a": 1}}
 
 
 async def test_nested_in_place_edits_are_saved(http: httpx.AsyncClient) -> None:
@@ -418,7 +501,7 @@ async def test_destroy_session_deletes_the_record_and_the_cookie(
 ) -> None:
     await http.post("/login")
     response = await http.post("/logout")
-    assert "max-age=0" in attributes(response)
+    assert "expires=thu, 01 jan 1970 00:00:00 gmt" in attributes(response)
     assert await store_records() == {}
     assert (await http.get("/view_session")).json() == {"session": {}}
 
@@ -565,7 +648,7 @@ async def test_a_store_outage_after_the_response_started_is_not_hidden(
 
         return StreamingResponse(body())
 
-    app = make_app(backend=store, https_only=False)
+    app = make_app(backend=store, https_only=False, autoload=False)
     app.router.routes.append(Route("/stream", stream))
     headers = cookie_header((await call(app, "/login", "POST")).cookie() or "")
     store.down = {"get"}
@@ -612,15 +695,19 @@ async def test_a_websocket_with_autoload_is_closed_1013_when_the_store_is_down()
     assert await anyio.to_thread.run_sync(run) == 1013
 
 
-async def test_cookie_attributes_are_spelled_as_the_standard_library_writes_them(
-    make_app: MakeApp,
-) -> None:
-    # Intended difference: Starlette's session middleware formats "path=/; domain=...";
-    # this one builds cookies with http.cookies, as Starlette's Response.set_cookie does.
-    # Attribute names are case-insensitive to browsers (RFC 6265, 5.2).
-    app = make_app(domain=".example.com", same_site="none", partitioned=True)
+async def test_set_cookie_is_spelled_exactly_as_starlette_spells_it(make_app: MakeApp) -> None:
+    # Apps' own tests assert on this text, so it is Starlette's to the character.
+    app = make_app(domain=".example.com", same_site="none", partitioned=True, max_age=600)
     async with client(app, "https://testserver") as https:
-        header = (await https.post("/update_session", json={"a": 1})).headers["set-cookie"]
-    assert "; Domain=.example.com;" in header
-    assert "; Path=/;" in header
-    assert header.endswith("; Partitioned")
+        set_header = (await https.post("/update_session", json={"a": 1})).headers["set-cookie"]
+        token = set_header.split(";")[0].removeprefix("session=")
+        https.cookies.set("session", token)  # the jar keeps .example.com cookies to itself
+        clear_header = (await https.post("/clear_session")).headers["set-cookie"]
+    assert set_header == (
+        f"session={token}; path=/; Max-Age=600; httponly; samesite=none; secure; "
+        "domain=.example.com; partitioned"
+    )
+    assert clear_header == (
+        "session=null; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT; httponly; "
+        "samesite=none; secure; domain=.example.com; partitioned"
+    )
