@@ -313,7 +313,9 @@ class SessionMiddleware(SessionCommitMiddleware):
             and async code must ``await load_session(request)`` first (or have
             `SessionAutoloadMiddleware` do it for some paths). Also ``autoload_cookie``.
         concurrency: as for `SessionManager`. With ``"lock"``, a request holds the lock from
-            the moment its session is loaded until its commit.
+            the moment its session is loaded until its commit; with ``autoload``, that is
+            every request that carries a session cookie, used or not (``autoload=False``
+            with `SessionAutoloadMiddleware` ``paths`` narrows it).
         on_backend_error: as for `SessionManager`.
         lock_timeout: as for `SessionManager`.
         lock_ttl: as for `SessionManager`.
