@@ -6,6 +6,7 @@ from .backends.base import Backend as Backend
 from .backends.base import SessionLocks as SessionLocks
 from .backends.function import FunctionBackend as FunctionBackend
 from .backends.memory import MemoryBackend as MemoryBackend
+from .exceptions import BackendError as BackendError
 from .exceptions import BackendUnavailable as BackendUnavailable
 from .exceptions import ConfigurationError as ConfigurationError
 from .exceptions import InvalidSessionData as InvalidSessionData
@@ -13,6 +14,7 @@ from .exceptions import MissingDependencyError as MissingDependencyError
 from .exceptions import MissingMiddlewareError as MissingMiddlewareError
 from .exceptions import SessionBusy as SessionBusy
 from .exceptions import SessionError as SessionError
+from .exceptions import SessionTooLarge as SessionTooLarge
 from .frontends.base import Frontend as Frontend
 from .frontends.cookie import CookieFrontend as CookieFrontend
 from .frontends.header import HeaderFrontend as HeaderFrontend
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "BackendError",
     "BackendUnavailable",
     "ConfigurationError",
     "CookieFrontend",
@@ -53,6 +56,7 @@ __all__ = [
     "SessionMiddleware",
     "SessionModel",
     "SessionNotLoaded",
+    "SessionTooLarge",
     "destroy_session",
     "load_session",
     "regenerate_session",

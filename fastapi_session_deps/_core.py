@@ -28,13 +28,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Generic, Literal, TypeVar
 
+import anyio
 from pydantic_core import to_json
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from ._faults import faults
 from ._time import to_seconds
-from .backends.base import Backend, SessionLocks
+from .backends.base import MAX_RECORD_BYTES, Backend, SessionLocks, record_size
 from .exceptions import (
     BackendUnavailable,
     ConfigurationError,
@@ -42,6 +44,7 @@ from .exceptions import (
     MissingMiddlewareError,
     SessionBusy,
     SessionError,
+    SessionTooLarge,
 )
 from .frontends.base import Frontend
 from .serializers import RESERVED_PREFIX, Serializer
@@ -56,6 +59,11 @@ CREATED_FIELD = RESERVED_PREFIX + "created"
 #: The cookie and the record's expiry are renewed once a token is this share of the idle
 #: timeout old, so a visitor is logged out after between 90 % and 100 % of it idle.
 REISSUE_FRACTION = 0.1
+#: A token stamped more than this many seconds in the future (servers whose clocks
+#: disagree) is re-issued at once, so it slides like any other.
+MAX_CLOCK_SKEW = 60.0
+#: At most this many failed lock releases are remembered for a retry.
+MAX_UNRELEASED = 1024
 
 BackendErrorPolicy = Literal["fail", "anonymous"]
 ConcurrencyPolicy = Literal["merge", "lock"]
@@ -108,6 +116,13 @@ def add_vary(headers: MutableHeaders, name: str) -> None:
         headers.add_vary_header(name)
 
 
+def _no_store(headers: MutableHeaders) -> None:
+    """Keep shared caches from storing a response that hands out a session token."""
+    current = headers.get("cache-control", "").lower()
+    if "private" not in current and "no-store" not in current:
+        headers["cache-control"] = "private, no-store"
+
+
 class SessionCore(Generic[T]):
     """Frontend + backend + serializer + expiry policy: loads and commits sessions."""
 
@@ -123,6 +138,7 @@ class SessionCore(Generic[T]):
         on_backend_error: BackendErrorPolicy = "fail",
         lock_timeout: float = 5.0,
         lock_ttl: float = 30.0,
+        max_record_bytes: int | None = MAX_RECORD_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(frontend, Frontend):
@@ -154,6 +170,12 @@ class SessionCore(Generic[T]):
             raise ConfigurationError(
                 f"on_backend_error={on_backend_error!r}: use 'fail' (a 503) or 'anonymous'."
             )
+        if max_record_bytes is not None and not (
+            isinstance(max_record_bytes, int) and max_record_bytes > 0
+        ):
+            raise ConfigurationError(
+                f"max_record_bytes={max_record_bytes!r}: a positive number of bytes, or None."
+            )
         self.serializer = serializer
         self.frontend = frontend
         self.backend = backend
@@ -164,7 +186,10 @@ class SessionCore(Generic[T]):
         self.locks = backend if isinstance(backend, SessionLocks) else None
         self.lock_timeout = to_seconds(lock_timeout, "lock_timeout")
         self.lock_ttl = to_seconds(lock_ttl, "lock_ttl")
+        self.max_record_bytes = max_record_bytes
         self.clock = clock
+        #: Locks whose release failed (the store was unreachable): key -> (token, until).
+        self._unreleased: dict[str, tuple[str, float]] = {}
         self.scope_key = f"fastapi_session_deps.{id(self):x}"
         #: The sliding lifetime: the idle timeout, or the frontend's shorter token lifetime
         #: (a cookie's max_age), since a client drops its token after that anyway.
@@ -226,7 +251,7 @@ class SessionCore(Generic[T]):
         except BackendUnavailable as exc:
             if self.on_backend_error != "anonymous":
                 raise
-            logger.warning("Session store unavailable (%s); going on without a session", exc)
+            faults.report("Session store unavailable; going on without a session", exc)
             return self.new_state(detached=True, readonly=readonly)
 
     async def _load_token(self, token: VerifiedToken | None, *, readonly: bool) -> SessionState[T]:
@@ -240,12 +265,13 @@ class SessionCore(Generic[T]):
         try:
             state = await self._restore(token, key)
         except BaseException:
-            if lock_token is not None and self.locks is not None:
-                await self.locks.release_lock(key, lock_token)
+            if lock_token is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._release_quietly(key, lock_token)
             raise
         if state is None:
-            if lock_token is not None and self.locks is not None:
-                await self.locks.release_lock(key, lock_token)
+            if lock_token is not None:
+                await self._release_quietly(key, lock_token)
             return self.new_state(readonly=readonly)
         state.readonly = readonly
         if lock_token is not None:
@@ -254,10 +280,18 @@ class SessionCore(Generic[T]):
 
     async def _acquire(self, key: str) -> str:
         assert self.locks is not None  # noqa: S101 - checked in __init__
+        await self._retry_release(key)
         lock_token = secrets.token_urlsafe(16)
-        held = await self.locks.acquire_lock(
-            key, lock_token, ttl=self.lock_ttl, wait=self.lock_timeout
-        )
+        try:
+            held = await self.locks.acquire_lock(
+                key, lock_token, ttl=self.lock_ttl, wait=self.lock_timeout
+            )
+        except BaseException:
+            # A store that timed out may still have applied the attempt: free the lock
+            # now, rather than leave every later request waiting for its TTL.
+            with anyio.CancelScope(shield=True):
+                await self._release_quietly(key, lock_token)
+            raise
         if held:
             return lock_token
         # Covered by the lock-timeout tests; the coverage tracer loses this frame once a
@@ -273,10 +307,26 @@ class SessionCore(Generic[T]):
         if key is None or lock_token is None or self.locks is None:
             return
         state.lock_key = state.lock_token = None
+        await self._release_quietly(key, lock_token)
+
+    async def _release_quietly(self, key: str, lock_token: str) -> None:
+        """Release a lock; if the store cannot be reached, remember to try again."""
+        assert self.locks is not None  # noqa: S101 - only called with locks
         try:
             await self.locks.release_lock(key, lock_token)
         except BackendUnavailable as exc:
-            logger.warning("Could not release a session lock (it expires by itself): %s", exc)
+            # Left as it is, the lock would keep every request on this session waiting for
+            # lock_timeout, then 503, until lock_ttl runs out. The next request of this
+            # process for the session releases it first.
+            logger.warning("Could not release a session lock (retried on next use): %s", exc)
+            self._unreleased[key] = (lock_token, time.monotonic() + self.lock_ttl)
+            while len(self._unreleased) > MAX_UNRELEASED:
+                del self._unreleased[next(iter(self._unreleased))]
+
+    async def _retry_release(self, key: str) -> None:
+        pending = self._unreleased.pop(key, None)
+        if pending is not None and pending[1] > time.monotonic():
+            await self._release_quietly(key, pending[0])
 
     def make_writable(self, state: SessionState[T]) -> None:
         """Let a session loaded read-only be saved after all.
@@ -297,9 +347,21 @@ class SessionCore(Generic[T]):
 
     async def _restore(self, token: VerifiedToken, key: str) -> SessionState[T] | None:
         now = self.clock()
-        reissue = token.rotated or now - token.issued_at >= self._reissue_after
+        age = now - token.issued_at
+        reissue = token.rotated or age >= self._reissue_after or age < -MAX_CLOCK_SKEW
         fields = await self.backend.get(key, ttl=self.lifetime if reissue else None)
         if fields is None:
+            return None
+        size = record_size(fields)
+        if self.max_record_bytes is not None and size > self.max_record_bytes:
+            # Never written by this library (its commit refuses it): no session, rather
+            # than a request that fails for as long as the record lives.
+            logger.warning(
+                "Discarding a session record of %d bytes, over max_record_bytes=%d",
+                size,
+                self.max_record_bytes,
+            )
+            await self.backend.delete(key)
             return None
         try:
             created_at = float(fields[CREATED_FIELD])
@@ -353,15 +415,18 @@ class SessionCore(Generic[T]):
     async def _save(
         self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
     ) -> None:
-        if status >= 500 or state.detached:
+        if state.detached:
+            return
+        await self.honour_destroy(state)
+        if status >= 500:
+            if state.destroyed_key is not None:
+                self._clear(headers, scope)
             return
         fields, changed, removed = self._changes(state)
         if state.readonly:
             if changed or removed:
                 logger.warning("A read-only session was changed; the change is not saved")
             return
-        if state.destroyed_key is not None:
-            await self.backend.delete(state.destroyed_key)
         now = self.clock()
         ttl = self.remaining(state.created_at, now)
 
@@ -375,31 +440,53 @@ class SessionCore(Generic[T]):
             if state.key is None and (changed or removed):
                 self._send(headers, new_session_id(), now, ttl, scope)
             elif state.key is not None or state.destroyed:
-                self.frontend.clear(headers, scope=scope)
+                self._clear(headers, scope)
             return
 
         if state.key is None or state.regenerate:
             if state.key is None and not (changed or removed):
                 if state.destroyed:
-                    self.frontend.clear(headers, scope=scope)
+                    self._clear(headers, scope)
                 return
             # A new session, or a stored one under a new id: write the whole record.
-            session_id = await self._write_new(fields, state.created_at, ttl)
+            self._check_size(fields, state.created_at)
+            try:
+                session_id = await self._write_new(fields, state.created_at, ttl)
+            except BackendUnavailable as exc:
+                if state.key is not None or self.on_backend_error != "anonymous":
+                    raise
+                # "anonymous": a visitor the store cannot take goes on without a session.
+                faults.report("Session store unavailable; a new session was not stored", exc)
+                return
             if state.key is not None:
                 await self.backend.delete(state.key)
             self._send(headers, session_id, now, ttl, scope)
             return
 
-        if (changed or removed) and not await self.backend.update(
-            state.key, changed, removed, ttl=ttl
-        ):
-            # Destroyed or expired by another request meanwhile: not brought back.
-            logger.info("Session ended by another request; this request's changes dropped")
-            self.frontend.clear(headers, scope=scope)
-            return
+        if changed or removed:
+            self._check_size(fields, state.created_at)
+            if not await self.backend.update(state.key, changed, removed, ttl=ttl):
+                # Destroyed or expired meanwhile, or moved to a new id by a log-in in
+                # another request: not brought back. The cookie is left alone, since the
+                # browser may already hold that log-in's new one.
+                logger.info("Session ended by another request; this request's changes dropped")
+                return
         if state.reissue:
             assert state.session_id is not None  # noqa: S101 - set together with key
             self._send(headers, state.session_id, now, ttl, scope)
+
+    async def honour_destroy(self, state: SessionState[T]) -> None:
+        """Delete the record `destroy` ended, even if the route failed after it (a 5xx)."""
+        if state.destroyed_key is not None:
+            await self.backend.delete(state.destroyed_key)
+
+    def _check_size(self, fields: dict[str, bytes], created_at: float) -> None:
+        """Refuse a record over ``max_record_bytes``, counted as it would be stored."""
+        if self.max_record_bytes is None:
+            return
+        size = record_size(fields) + len(CREATED_FIELD) + len(to_json(created_at))
+        if size > self.max_record_bytes:
+            raise SessionTooLarge(size, self.max_record_bytes)
 
     def _send(
         self, headers: MutableHeaders, session_id: str, now: float, ttl: float, scope: Scope
@@ -408,6 +495,11 @@ class SessionCore(Generic[T]):
         # once; the server-side expiry stays exact.
         max_age = math.ceil(ttl) if ttl > 0 else math.floor(ttl)
         self.frontend.write(headers, session_id, issued_at=int(now), max_age=max_age, scope=scope)
+        _no_store(headers)
+
+    def _clear(self, headers: MutableHeaders, scope: Scope) -> None:
+        self.frontend.clear(headers, scope=scope)
+        _no_store(headers)
 
     def _changes(
         self, state: SessionState[T]

@@ -17,6 +17,7 @@ from fastapi import HTTPException, WebSocketException, status
 from starlette.requests import HTTPConnection
 
 from ._core import SessionCore, SessionState
+from ._faults import faults
 from .exceptions import BackendUnavailable, SessionBusy
 from .middleware import BUSY_DETAIL, RETRY_AFTER, UNAVAILABLE_DETAIL
 
@@ -43,8 +44,10 @@ async def resolve(
     try:
         state = await core.load(connection, readonly=readonly)
     except SessionBusy as exc:
+        faults.report("Session busy (503)", exc)
         raise _unavailable(connection, BUSY_DETAIL) from exc
     except BackendUnavailable as exc:  # the "fail" policy: "anonymous" never raises it
+        faults.report("Session store unavailable (503)", exc)
         raise _unavailable(connection) from exc
     core.attach(state)
     slot.state = state  # type: ignore[assignment]

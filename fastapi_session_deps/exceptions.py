@@ -7,12 +7,18 @@ SessionError                      base of everything raised here
 ├── MissingMiddlewareError        (RuntimeError) a session dependency ran without the
 │                                 manager's middleware in the app
 ├── BackendUnavailable            the store could not be reached or did not answer in time
+├── BackendError                  the store refused an operation in a way a retry will
+│                                 not mend (a bug, or a misconfigured store)
 ├── SessionBusy                   another request held the session's lock too long
+├── SessionTooLarge               (ValueError) a change would make the session's record
+│                                 larger than ``max_record_bytes``
 └── InvalidSessionData            (ValueError) stored bytes that do not decode or validate
 ```
 
-Core code raises these; only the dependency and middleware layer turns them into HTTP
-responses (a 503 for `BackendUnavailable`, "no session" for `InvalidSessionData`).
+Core code raises these. The dependency and middleware layer turns them into HTTP
+responses: a 503 with ``Retry-After`` for `BackendUnavailable` and `SessionBusy`, a 500
+(logged with its reason) for `BackendError` and `SessionTooLarge`. `InvalidSessionData`
+never reaches it: the engine treats such a record as no session.
 """
 
 from __future__ import annotations
@@ -42,8 +48,8 @@ class MissingMiddlewareError(SessionError, RuntimeError):
     """
 
 
-class BackendUnavailable(SessionError):
-    """The session store could not be reached, failed, or did not answer in time.
+class _StoreFault(SessionError):
+    """A store operation failed; the evidence is on the attributes.
 
     Attributes:
         backend: the name of the backend class that failed.
@@ -54,6 +60,49 @@ class BackendUnavailable(SessionError):
         super().__init__(message)
         self.backend = backend
         self.operation = operation
+
+
+class BackendUnavailable(_StoreFault):
+    """The session store could not be reached, failed, or did not answer in time.
+
+    Attributes:
+        backend: the name of the backend class that failed.
+        operation: the store operation that failed (``"get"``, ``"set"``, ...).
+    """
+
+
+class BackendError(_StoreFault):
+    """The store refused an operation, and retrying will not help: a bug or a misconfiguration.
+
+    Unlike `BackendUnavailable` it is not answered "retry shortly" (503) but as the server
+    error it is (500), and logged.
+
+    Attributes:
+        backend: the name of the backend class that failed.
+        operation: the store operation that failed.
+    """
+
+
+class SessionTooLarge(SessionError, ValueError):
+    """A change would make the session's stored record larger than ``max_record_bytes``.
+
+    Raised at the commit point, after the route has run: nothing is stored, and the
+    response becomes a 500 whose log line names the limit. Keep large data elsewhere and a
+    key to it in the session.
+
+    Attributes:
+        size: the record's size in bytes, had it been stored.
+        limit: the limit it exceeds.
+    """
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the session's record would be {size} bytes, over max_record_bytes={limit}: "
+            "the change was not saved. Keep large data out of the session (a key to it "
+            "instead), or raise max_record_bytes."
+        )
+        self.size = size
+        self.limit = limit
 
 
 class SessionBusy(SessionError):

@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
 from ._core import BackendErrorPolicy, ConcurrencyPolicy, SessionCore, SessionState
-from .backends.base import Backend
+from .backends.base import MAX_RECORD_BYTES, Backend
 from .dependencies import require_stored, resolve, run_check
 from .exceptions import SessionError
 from .frontends.base import Frontend
@@ -78,6 +78,10 @@ class SessionManager(SessionCore[M]):
             answered 503 with ``Retry-After``.
         lock_ttl: with ``"lock"``, seconds after which a lock frees itself even if its holder
             never released it (a crashed process). Keep it above your slowest request.
+        max_record_bytes: the largest a session's stored record may be, in bytes (64 KiB by
+            default; ``None`` for no limit). A change that would make it larger is not
+            saved: the response becomes a 500, and the log names the limit. A larger
+            record read from the store is no session.
         clock: seconds since the epoch; tests may pass a fake one.
 
     Raises:
@@ -96,6 +100,7 @@ class SessionManager(SessionCore[M]):
         on_backend_error: BackendErrorPolicy = "fail",
         lock_timeout: float = 5.0,
         lock_ttl: float = 30.0,
+        max_record_bytes: int | None = MAX_RECORD_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(
@@ -108,6 +113,7 @@ class SessionManager(SessionCore[M]):
             on_backend_error=on_backend_error,
             lock_timeout=lock_timeout,
             lock_ttl=lock_ttl,
+            max_record_bytes=max_record_bytes,
             clock=clock,
         )
         self.model = model

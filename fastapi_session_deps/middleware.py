@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._core import RequestSlot, SessionCore, SessionState
-from .exceptions import BackendUnavailable, SessionBusy
+from ._faults import faults
+from .exceptions import BackendError, BackendUnavailable, SessionBusy, SessionTooLarge
 
 __all__ = ["SessionCommitMiddleware"]
+
+logger = logging.getLogger("fastapi_session_deps")
 
 #: Seconds a client is asked to wait when the store is unavailable.
 RETRY_AFTER = 1
 UNAVAILABLE_DETAIL = "The session store is unavailable; please retry shortly."
 BUSY_DETAIL = "The session is busy with another request; please retry shortly."
+NOT_SAVED_DETAIL = "The session could not be saved."
 
 
 class SessionCommitMiddleware:
@@ -73,9 +79,16 @@ class SessionCommitMiddleware:
                 headers = MutableHeaders(scope=message)
                 try:
                     await self.commit(slot.state, headers, message["status"], scope)
-                except BackendUnavailable:
+                except BackendUnavailable as exc:
                     replaced = True
-                    await send_unavailable(send)
+                    await refuse_unavailable(scope, send, exc)
+                    return
+                except (SessionTooLarge, BackendError) as exc:
+                    # Not the client's fault and not passing: a server error, with the
+                    # reason in the log (never the session's contents).
+                    replaced = True
+                    logger.error("The session was not saved: %s", exc)
+                    await send_json(send, 500, {"detail": NOT_SAVED_DETAIL})
                     return
             await send(message)
 
@@ -86,8 +99,14 @@ class SessionCommitMiddleware:
             # or the session locked.
             if started:
                 raise
-            busy = isinstance(exc, SessionBusy)
-            await send_unavailable(send, BUSY_DETAIL if busy else UNAVAILABLE_DETAIL)
+            await refuse_unavailable(scope, send, exc)
+        except Exception:
+            # An unhandled error: the server answers 500 without passing through here, so
+            # nothing is saved, but a log-out made before the error still happens.
+            if not started and slot.state is not None:
+                with contextlib.suppress(BackendUnavailable):  # the error in hand matters more
+                    await self.core.honour_destroy(slot.state)
+            raise
         finally:
             # Held when the response never started (an unhandled error): free it now.
             if slot.state is not None and slot.state.lock_token is not None:
@@ -108,8 +127,13 @@ class SessionCommitMiddleware:
             await self.core.release(slot.state)
 
 
-async def refuse_unavailable(scope: Scope, send: Send, detail: str = UNAVAILABLE_DETAIL) -> None:
+async def refuse_unavailable(
+    scope: Scope, send: Send, exc: BackendUnavailable | SessionBusy
+) -> None:
     """Answer "try again later": a 503, or a WebSocket close 1013."""
+    busy = isinstance(exc, SessionBusy)
+    detail = BUSY_DETAIL if busy else UNAVAILABLE_DETAIL
+    faults.report("Session busy (503)" if busy else "Session store unavailable (503)", exc)
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1013, "reason": detail})
     else:
@@ -118,16 +142,26 @@ async def refuse_unavailable(scope: Scope, send: Send, detail: str = UNAVAILABLE
 
 async def send_unavailable(send: Send, detail: str = UNAVAILABLE_DETAIL) -> None:
     """Send a complete 503 response: the session store is unavailable, or the session busy."""
-    body = json.dumps({"detail": detail}).encode()
+    await send_json(send, 503, {"detail": detail}, [(b"retry-after", str(RETRY_AFTER).encode())])
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    content: dict[str, str],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Send a complete, uncacheable JSON response."""
+    body = json.dumps(content).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 503,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(RETRY_AFTER).encode()),
                 (b"cache-control", b"no-store"),
+                *(headers or []),
             ],
         }
     )

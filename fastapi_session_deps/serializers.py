@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, Generic, TypeVar
 
+from pydantic import ValidationError
 from pydantic_core import to_json
 
 from .exceptions import ConfigurationError, InvalidSessionData
@@ -110,10 +111,21 @@ class ModelSerializer(Serializer[M]):
             )
             # Stored under field names, so validate by name even if the model has aliases.
             return self.model.model_validate_json(document, by_alias=False, by_name=True)
+        except ValidationError as exc:
+            # Name the fields and what is wrong with them, never their values: the record
+            # holds someone's session, and this goes to a log.
+            problems = "; ".join(
+                f"{'.'.join(map(str, error['loc'])) or '(record)'}: {error['type']}"
+                for error in exc.errors(include_input=False, include_url=False)
+            )
+            # Not chained: the pydantic error's own text would carry the values.
+            raise InvalidSessionData(
+                f"stored data does not validate as {self.model.__name__} ({problems})"
+            ) from None
         except (ValueError, TypeError, RecursionError) as exc:
             raise InvalidSessionData(
-                f"stored data does not validate as {self.model.__name__}: {exc}"
-            ) from exc
+                f"stored data does not validate as {self.model.__name__}: {type(exc).__name__}"
+            ) from None
 
 
 class DictSerializer(Serializer[D]):
@@ -153,7 +165,10 @@ class DictSerializer(Serializer[D]):
                 if not name.startswith(RESERVED_PREFIX):
                     data[name] = json.loads(raw)
         except (ValueError, TypeError, RecursionError) as exc:
-            raise InvalidSessionData(f"stored session data is not JSON: {exc}") from exc
+            # The decoder's message says where, not what: no value reaches the log.
+            raise InvalidSessionData(
+                f"stored session data is not JSON: {type(exc).__name__}"
+            ) from None
         return data
 
 

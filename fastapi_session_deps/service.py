@@ -21,12 +21,15 @@ The protocol (every request carries ``Authorization: Bearer <token>``):
 ======================================  =========================================================
 
 Keys are the hashes the library stores sessions under: a key never reveals a session id.
+
+The token is checked before anything else, and bodies are capped at the size of the
+largest record (``max_record_bytes``), so an unauthenticated or oversized request costs
+the service neither the reading nor the parsing of its body. The service publishes no
+``/docs``, ``/redoc`` or ``/openapi.json``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import logging
 import os
@@ -35,13 +38,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .backends.base import Backend, SessionLocks
+from ._wire import decode_fields, encode_fields, max_body_bytes
+from .backends.base import MAX_RECORD_BYTES, Backend, SessionLocks
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError
+from .middleware import send_json
 from .signing import MIN_SECRET_KEY_BYTES
 
 __all__ = ["create_app", "from_env"]
@@ -71,26 +77,17 @@ class LockRequest(BaseModel):
     wait: float = Field(ge=0, le=MAX_LOCK_WAIT)
 
 
-def encode_fields(fields: dict[str, bytes]) -> dict[str, str]:
-    """Field values as base64 text, for JSON."""
-    return {name: base64.b64encode(value).decode("ascii") for name, value in fields.items()}
-
-
-def decode_fields(fields: dict[str, str]) -> dict[str, bytes]:
-    """The inverse of `encode_fields`. Raises ``ValueError`` on anything that is not base64."""
-    try:
-        return {name: base64.b64decode(value, validate=True) for name, value in fields.items()}
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"a field value is not base64: {exc}") from exc
-
-
-def create_app(backend: Backend, *, token: str) -> FastAPI:
+def create_app(
+    backend: Backend, *, token: str, max_record_bytes: int = MAX_RECORD_BYTES
+) -> ASGIApp:
     """The session service over ``backend``, for clients that present ``token``.
 
     Args:
         backend: where the sessions live (`MemoryBackend`, `RedisBackend`, ...).
         token: the shared secret clients send as ``Authorization: Bearer <token>``; at least
             32 bytes.
+        max_record_bytes: the record limit its clients use (the same default): bodies
+            larger than such a record needs are refused (413) unread.
 
     Raises:
         ConfigurationError: a missing or short token.
@@ -101,12 +98,6 @@ def create_app(backend: Backend, *, token: str) -> FastAPI:
             f"set {TOKEN_ENV} to the output of "
             'python -c "import secrets; print(secrets.token_urlsafe(48))".'
         )
-    expected = f"Bearer {token}".encode()
-
-    async def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
-        presented = (authorization or "").encode()
-        if not hmac.compare_digest(presented, expected):
-            raise HTTPException(401, "Bad or missing token", {"WWW-Authenticate": "Bearer"})
 
     def checked(key: str) -> str:
         if _KEY_RE.fullmatch(key) is None:
@@ -135,13 +126,17 @@ def create_app(backend: Backend, *, token: str) -> FastAPI:
 
     app = FastAPI(
         title="fastapi-session-deps session service",
-        dependencies=[Depends(authorised)],
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
 
     @app.exception_handler(BackendUnavailable)
     async def unavailable(request: Request, exc: BackendUnavailable) -> JSONResponse:
         return JSONResponse({"detail": "store unavailable"}, 503, {"Retry-After": "1"})
+
+    # (The guard below checks the token and the body's size before this app runs.)
 
     @app.get("/v1/sessions/{key}")
     async def read(
@@ -206,10 +201,52 @@ def create_app(backend: Backend, *, token: str) -> FastAPI:
         await locks().release_lock(checked(key), token)
         return Response(status_code=204)
 
-    return app
+    return _Guard(app, f"Bearer {token}".encode(), max_body_bytes(max_record_bytes))
 
 
-def from_env() -> FastAPI:
+class _Guard:
+    """Pure ASGI, in front of the service: the token first, then the body's size.
+
+    A request without the right token is answered 401 before a byte of its body is read; a
+    body larger than any record needs is answered 413 as soon as that is known, from
+    ``Content-Length`` or while it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, expected: bytes, max_body: int) -> None:
+        self.app = app
+        self.expected = expected
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if not hmac.compare_digest(headers.get(b"authorization", b""), self.expected):
+            await send_json(
+                send, 401, {"detail": "Bad or missing token"}, [(b"www-authenticate", b"Bearer")]
+            )
+            return
+        length = headers.get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_body:
+            await send_json(send, 413, {"detail": "Body too large"})
+            return
+        received = 0
+
+        async def capped_receive() -> Message:
+            # A body sent without Content-Length (chunked) is counted as it arrives; the
+            # app's exception handling answers the 413.
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise HTTPException(413, "Body too large")
+            return message
+
+        await self.app(scope, capped_receive, send)
+
+
+def from_env() -> ASGIApp:
     """The service configured from the environment, for ``uvicorn --factory``.
 
     ``SESSION_SERVICE_TOKEN`` (required) and ``SESSION_SERVICE_REDIS_URL`` (without it, the

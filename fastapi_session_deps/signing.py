@@ -5,8 +5,10 @@ A token is ``<session id>.<issued at>.<signature>``:
 * the session id is 256 bits from :mod:`secrets` (43 URL-safe characters);
 * *issued at* is the time the token was signed, in whole seconds, so the manager can tell
   when a cookie is due to be re-issued without asking the store;
-* the signature is HMAC-SHA256 (itsdangerous, key derivation ``hmac``, a salt of our own)
-  over the first two parts.
+* the signature is HMAC-SHA256 (itsdangerous, key derivation ``hmac``) over the first two
+  parts, with a salt of our own that also names the token's *namespace*: by default the
+  cookie's or header's name. Another app that shares the secret (and even the store) but
+  carries its tokens under another name does not accept these.
 
 The store never sees the id itself, only :func:`store_key` of it: a copy of the store
 yields no token that a client could present.
@@ -151,9 +153,9 @@ class VerifiedToken:
 class _KeySigner(Signer):
     """An itsdangerous signer for one key, with its derived key computed once."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, salt: bytes) -> None:
         super().__init__(
-            key, salt=_SALT, sep=".", key_derivation="hmac", digest_method=hashlib.sha256
+            key, salt=salt, sep=".", key_derivation="hmac", digest_method=hashlib.sha256
         )
         self._derived = super().derive_key()
 
@@ -169,19 +171,25 @@ class TokenSigner:
     Args:
         secret_key: a key, or a list of keys: the first signs, every one verifies. ``None``
             reads ``SESSION_SECRET_KEY`` from the environment.
+        namespace: what the tokens are for, bound into every signature: a token signed for
+            one namespace never verifies in another, whatever the keys.
     """
 
-    __slots__ = ("_signers", "_verified")
+    __slots__ = ("_signers", "_verified", "namespace")
 
-    def __init__(self, secret_key: SecretKeys | None = None) -> None:
-        self._signers = [_KeySigner(key) for key in resolve_secret_keys(secret_key)]
+    def __init__(self, secret_key: SecretKeys | None = None, *, namespace: str = "") -> None:
+        if not isinstance(namespace, str):
+            raise ConfigurationError(f"namespace must be a string, not {namespace!r}.")
+        self.namespace = namespace
+        salt = _SALT + b"/" + namespace.encode("utf-8")
+        self._signers = [_KeySigner(key, salt) for key in resolve_secret_keys(secret_key)]
         # Only tokens that verified are kept, by their exact text, and the keys never change
         # for this signer: a hit is as good as checking the HMAC again.
         self._verified: dict[str, VerifiedToken] = {}
 
     def __repr__(self) -> str:
         # Never show a key, not even a prefix of one.
-        return f"TokenSigner(keys={len(self._signers)})"
+        return f"TokenSigner(keys={len(self._signers)}, namespace={self.namespace!r})"
 
     def sign(self, session_id: str, issued_at: int) -> str:
         """Return the token for ``session_id``, signed with the current (first) key."""

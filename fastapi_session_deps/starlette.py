@@ -28,12 +28,12 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._core import BackendErrorPolicy, ConcurrencyPolicy, RequestSlot, SessionCore, SessionState
-from .backends.base import Backend
+from .backends.base import MAX_RECORD_BYTES, Backend
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError, SessionBusy, SessionError
 from .frontends.base import Frontend
 from .frontends.cookie import CookieFrontend, Secure
-from .middleware import BUSY_DETAIL, SessionCommitMiddleware, refuse_unavailable
+from .middleware import SessionCommitMiddleware, refuse_unavailable
 from .serializers import DictSerializer
 from .signing import SecretKeys, VerifiedToken
 
@@ -319,6 +319,7 @@ class SessionMiddleware(SessionCommitMiddleware):
         on_backend_error: as for `SessionManager`.
         lock_timeout: as for `SessionManager`.
         lock_ttl: as for `SessionManager`.
+        max_record_bytes: as for `SessionManager`.
         clock: seconds since the epoch; tests may pass a fake one.
     """
 
@@ -344,6 +345,7 @@ class SessionMiddleware(SessionCommitMiddleware):
         on_backend_error: BackendErrorPolicy = "fail",
         lock_timeout: float = 5.0,
         lock_ttl: float = 30.0,
+        max_record_bytes: int | None = MAX_RECORD_BYTES,
         clock: Callable[[], float] = time.time,
         **other_spellings: Any,
     ) -> None:
@@ -395,6 +397,7 @@ class SessionMiddleware(SessionCommitMiddleware):
                 on_backend_error=on_backend_error,
                 lock_timeout=lock_timeout,
                 lock_ttl=lock_ttl,
+                max_record_bytes=max_record_bytes,
                 clock=clock,
             )
         except ConfigurationError as exc:
@@ -499,6 +502,7 @@ _OTHER_KEYWORDS = (
     "on_backend_error",
     "lock_timeout",
     "lock_ttl",
+    "max_record_bytes",
     "clock",
 )
 
@@ -619,11 +623,8 @@ async def load_or_refuse(scope: Scope, send: Send, session: Session) -> bool:
         return True
     try:
         await session._loader()
-    except BackendUnavailable:
-        await refuse_unavailable(scope, send)
-        return False
-    except SessionBusy:
-        await refuse_unavailable(scope, send, BUSY_DETAIL)
+    except (BackendUnavailable, SessionBusy) as exc:
+        await refuse_unavailable(scope, send, exc)
         return False
     return True
 

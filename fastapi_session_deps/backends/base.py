@@ -24,7 +24,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping
 
-__all__ = ["Backend", "SessionLocks"]
+__all__ = ["MAX_RECORD_BYTES", "Backend", "SessionLocks", "record_size"]
+
+#: The default size limit of one session's record: field names and values, in bytes.
+#: The engine refuses to write more, and treats a larger record it reads as no session;
+#: `HTTPBackend` and the session service size their answers and bodies from it.
+MAX_RECORD_BYTES = 64 * 1024
+
+
+def record_size(fields: Mapping[str, bytes]) -> int:
+    """The size of a record as the limit counts it: every field's name and value, in bytes."""
+    return sum(
+        len(name.encode("utf-8", "surrogateescape")) + len(value) for name, value in fields.items()
+    )
 
 
 class Backend(ABC):
@@ -91,4 +103,9 @@ class SessionLocks(ABC):
 
     @abstractmethod
     async def release_lock(self, key: str, token: str) -> None:
-        """Release the lock of ``key`` if ``token`` still holds it; otherwise do nothing."""
+        """Release the lock of ``key`` if ``token`` still holds it.
+
+        If ``token`` does not hold it, make sure it never will: its acquisition may still be
+        in flight (it timed out against a paused store, which will run it later), and a
+        lock taken then would have no one to release it.
+        """

@@ -11,9 +11,9 @@ from typing import Any
 
 import anyio
 
+from .._wire import decode_fields, encode_fields, max_body_bytes
 from ..exceptions import BackendUnavailable, ConfigurationError, MissingDependencyError
-from ..service import decode_fields, encode_fields
-from .base import Backend, SessionLocks
+from .base import MAX_RECORD_BYTES, Backend, SessionLocks
 
 try:
     import httpx
@@ -26,17 +26,15 @@ __all__ = ["HTTPBackend"]
 
 logger = logging.getLogger("fastapi_session_deps")
 
-#: Answers larger than this are refused as malformed (a record is a few KiB at most).
-MAX_ANSWER_BYTES = 1024 * 1024
-
 
 @dataclass(frozen=True)
 class _Answer:
-    """What the service answered: read in full, within `MAX_ANSWER_BYTES`."""
+    """What the service answered: read in full, or ``oversized`` past the answer limit."""
 
     status: int
     content_type: str
     body: bytes
+    oversized: bool = False
 
 
 class HTTPBackend(Backend, SessionLocks):
@@ -54,6 +52,9 @@ class HTTPBackend(Backend, SessionLocks):
         token: the service's shared secret, sent as ``Authorization: Bearer <token>``.
         timeout: seconds any one call may take.
         retries: extra tries for reads and deletes.
+        max_record_bytes: the record limit the service was given (the same default): an
+            answer too large to carry such a record is not read past that size, and a read
+            of one is "no session" (the record is deleted), never an error.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class HTTPBackend(Backend, SessionLocks):
         token: str,
         timeout: float = 1.0,
         retries: int = 2,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         if not isinstance(client, httpx.AsyncClient):
             raise ConfigurationError(f"client must be an httpx.AsyncClient, not {client!r}.")
@@ -74,6 +76,7 @@ class HTTPBackend(Backend, SessionLocks):
         self.timeout = timeout
         self.retries = retries
         self._auth = {"authorization": f"Bearer {token}"}
+        self._max_answer = max_body_bytes(max_record_bytes)
         self._owns_client = False
 
     @classmethod
@@ -84,11 +87,18 @@ class HTTPBackend(Backend, SessionLocks):
         token: str,
         timeout: float = 1.0,
         retries: int = 2,
+        max_record_bytes: int = MAX_RECORD_BYTES,
         **client_options: Any,
     ) -> HTTPBackend:
         """Build a backend with a client of its own, which `aclose` closes."""
         client = httpx.AsyncClient(base_url=url, **client_options)
-        backend = cls(client, token=token, timeout=timeout, retries=retries)
+        backend = cls(
+            client,
+            token=token,
+            timeout=timeout,
+            retries=retries,
+            max_record_bytes=max_record_bytes,
+        )
         backend._owns_client = True
         return backend
 
@@ -99,6 +109,12 @@ class HTTPBackend(Backend, SessionLocks):
         headers = {} if ttl is None else {"session-ttl": repr(ttl)}
         response = await self._request("GET", f"/v1/sessions/{key}", headers, retry=True)
         if response.status == 404:
+            return None
+        if response.oversized and response.status == 200:
+            # Too large to be a record the library wrote: no session, rather than an error
+            # for every request for as long as it lives.
+            logger.warning("Discarding a session record over the record limit (HTTPBackend)")
+            await self.delete(key)
             return None
         body = self._json(response, "get", 200)
         try:
@@ -190,12 +206,13 @@ class HTTPBackend(Backend, SessionLocks):
                         body = bytearray()
                         async for chunk in response.aiter_bytes():
                             body += chunk
-                            if len(body) > MAX_ANSWER_BYTES:
-                                raise self._malformed(method, "answer too large")
+                            if len(body) > self._max_answer:
+                                break  # read no further than any record needs
                         answer = _Answer(
                             response.status_code,
                             response.headers.get("content-type", ""),
                             bytes(body),
+                            oversized=len(body) > self._max_answer,
                         )
             except (httpx.HTTPError, TimeoutError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
@@ -236,6 +253,8 @@ class HTTPBackend(Backend, SessionLocks):
     def _expect(self, answer: _Answer, operation: str, status: int) -> None:
         if answer.status != status:
             raise self._malformed(operation, f"unexpected status {answer.status}")
+        if answer.oversized:
+            raise self._malformed(operation, "answer too large")
 
     @staticmethod
     def _malformed(operation: str, why: str) -> BackendUnavailable:

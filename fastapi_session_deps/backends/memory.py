@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import shlex
+import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -15,8 +20,15 @@ from .base import Backend, SessionLocks
 
 __all__ = ["MemoryBackend"]
 
+logger = logging.getLogger("fastapi_session_deps")
+
 #: How many of the least recently used records one write looks at for expiry.
 SWEEP_BATCH = 16
+#: The default bound on the number of records: about 10 MB of typical sessions (see the
+#: design notes for the measured bytes per session).
+DEFAULT_MAX_SESSIONS = 10_000
+#: How long a token released before it held its lock is kept from taking it.
+TOMBSTONE_SECONDS = 300.0
 
 
 @dataclass
@@ -36,7 +48,9 @@ class MemoryBackend(Backend, SessionLocks):
     """Session records in the memory of one process.
 
     For development, tests and single-process apps: the data is lost on restart and is not
-    shared between worker processes (use `RedisBackend` for that).
+    shared between worker processes (use `RedisBackend` for that). Constructed in a server
+    started with several workers (``uvicorn --workers 2``, ``gunicorn -w 2``,
+    ``WEB_CONCURRENCY=2``), it logs a warning: each worker would hold sessions of its own.
 
     It also provides the per-session locks of ``concurrency="lock"``, within this process.
 
@@ -47,21 +61,36 @@ class MemoryBackend(Backend, SessionLocks):
     lock, so it is atomic with respect to other tasks and threads.
 
     Args:
-        max_sessions: at most this many records are kept; storing one more evicts the least
-            recently used record. ``None`` for no bound.
+        max_sessions: at most this many records are kept (10,000 by default, about 10 MB
+            of typical sessions). Storing one more evicts the least recently *used* record:
+            every read and write refreshes a record, so sessions in use survive a flood of
+            new ones, and the first to go are those idle the longest. ``None`` for no bound.
         clock: monotonic time in seconds; tests may pass a fake one.
     """
 
     def __init__(
-        self, *, max_sessions: int | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        max_sessions: int | None = DEFAULT_MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_sessions is not None and max_sessions < 1:
             raise ConfigurationError("max_sessions must be a positive number or None.")
+        workers = serving_workers(sys.argv, os.environ)
+        if workers > 1:
+            logger.warning(
+                "MemoryBackend in a server with %d worker processes: each worker keeps "
+                "sessions of its own, so a visitor's requests see different sessions. Use "
+                "RedisBackend (or another shared store) with several workers.",
+                workers,
+            )
         self.max_sessions = max_sessions
         self._clock = clock
         self._records: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._holders: dict[str, _Holder] = {}
+        #: Tokens released before they held their lock, with when to forget them.
+        self._given_up: OrderedDict[str, float] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"MemoryBackend(max_sessions={self.max_sessions!r})"
@@ -78,7 +107,7 @@ class MemoryBackend(Backend, SessionLocks):
                 return None
             if ttl is not None:
                 entry.expires_at = now + ttl
-                self._records.move_to_end(key)
+            self._records.move_to_end(key)  # in use: the last to be evicted
             return dict(entry.fields)
 
     async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
@@ -120,6 +149,8 @@ class MemoryBackend(Backend, SessionLocks):
         with anyio.move_on_after(wait):
             while True:
                 now = self._clock()
+                if token in self._given_up:
+                    return False  # released before it was taken: its caller gave up
                 holder = self._holders.get(key)
                 if holder is None or holder.expires_at <= now:
                     self._holders[key] = _Holder(token, now + ttl, anyio.Event())
@@ -134,6 +165,13 @@ class MemoryBackend(Backend, SessionLocks):
         if holder is not None and holder.token == token:
             del self._holders[key]
             holder.released.set()
+            return
+        # Not held: its acquisition may still be waiting (in a session service whose client
+        # timed out). Remember the token, so that it never takes the lock.
+        now = self._clock()
+        while self._given_up and next(iter(self._given_up.values())) <= now:
+            self._given_up.popitem(last=False)
+        self._given_up[token] = now + TOMBSTONE_SECONDS
 
     def _live(self, key: str, now: float) -> _Entry | None:
         entry = self._records.get(key)
@@ -152,3 +190,27 @@ class MemoryBackend(Backend, SessionLocks):
             if entry.expires_at > now:
                 return
             del self._records[key]
+
+
+_WORKERS_OPTION = re.compile(r"^(?:--workers=?|-w)(\d*)$")
+
+
+def serving_workers(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """How many worker processes the server this process runs in was started with, as far
+    as its command line (which worker processes inherit) and environment tell; 1 if unknown.
+
+    Reads uvicorn's and gunicorn's ``--workers N`` / ``-w N`` and ``WEB_CONCURRENCY``
+    (which both read), and ``GUNICORN_CMD_ARGS``.
+    """
+    arguments = [*argv, *shlex.split(environ.get("GUNICORN_CMD_ARGS", ""))]
+    counts = [_int(environ.get("WEB_CONCURRENCY"))]
+    for index, argument in enumerate(arguments):
+        match = _WORKERS_OPTION.match(argument)
+        if match is not None:
+            value = match[1] or next(iter(arguments[index + 1 :]), None)
+            counts.append(_int(value))
+    return max(counts)
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value is not None and value.isdigit() else 1

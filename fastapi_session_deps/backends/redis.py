@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
@@ -10,12 +12,17 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ..exceptions import BackendUnavailable, ConfigurationError, MissingDependencyError
+from ..exceptions import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    MissingDependencyError,
+)
 from .base import Backend, SessionLocks
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import RedisClusterException, RedisError
+    from redis.exceptions import RedisClusterException, RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
     raise MissingDependencyError(
         "RedisBackend needs redis-py: pip install 'fastapi-session-deps[redis]'"
@@ -23,45 +30,82 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 __all__ = ["RedisBackend"]
 
+logger = logging.getLogger("fastapi_session_deps")
+
 R = TypeVar("R")
 
 # Each record is one hash; every operation below is one round trip on one key, so each works
 # unchanged on a Redis Cluster. Scripts run atomically on the server.
 
-#: Read the record and, if it exists, push its expiry out (a sliding idle timeout).
+# A key of another type than a hash (written by something else, or damaged) is never a
+# session: the scripts delete it and answer as for a missing record, so that the visitor
+# starts afresh instead of meeting an error on every request. Fields go to HSET and HDEL in
+# chunks, since Lua's unpack() fails past a few thousand values.
+
+#: Read the record and, if it exists, push its expiry out (a sliding idle timeout). A nil
+#: reply means a key of the wrong type, now deleted.
 _GET_AND_TOUCH = """
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return {} end
+if kind ~= 'hash' then redis.call('DEL', KEYS[1]) return false end
 local fields = redis.call('HGETALL', KEYS[1])
-if #fields > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return fields
 """
 
 #: Replace the whole record: ARGV = ttl_ms, field, value, field, value, ...
 _REPLACE = """
 redis.call('DEL', KEYS[1])
-if #ARGV > 1 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+for i = 2, #ARGV, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
+if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """
 
 #: Merge into the record only if it still exists (never resurrect a deleted session):
 #: ARGV = ttl_ms, 2 * number of changed fields, field, value, ..., removed field, ...
+#: Answers 1 when merged, 0 when there is no record, -1 for a key of the wrong type.
 _MERGE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = tonumber(ARGV[2])
-if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + n)) end
-if #ARGV > 2 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 3 + n)) end
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return 0 end
+if kind ~= 'hash' then redis.call('DEL', KEYS[1]) return -1 end
+local last = 2 + tonumber(ARGV[2])
+for i = 3, last, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, last)))
+end
+for i = last + 1, #ARGV, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
 
 
 #: Release a lock only if the caller's token still holds it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+#: KEYS = lock, the token's tombstone; ARGV = token, ttl_ms. A token that was given up on
+#: (its tombstone is set) never takes the lock, however late its request reaches Redis.
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
+
+#: KEYS = lock, the token's tombstone; ARGV = token, tombstone ttl_ms. A token that does
+#: not hold the lock gets a tombstone instead: its acquisition may still be in flight (it
+#: timed out while Redis was paused) and must not take the lock when it lands.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 0
+"""
+
+#: How long a tombstone lasts: longer than any command can sit in a paused server's queue
+#: and still matter, since a late lock would only live lock_ttl anyway.
+_TOMBSTONE_MS = 300_000
+
+#: How Redis words the failure of a script itself (not of a command it ran).
+_SCRIPT_FAILED = re.compile(r"user_script|Error (?:running|compiling) script")
 
 #: Seconds between attempts to take a busy lock: doubling from the first to the last.
 _LOCK_POLL_FIRST, _LOCK_POLL_LAST = 0.002, 0.05
@@ -121,6 +165,7 @@ class RedisBackend(Backend, SessionLocks):
         self._get_and_touch = client.register_script(_GET_AND_TOUCH)
         self._replace = client.register_script(_REPLACE)
         self._merge = client.register_script(_MERGE)
+        self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
 
     @classmethod
@@ -157,13 +202,20 @@ class RedisBackend(Backend, SessionLocks):
     async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
         name = self.redis_key(key)
         if ttl is None:
-            reply: Any = await self._call("get", lambda: self.client.hgetall(name))
-            items = list(reply.items())
+            try:
+                reply: Any = await self._call("get", lambda: self.client.hgetall(name))
+            except _WrongType:
+                await self.delete(key)
+                reply = None
+            items = None if reply is None else list(reply.items())
         else:
             flat: Any = await self._call(
                 "get", lambda: self._get_and_touch(keys=[name], args=[_milliseconds(ttl)])
             )
-            items = list(zip(flat[::2], flat[1::2], strict=True))
+            items = None if flat is None else list(zip(flat[::2], flat[1::2], strict=True))
+        if items is None:
+            logger.warning("Deleted a session record that was not a Redis hash: no session")
+            return None
         if not items:
             return None
         return {_field_name(field): value for field, value in items}
@@ -189,7 +241,9 @@ class RedisBackend(Backend, SessionLocks):
         done = await self._call(
             "update", lambda: self._merge(keys=[self.redis_key(key)], args=args)
         )
-        return bool(done)
+        if done == -1:
+            logger.warning("Deleted a session record that was not a Redis hash: no session")
+        return bool(done == 1)
 
     async def delete(self, key: str) -> None:
         name = self.redis_key(key)
@@ -200,22 +254,29 @@ class RedisBackend(Backend, SessionLocks):
         return f"{self.redis_key(key)}:lock"
 
     async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
-        name, ttl_ms = self.lock_key(key), _milliseconds(ttl)
+        keys = self._lock_keys(key, token)
+        args: list[str | int] = [token, _milliseconds(ttl)]
         pause = _LOCK_POLL_FIRST
-        with anyio.move_on_after(wait):
-            while True:
-                taken = await self._call(
-                    "acquire_lock", lambda: self.client.set(name, token, nx=True, px=ttl_ms)
-                )
-                if taken:
-                    return True
-                await anyio.sleep(pause)
-                pause = min(pause * 2, _LOCK_POLL_LAST)
-        return False
+        deadline = anyio.current_time() + wait
+        while True:  # at least one attempt, however short the wait
+            taken = await self._call("acquire_lock", lambda: self._acquire(keys=keys, args=args))
+            if taken:
+                return True
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                return False
+            await anyio.sleep(min(pause, left))
+            pause = min(pause * 2, _LOCK_POLL_LAST)
 
     async def release_lock(self, key: str, token: str) -> None:
-        name = self.lock_key(key)
-        await self._call("release_lock", lambda: self._release(keys=[name], args=[token]))
+        keys = self._lock_keys(key, token)
+        await self._call(
+            "release_lock", lambda: self._release(keys=keys, args=[token, _TOMBSTONE_MS])
+        )
+
+    def _lock_keys(self, key: str, token: str) -> list[str]:
+        lock = self.lock_key(key)
+        return [lock, f"{lock}:gone:{token}"]
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -232,12 +293,38 @@ class RedisBackend(Backend, SessionLocks):
                 backend="RedisBackend",
                 operation=operation,
             ) from exc
+        except ResponseError as exc:
+            text = str(exc)
+            if text.startswith("WRONGTYPE"):
+                raise _WrongType from exc
+            # redis-py gives the passing refusals classes of their own (OutOfMemoryError,
+            # ReadOnlyError, BusyLoadingError, ...), even when a command inside a script
+            # met them; a plain ResponseError about a script is the script itself failing:
+            # a bug, which a retry would only repeat.
+            if type(exc) is ResponseError and _SCRIPT_FAILED.search(text):
+                logger.error("A RedisBackend script failed on %s: %s", operation, text)
+                raise BackendError(
+                    f"Redis refused {operation}: {text}",
+                    backend="RedisBackend",
+                    operation=operation,
+                ) from exc
+            raise self._unavailable(operation, exc) from exc
         except (RedisError, RedisClusterException, OSError) as exc:
-            raise BackendUnavailable(
-                f"Redis failed on {operation}: {type(exc).__name__}: {exc}",
-                backend="RedisBackend",
-                operation=operation,
-            ) from exc
+            raise self._unavailable(operation, exc) from exc
+
+    @staticmethod
+    def _unavailable(operation: str, exc: Exception) -> BackendUnavailable:
+        # A passing condition (no connection, OOM, a replica, LOADING, BUSY, a cluster
+        # changing hands) or a misconfiguration an operator fixes (NOAUTH): "retry shortly".
+        return BackendUnavailable(
+            f"Redis failed on {operation}: {type(exc).__name__}: {exc}",
+            backend="RedisBackend",
+            operation=operation,
+        )
+
+
+class _WrongType(Exception):
+    """The key holds another type than a hash: not a session record."""
 
 
 if sys.version_info >= (3, 11):

@@ -37,9 +37,11 @@ class CookieFrontend(Frontend):
     Args:
         secret_key: the signing key, or a list of keys for rotation (the first signs, all
             verify); at least 32 bytes each. ``None`` reads ``SESSION_SECRET_KEY``.
-        cookie_name: the cookie's name. A ``__Host-`` prefix pins the cookie to this exact
-            host (it requires ``secure=True``, ``path="/"`` and no ``domain``); a
-            ``__Secure-`` prefix requires ``secure=True``.
+        cookie_name: the cookie's name. By default ``"__Host-session"`` whenever that prefix
+            is valid (``secure=True``, ``path="/"``, no ``domain``), else ``"session"``. A
+            ``__Host-`` cookie is pinned to this exact host: no sibling subdomain can set
+            one, which is the defence against cookie tossing. A ``__Secure-`` prefix
+            requires ``secure``.
         max_age: an upper bound, in seconds or as a timedelta, on how long the browser keeps
             the cookie. The cookie never outlives the server-side session: its Max-Age is
             the time the session has left, or ``max_age`` if that is shorter.
@@ -56,6 +58,10 @@ class CookieFrontend(Frontend):
             embedded in other sites' frames); requires ``secure``.
         persistent: ``False`` sends no Max-Age, so the browser drops the cookie when it
             closes; the server-side timeouts apply either way.
+        namespace: bound into every token's signature, so that another app sharing the
+            secret key accepts none of this one's tokens. Defaults to the cookie's name
+            without a ``__Host-`` or ``__Secure-`` prefix; give apps that share a key and a
+            cookie name namespaces of their own.
 
     Raises:
         ConfigurationError: a missing or short key, or an invalid or insecure combination.
@@ -67,7 +73,7 @@ class CookieFrontend(Frontend):
         self,
         secret_key: SecretKeys | None = None,
         *,
-        cookie_name: str = "session",
+        cookie_name: str | None = None,
         max_age: float | timedelta | None = None,
         path: str = "/",
         domain: str | None = None,
@@ -76,8 +82,11 @@ class CookieFrontend(Frontend):
         samesite: Literal["lax", "strict", "none"] = "lax",
         partitioned: bool = False,
         persistent: bool = True,
+        namespace: str | None = None,
     ) -> None:
-        self._signer = TokenSigner(secret_key)
+        if cookie_name is None:
+            host_only = secure is True and domain is None and path == "/"
+            cookie_name = "__Host-session" if host_only else "session"
         if secure not in (True, False, "auto"):
             raise ConfigurationError(
                 f"secure={secure!r}: use True (the default), 'auto' or False."
@@ -121,6 +130,10 @@ class CookieFrontend(Frontend):
                 f"A {cookie_name!r} cookie must be Secure: pass secure=True, or drop the "
                 "'__Secure-' prefix."
             )
+        self._signer = TokenSigner(
+            secret_key,
+            namespace=_unprefixed(cookie_name) if namespace is None else namespace,
+        )
         self.cookie_name = cookie_name
         self.security_scheme = SessionScheme("cookie", cookie_name, "SessionCookie")
         self._name_bytes = cookie_name.encode("ascii")
@@ -142,18 +155,24 @@ class CookieFrontend(Frontend):
         )
 
     def read(self, connection: HTTPConnection) -> VerifiedToken | None:
-        token = None
         # Only our cookie is looked for, in the raw headers, rather than every cookie parsed.
-        # As with Starlette's parser, the last one of our name wins.
+        # Several of our name (one tossed by a sibling subdomain for the whole domain, say)
+        # never let a value that does not verify shadow one that does; of those that
+        # verify, the most recently issued wins (the one this server set last, at a log-in),
+        # the later one on a tie, as with Starlette's parser.
+        best: VerifiedToken | None = None
         for name, value in connection.scope["headers"]:
             if name == b"cookie" and self._name_bytes in value:
                 for part in value.split(b";"):
                     key, sep, raw = part.partition(b"=")
                     if sep and key.strip() == self._name_bytes:
                         token = raw.strip()
-        if not token:
-            return None
-        return self._signer.verify(token.decode("latin-1"))
+                        verified = self._signer.verify(token.decode("latin-1")) if token else None
+                        if verified is not None and (
+                            best is None or verified.issued_at >= best.issued_at
+                        ):
+                            best = verified
+        return best
 
     def write(
         self,
@@ -210,3 +229,11 @@ class CookieFrontend(Frontend):
         header = morsel.OutputString()
         # http.cookies learns "partitioned" only in Python 3.14.
         return header + "; Partitioned" if self.partitioned else header
+
+
+def _unprefixed(cookie_name: str) -> str:
+    """The cookie's name without the prefix browsers enforce (``__Host-``, ``__Secure-``)."""
+    for prefix in ("__Host-", "__Secure-"):
+        if cookie_name.startswith(prefix):
+            return cookie_name[len(prefix) :]
+    return cookie_name

@@ -36,15 +36,21 @@ class HeaderFrontend(Frontend):
         secret_key: the signing key, or a list of keys for rotation (the first signs, all
             verify); at least 32 bytes each. ``None`` reads ``SESSION_SECRET_KEY``.
         header_name: the header that carries the token.
+        namespace: bound into every token's signature, so that another app sharing the
+            secret key accepts none of this one's tokens. Defaults to the header's name, in
+            lower case.
 
     Raises:
         ConfigurationError: a missing or short key, or an unusable header name.
     """
 
     def __init__(
-        self, secret_key: SecretKeys | None = None, *, header_name: str = "X-Session-Token"
+        self,
+        secret_key: SecretKeys | None = None,
+        *,
+        header_name: str = "X-Session-Token",
+        namespace: str | None = None,
     ) -> None:
-        self._signer = TokenSigner(secret_key)
         if not isinstance(header_name, str) or _HEADER_NAME_RE.fullmatch(header_name) is None:
             raise ConfigurationError(f"header_name={header_name!r} is not a valid header name.")
         if header_name.lower() in _RESERVED:
@@ -52,6 +58,9 @@ class HeaderFrontend(Frontend):
                 f"header_name={header_name!r} is a header HTTP itself uses; pick a name of "
                 "your own, such as the default 'X-Session-Token'."
             )
+        self._signer = TokenSigner(
+            secret_key, namespace=header_name.lower() if namespace is None else namespace
+        )
         self.header_name = header_name
         self.vary = header_name
         self.security_scheme = SessionScheme("header", header_name, "SessionHeader")

@@ -1,0 +1,35 @@
+"""The session service's wire format, shared by `HTTPBackend` (the client) and the service.
+
+A record's fields travel as a JSON object of field name to base64 of the value. Both sides
+size their bodies from one record limit (``max_record_bytes``), so that the service never
+accepts a record its clients would refuse to read back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+__all__ = ["decode_fields", "encode_fields", "max_body_bytes"]
+
+
+def encode_fields(fields: dict[str, bytes]) -> dict[str, str]:
+    """Field values as base64 text, for JSON."""
+    return {name: base64.b64encode(value).decode("ascii") for name, value in fields.items()}
+
+
+def decode_fields(fields: dict[str, str]) -> dict[str, bytes]:
+    """The inverse of `encode_fields`. Raises ``ValueError`` on anything that is not base64."""
+    try:
+        return {name: base64.b64decode(value, validate=True) for name, value in fields.items()}
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"a field value is not base64: {exc}") from exc
+
+
+def max_body_bytes(max_record_bytes: int) -> int:
+    """The largest JSON body that can carry a record of ``max_record_bytes``.
+
+    A record byte can take up to 16 bytes on the wire: a one-byte field name escaped as
+    ``\\u0000`` with its quotes, colon and comma, and base64's padding of an empty value.
+    """
+    return 16 * max_record_bytes + 4096
