@@ -41,6 +41,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def fresh_fault_log() -> Iterator[None]:
+    """Each test sees the first store fault it causes logged (the log is per process)."""
+    from fastapi_session_deps._faults import faults
+
+    faults.reset()
+    yield
+    faults.reset()
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

@@ -74,3 +74,16 @@ def test_the_readme_quickstart_is_the_tested_example_verbatim() -> None:
     docstring, _, body = example.partition('"""\n\n')
     assert docstring.startswith('"""')
     assert body == block
+
+
+def test_every_test_the_security_table_names_exists() -> None:
+    table = (DOCS / "security.md").read_text()
+    named = set(re.findall(r"`(?:[\w/]+\.py::)?(test_\w+)`", table))
+    named |= set(re.findall(r"`(test_\w+)`", table))
+    defined = {
+        name
+        for path in (DOCS.parent / "tests").rglob("test_*.py")
+        for name in re.findall(r"^(?:async )?def (test_\w+)", path.read_text(), re.MULTILINE)
+    }
+    assert len(named) >= 25
+    assert named - defined == set()

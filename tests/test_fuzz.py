@@ -102,9 +102,9 @@ async def test_bit_flips_of_a_valid_token_are_no_session(bits: list[int]) -> Non
 async def test_foreign_or_odd_tokens_are_no_session(issued_at: int) -> None:
     # Well-formed tokens with odd timestamps, signed by a key the app does not have, or by
     # the app's key for an id that is not in the store.
-    foreign = TokenSigner(OLD_SECRET).sign(new_session_id(), issued_at)
+    foreign = TokenSigner(OLD_SECRET, namespace="session").sign(new_session_id(), issued_at)
     await assert_anonymous(cookie_header(foreign))
-    unknown = TokenSigner(SECRET).sign(new_session_id(), issued_at)
+    unknown = TokenSigner(SECRET, namespace="session").sign(new_session_id(), issued_at)
     await assert_anonymous(cookie_header(unknown))
 
 

@@ -77,7 +77,7 @@ def test_a_token_from_another_key_is_refused() -> None:
 def test_repr_never_shows_a_key() -> None:
     signer = TokenSigner([SECRET, OLD_SECRET])
     assert SECRET[:8] not in repr(signer)
-    assert repr(signer) == "TokenSigner(keys=2)"
+    assert repr(signer) == "TokenSigner(keys=2, namespace='')"
 
 
 def test_secret_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -216,6 +216,7 @@ async def test_session_cookie_subpath(counting: CountingBackend) -> None:
 
 async def test_invalid_session_cookie(http: httpx.AsyncClient) -> None:
     await http.post("/update_session", json={"some": "data"})
+    http.cookies.clear()
     http.cookies.set("session", "invalid")
     assert (await http.get("/view_session")).json() == {"session": {}}
 
@@ -325,7 +326,7 @@ async def test_the_cookie_carries_a_signed_id_not_the_data(
 ) -> None:
     await http.post("/update_session", json={"secret": "in-the-store-only"})
     token = http.cookies["session"]
-    verified = TokenSigner(SECRET).verify(token)
+    verified = TokenSigner(SECRET, namespace="session").verify(token)
     assert verified is not None
     decoded = base64.urlsafe_b64decode(token.split(".")[0] + "==")
     assert b"in-the-store-only" not in decoded + token.encode()
@@ -492,6 +493,7 @@ async def test_regenerate_session_moves_the_data_to_a_new_id(
         "session": {"cart": ["tea"], "user": "ada"}
     }
     assert len(await store_records()) == 1
+    http.cookies.clear()
     http.cookies.set("session", before)
     assert (await http.get("/view_session")).json() == {"session": {}}
 

@@ -161,13 +161,30 @@ async def test_a_lock_is_exclusive_until_its_owner_releases_it(backend: Backend)
     locks = locks_of(backend)
     assert await locks.acquire_lock("k", "one", ttl=30, wait=1)
     assert not await locks.acquire_lock("k", "two", ttl=30, wait=0.05)
-    await locks.release_lock("k", "two")  # not the owner: nothing happens
+    await locks.release_lock("k", "intruder")  # not the owner: the lock stays
     assert not await locks.acquire_lock("k", "two", ttl=30, wait=0.05)
     await locks.release_lock("k", "one")
     assert await locks.acquire_lock("k", "two", ttl=30, wait=0.05)
     assert await locks.acquire_lock("other", "three", ttl=30, wait=0.05)  # per session
     await locks.release_lock("k", "two")
     await locks.release_lock("other", "three")
+
+
+async def test_a_free_lock_is_taken_even_with_no_time_to_wait(backend: Backend) -> None:
+    locks = locks_of(backend)
+    assert await locks.acquire_lock("k", "eager", ttl=30, wait=0)
+    assert not await locks.acquire_lock("k", "other", ttl=30, wait=0)
+    await locks.release_lock("k", "eager")
+
+
+async def test_a_token_released_before_it_held_the_lock_never_takes_it(backend: Backend) -> None:
+    # What happens when an acquisition times out against a paused store: its caller
+    # releases the token at once, but the store may run the acquisition later.
+    locks = locks_of(backend)
+    await locks.release_lock("k", "given-up")
+    assert not await locks.acquire_lock("k", "given-up", ttl=30, wait=0)
+    assert await locks.acquire_lock("k", "next", ttl=30, wait=0)  # the lock is free for others
+    await locks.release_lock("k", "next")
 
 
 async def test_a_waiter_gets_the_lock_as_soon_as_it_is_released(backend: Backend) -> None:

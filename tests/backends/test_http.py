@@ -17,7 +17,9 @@ from fastapi_session_deps import (
     MemoryBackend,
     SessionManager,
 )
-from fastapi_session_deps.backends.http import MAX_ANSWER_BYTES, HTTPBackend
+from fastapi_session_deps._wire import max_body_bytes
+from fastapi_session_deps.backends.base import MAX_RECORD_BYTES
+from fastapi_session_deps.backends.http import HTTPBackend
 from fastapi_session_deps.service import create_app
 
 from ..conftest import AppSession, build_app
@@ -28,6 +30,7 @@ from ..helpers import (
     call,
     cookie_header,
     free_port,
+    http_scope,
     served_in_thread,
 )
 
@@ -105,7 +108,10 @@ def test_the_service_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setenv(service.TOKEN_ENV, SERVICE_TOKEN)
     monkeypatch.delenv(service.REDIS_URL_ENV, raising=False)
-    assert service.from_env().title.startswith("fastapi-session-deps")
+    auth = {"authorization": f"Bearer {SERVICE_TOKEN}"}
+    with served_in_thread(service.from_env()) as url:
+        assert httpx.get(url + "/v1/sessions/none", headers=auth).status_code == 404
+        assert httpx.get(url + "/v1/sessions/none").status_code == 401
 
 
 def test_the_service_from_the_environment_on_redis(
@@ -227,7 +233,6 @@ GARBAGE: dict[str, tuple[int, str, bytes]] = {
     "no-fields": (200, "application/json", b'{"other": 1}'),
     "fields-not-text": (200, "application/json", b'{"fields": {"a": 1}}'),
     "not-base64": (200, "application/json", b'{"fields": {"a": "!!"}}'),
-    "oversized": (200, "application/json", b"{" + b" " * (MAX_ANSWER_BYTES + 10) + b"}"),
     "teapot": (418, "text/plain", b"no"),
     "always-500": (500, "text/plain", b"boom"),
 }
@@ -281,7 +286,7 @@ async def test_garbage_from_the_service_is_unavailable_never_a_500(kind: str) ->
 def TokenSigner_sign() -> str:
     from fastapi_session_deps.signing import TokenSigner, new_session_id
 
-    return TokenSigner(SECRET).sign(new_session_id(), 1_800_000_000)
+    return TokenSigner(SECRET, namespace="session").sign(new_session_id(), 1_800_000_000)
 
 
 async def test_a_read_is_retried_past_a_passing_5xx() -> None:
@@ -337,3 +342,153 @@ def test_the_service_answers_503_when_its_own_store_is_down() -> None:
         )
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
+
+
+def test_the_service_publishes_no_docs_even_to_its_clients(service: str) -> None:
+    auth = {"authorization": f"Bearer {SERVICE_TOKEN}"}
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert httpx.get(service + path).status_code == 401
+        assert httpx.get(service + path, headers=auth).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"content-length", b"50000000")],
+        [(b"authorization", b"Bearer wrong"), (b"content-length", b"50000000")],
+        [(b"transfer-encoding", b"chunked")],
+    ],
+)
+async def test_the_token_is_checked_before_the_body_is_read(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    # A 50 MB body would cost the service half a second and 50 MB to read and parse.
+    app = create_app(MemoryBackend(), token=SERVICE_TOKEN)
+    reads: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        reads.append("body")
+        return {"type": "http.request", "body": b"x" * 1_000_000, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {**http_scope("/v1/sessions/k", "PUT", headers), "path_params": {}}
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 401
+    assert reads == []  # not a byte of the body was read
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_larger_than_any_record_is_refused(service: str, chunked: bool) -> None:
+    auth = {"authorization": f"Bearer {SERVICE_TOKEN}", "session-ttl": "60"}
+    huge = b'{"fields": {"a": "' + b"A" * max_body_bytes(MAX_RECORD_BYTES) + b'"}}'
+
+    async def chunks() -> Any:
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    async with httpx.AsyncClient(base_url=service, headers=auth) as client:
+        response = await client.put("/v1/sessions/k", content=chunks() if chunked else huge)
+        assert response.status_code == 413
+        assert (await client.get("/v1/sessions/k")).status_code == 404
+
+
+async def test_a_record_too_large_for_the_limit_is_no_session_and_deleted() -> None:
+    # A service holding a record larger than any the library writes (a lower limit on the
+    # client, say): every read would fail for as long as it lives. It is no session instead.
+    hits: list[str] = []
+    oversized = b"{" + b" " * (max_body_bytes(MAX_RECORD_BYTES) + 10) + b"}"
+
+    async def service(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        hits.append(scope["method"])
+        status, body = (200, oversized) if scope["method"] == "GET" else (204, b"")
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    with served_in_thread(service) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        assert await backend.get("k") is None
+        assert hits == ["GET", "DELETE"]
+        await backend.aclose()
+
+
+# -- a real service, paused with SIGSTOP ------------------------------------------------------
+
+
+@pytest.fixture
+def paused_service(redis_url: str) -> Iterator[Any]:
+    """A session service of its own under uvicorn (on Redis), and a way to pause it."""
+    import os
+    import signal
+    from contextlib import contextmanager
+
+    from ..helpers import uvicorn_server
+
+    env = {"SESSION_SERVICE_TOKEN": SERVICE_TOKEN, "SESSION_SERVICE_REDIS_URL": redis_url}
+    with uvicorn_server(
+        "fastapi_session_deps.service:from_env",
+        env=env,
+        factory=True,
+        ready_path="/v1/sessions/none",
+    ) as url:
+
+        @contextmanager
+        def paused() -> Iterator[None]:
+            os.kill(url.pid, signal.SIGSTOP)
+            try:
+                yield
+            finally:
+                os.kill(url.pid, signal.SIGCONT)
+
+        yield url, paused
+
+
+async def test_a_paused_service_gives_503s_within_the_timeout_then_recovers(
+    paused_service: Any,
+) -> None:
+    import time
+
+    url, paused = paused_service
+    backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN, timeout=0.3, retries=1)
+    sessions = SessionManager(
+        AppSession, frontend=CookieFrontend(SECRET, secure=False), backend=backend
+    )
+    app = build_app(sessions)
+    headers = cookie_header((await call(app, "/login", "POST")).cookie() or "")
+    assert (await call(app, "/read", headers=headers)).status == 200
+    with paused():
+        started = time.monotonic()
+        assert (await call(app, "/read", headers=headers)).status == 503
+        assert (await call(app, "/incr", "POST", headers=headers)).status == 503
+        assert time.monotonic() - started < 3  # bounded by the timeouts: never a hang
+    read = await call(app, "/read", headers=headers)
+    assert read.status == 200
+    assert b'"user_id":1' in read.body  # the session survived the pause
+    await backend.aclose()
+
+
+async def test_a_lock_asked_for_while_the_service_was_paused_is_not_left_behind(
+    paused_service: Any,
+) -> None:
+    # The lock request reaches the service only after the client gave up; the client's
+    # release, sent meanwhile, keeps it from taking the lock whichever is served first.
+    url, paused = paused_service
+    backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN, timeout=0.3, retries=0)
+    sessions = SessionManager(
+        AppSession,
+        frontend=CookieFrontend(SECRET, secure=False),
+        backend=backend,
+        concurrency="lock",
+        lock_timeout=1.0,
+    )
+    app = build_app(sessions)
+    headers = cookie_header((await call(app, "/login", "POST")).cookie() or "")
+    with paused():
+        assert (await call(app, "/incr", "POST", headers=headers)).status == 503
+    for _ in range(3):
+        assert (await call(app, "/incr", "POST", headers=headers)).status == 200
+    await backend.aclose()

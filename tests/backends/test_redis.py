@@ -351,3 +351,49 @@ async def test_requests_on_a_dependency_route_still_use_annotated(redis_url: str
         httpx.AsyncClient(transport=transport, base_url="http://testserver") as client,
     ):
         assert [(await client.post("/visit")).json() for _ in range(3)] == [1, 2, 3]
+
+
+class PausingAfterLock(RedisBackend):
+    """A RedisBackend that pauses its (real) server the moment it has taken a lock."""
+
+    server: RedisServer | None = None
+
+    async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
+        held = await super().acquire_lock(key, token, ttl=ttl, wait=wait)
+        if self.server is not None:
+            self.server.pause()
+        return held
+
+
+@pytest.mark.parametrize("moment", ["before the lock", "once the lock is held"])
+async def test_a_redis_pause_never_leaves_a_lock_behind(
+    durable_redis: RedisServer, moment: str
+) -> None:
+    # Paused once the lock is held, the read times out and so does the release: without
+    # care, a lock nobody holds, and every request on the session waiting lock_timeout for
+    # a 503 until lock_ttl runs out (30 s by default).
+    backend = PausingAfterLock(
+        aioredis.Redis.from_url(durable_redis.url, socket_connect_timeout=FAULT_TIMEOUT),
+        timeout=FAULT_TIMEOUT,
+    )
+    sessions = SessionManager(
+        AppSession,
+        frontend=CookieFrontend(SECRET, secure=False),
+        backend=backend,
+        concurrency="lock",
+        lock_timeout=1.0,
+    )
+    app = build_app(sessions)
+    headers = cookie_header((await call(app, "/login", "POST")).cookie() or "")
+    if moment == "before the lock":
+        durable_redis.pause()
+    else:
+        backend.server = durable_redis
+    try:
+        assert (await call(app, "/incr", "POST", headers=headers)).status == 503
+    finally:
+        backend.server = None
+        durable_redis.resume()
+    for _ in range(3):
+        assert (await call(app, "/incr", "POST", headers=headers)).status == 200
+    await backend.client.aclose()

@@ -43,7 +43,7 @@ def attributes(header: str) -> dict[str, str]:
 
 def test_defaults_are_the_secure_ones() -> None:
     header = set_cookie_of(CookieFrontend(SECRET))
-    assert header.startswith("session=")
+    assert header.startswith("__Host-session=")  # no sibling subdomain can set that one
     assert attributes(header) == {
         "httponly": "",
         "secure": "",
@@ -102,8 +102,8 @@ def test_read_verifies_the_cookie_it_wrote() -> None:
     session_id = new_session_id()
     frontend.write(headers, session_id, issued_at=100, max_age=60, scope=http_scope())
     token = headers["set-cookie"].split(";")[0].split("=", 1)[1]
-    connection = HTTPConnection(http_scope(headers=[(b"cookie", f"session={token}".encode())]))
-    verified = frontend.read(connection)
+    cookie = f"{frontend.cookie_name}={token}".encode()
+    verified = frontend.read(HTTPConnection(http_scope(headers=[(b"cookie", cookie)])))
     assert verified is not None
     assert verified.session_id == session_id
     other = HTTPConnection(http_scope(headers=[(b"cookie", f"other={token}".encode())]))
