@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+from typing import Any
 
-__all__ = ["decode_fields", "encode_fields", "max_body_bytes"]
+__all__ = ["decode_fields", "encode_fields", "json_object", "max_body_bytes", "record_fields"]
 
 
 def encode_fields(fields: dict[str, bytes]) -> dict[str, str]:
@@ -33,3 +35,24 @@ def max_body_bytes(max_record_bytes: int) -> int:
     ``\\u0000`` with its quotes, colon and comma, and base64's padding of an empty value.
     """
     return 16 * max_record_bytes + 4096
+
+
+def json_object(content_type: str, body: bytes) -> dict[str, Any]:
+    """An answer's body as a JSON object. Raises ``ValueError`` saying what else it is."""
+    if not content_type.startswith("application/json"):
+        raise ValueError("not JSON")
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError("invalid JSON") from exc
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document
+
+
+def record_fields(document: dict[str, Any]) -> dict[str, bytes]:
+    """The fields of a ``{"fields": {name: base64}}`` answer. Raises ``ValueError``."""
+    fields = document.get("fields")
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        raise ValueError("fields is not a mapping of text")
+    return decode_fields(fields)

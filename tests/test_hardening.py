@@ -1,9 +1,11 @@
 """Regressions of the hardening review: no lock-outs, bounded records, and the attacks a
 session library must hold against. Each test names its row; each runs on every store the
-row applies to (the ``backend`` fixture: memory, Redis, Redis Cluster).
+row applies to (the ``backend`` fixture here: memory, Redis, Redis Cluster, and the session
+service over HTTP on memory and on Redis).
 """
 
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,19 +32,23 @@ from fastapi_session_deps import (
 from fastapi_session_deps._faults import faults
 from fastapi_session_deps.signing import TokenSigner, new_session_id, store_key
 
-from .conftest import AppSession, ManagerFactory, StoreRecords, build_app
+from .conftest import STORES, AppSession, ManagerFactory, StoreRecords, build_app, open_store
 from .helpers import OLD_SECRET, SECRET, Clock, CountingBackend, call, cookie_header
 from .test_manager import app_with_a_slow_route, session_id_of
 
 pytestmark = pytest.mark.anyio
 
 
-def inner(store: Backend) -> Backend:
-    return store.inner if isinstance(store, CountingBackend) else store
+@pytest.fixture(params=[*STORES, "http-memory", "http-redis"])
+async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
+    """Every store, the session service included: the rows are about the engine."""
+    async with open_store(request.param, request, clock) as store:
+        yield store
 
 
 def redis_of(backend: Backend) -> RedisBackend:
-    store = inner(backend)
+    store = backend.inner if isinstance(backend, CountingBackend) else backend
+    store = getattr(store, "served", store)
     if not isinstance(store, RedisBackend):
         pytest.skip("a Redis-only row: the other stores have no key types")
     return store

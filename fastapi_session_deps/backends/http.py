@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
-import json
 import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -11,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from .._wire import decode_fields, encode_fields, max_body_bytes
+from .._wire import encode_fields, json_object, max_body_bytes, record_fields
 from ..exceptions import BackendUnavailable, ConfigurationError, MissingDependencyError
 from .base import MAX_RECORD_BYTES, Backend, SessionLocks
 
@@ -116,15 +114,9 @@ class HTTPBackend(Backend, SessionLocks):
             logger.warning("Discarding a session record over the record limit (HTTPBackend)")
             await self.delete(key)
             return None
-        body = self._json(response, "get", 200)
         try:
-            fields = body["fields"]
-            if not isinstance(fields, dict) or not all(
-                isinstance(v, str) for v in fields.values()
-            ):
-                raise TypeError("fields is not a mapping of text")
-            return decode_fields(fields)
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+            return record_fields(self._json(response, "get", 200))
+        except ValueError as exc:
             raise self._malformed("get", str(exc)) from exc
 
     async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
@@ -240,15 +232,10 @@ class HTTPBackend(Backend, SessionLocks):
 
     def _json(self, answer: _Answer, operation: str, status: int) -> dict[str, Any]:
         self._expect(answer, operation, status)
-        if not answer.content_type.startswith("application/json"):
-            raise self._malformed(operation, "not JSON")
         try:
-            body = json.loads(answer.body)
+            return json_object(answer.content_type, answer.body)
         except ValueError as exc:
-            raise self._malformed(operation, "invalid JSON") from exc
-        if not isinstance(body, dict):
-            raise self._malformed(operation, "not a JSON object")
-        return body
+            raise self._malformed(operation, str(exc)) from exc
 
     def _expect(self, answer: _Answer, operation: str, status: int) -> None:
         if answer.status != status:

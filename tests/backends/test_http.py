@@ -1,5 +1,6 @@
 """HTTPBackend and the session service: the protocol's rules, ownership and faults."""
 
+import json
 import logging
 import socket
 import threading
@@ -9,6 +10,8 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Depends
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fastapi_session_deps import (
     BackendUnavailable,
@@ -17,7 +20,7 @@ from fastapi_session_deps import (
     MemoryBackend,
     SessionManager,
 )
-from fastapi_session_deps._wire import max_body_bytes
+from fastapi_session_deps._wire import json_object, max_body_bytes, record_fields
 from fastapi_session_deps.backends.base import MAX_RECORD_BYTES
 from fastapi_session_deps.backends.http import HTTPBackend
 from fastapi_session_deps.service import create_app
@@ -492,3 +495,31 @@ async def test_a_lock_asked_for_while_the_service_was_paused_is_not_left_behind(
     for _ in range(3):
         assert (await call(app, "/incr", "POST", headers=headers)).status == 200
     await backend.aclose()
+
+
+# -- whatever the service answers, it is parsed or refused, never an exception of another kind --
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+ANSWERS = st.one_of(
+    st.binary(max_size=300),
+    JSON.map(lambda value: json.dumps(value).encode()),
+    st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=4).map(
+        lambda fields: json.dumps({"fields": fields}).encode()
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content_type=st.sampled_from(["application/json", "text/plain", ""]), body=ANSWERS)
+def test_any_service_answer_is_a_record_or_a_value_error(content_type: str, body: bytes) -> None:
+    try:
+        fields = record_fields(json_object(content_type, body))
+    except ValueError:
+        return
+    assert all(isinstance(v, bytes) for v in fields.values())
