@@ -702,3 +702,52 @@ def test_a_namespace_is_text() -> None:
 
     with pytest.raises(ConfigurationError, match="namespace must be a string"):
         TokenSigner(SECRET, namespace=b"session")  # type: ignore[arg-type]
+
+
+def test_uvicorn_with_two_workers_and_a_memory_store_warns_at_start_up(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from .helpers import free_port
+
+    (tmp_path / "memory_app.py").write_text(
+        "from fastapi import FastAPI\n"
+        "from fastapi_session_deps import MemoryBackend\n"
+        "backend = MemoryBackend()\n"
+        "app = FastAPI()\n"
+    )
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter, a loopback port
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "memory_app:app",
+            "--app-dir",
+            str(tmp_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--workers",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        assert process.stderr is not None
+        while time.monotonic() < deadline and sum("worker processes" in x for x in lines) < 2:
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    warnings = [
+        line for line in lines if "MemoryBackend in a server with 2 worker processes" in line
+    ]
+    assert len(warnings) == 2  # one from each worker
