@@ -717,37 +717,32 @@ def test_uvicorn_with_two_workers_and_a_memory_store_warns_at_start_up(tmp_path:
         "backend = MemoryBackend()\n"
         "app = FastAPI()\n"
     )
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter, a loopback port
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "memory_app:app",
-            "--app-dir",
-            str(tmp_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(free_port()),
-            "--workers",
-            "2",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        assert process.stderr is not None
-        while time.monotonic() < deadline and sum("worker processes" in x for x in lines) < 2:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-    warnings = [
-        line for line in lines if "MemoryBackend in a server with 2 worker processes" in line
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "memory_app:app",
+        "--app-dir",
+        str(tmp_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--workers",
+        "2",
     ]
-    assert len(warnings) == 2  # one from each worker
+    lines: list[str] = []
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:  # noqa: S603
+        assert process.stderr is not None
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and sum("worker processes" in x for x in lines) < 2:
+                line = process.stderr.readline()
+                if not line:
+                    break
+                lines.append(line)
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    warning = "MemoryBackend in a server with 2 worker processes"
+    assert sum(warning in line for line in lines) == 2  # one from each worker
