@@ -20,6 +20,7 @@ from .frontends.cookie import CookieFrontend as CookieFrontend
 from .frontends.header import HeaderFrontend as HeaderFrontend
 from .manager import SessionManager as SessionManager
 from .models import SessionModel as SessionModel
+from .policy import SessionPolicy as SessionPolicy
 from .starlette import Session as Session
 from .starlette import SessionAutoloadMiddleware as SessionAutoloadMiddleware
 from .starlette import SessionMiddleware as SessionMiddleware
@@ -56,6 +57,7 @@ __all__ = [
     "SessionMiddleware",
     "SessionModel",
     "SessionNotLoaded",
+    "SessionPolicy",
     "SessionTooLarge",
     "destroy_session",
     "load_session",

@@ -1,10 +1,7 @@
-"""The `Depends()` callables, and the translation of session errors into HTTP answers.
+"""The `Depends()` callables' shared steps: load once per request, require, check.
 
-Only this module and the middleware turn the library's exceptions into responses: a store
-that cannot be reached becomes a 503 with ``Retry-After`` (or, with
-``on_backend_error="anonymous"``, a new session that is never saved); a missing or failed
-check becomes a 401 or the verifier's status code. On a WebSocket the same conditions close
-the handshake with the matching WebSocket code.
+The HTTP answers (503, 401, the verifier's status) come from `_http`, the one module that
+turns the library's errors into responses.
 """
 
 from __future__ import annotations
@@ -13,13 +10,11 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from fastapi import HTTPException, WebSocketException, status
 from starlette.requests import HTTPConnection
 
-from ._core import SessionCore, SessionState
-from ._faults import faults
-from .exceptions import BackendUnavailable, SessionBusy
-from .middleware import BUSY_DETAIL, RETRY_AFTER, UNAVAILABLE_DETAIL
+from ._engine import Fate, RequestSlot, SessionEngine, SessionState
+from ._http import refused, retry_later
+from .exceptions import BackendUnavailable, MissingMiddlewareError, SessionBusy
 
 T = TypeVar("T")
 
@@ -29,35 +24,39 @@ Check = Callable[[T], "bool | Awaitable[bool]"]
 
 
 async def resolve(
-    core: SessionCore[T], connection: HTTPConnection, *, readonly: bool = False
+    engine: SessionEngine[T], connection: HTTPConnection, *, readonly: bool = False
 ) -> SessionState[T]:
     """Return the request's session state, loading it on first use.
 
     Every dependency of one request goes through here, so they all share one state.
+
+    Raises:
+        MissingMiddlewareError: the app has no session middleware for this engine.
     """
-    slot = core.slot(connection)
+    slot = connection.scope.get(engine.scope_key)
+    if not isinstance(slot, RequestSlot):
+        raise MissingMiddlewareError(
+            "This app has no session middleware, so sessions could never be saved. Add "
+            "`app.add_middleware(sessions.middleware)` after creating the app "
+            "(`sessions` being your SessionManager)."
+        )
     if slot.state is not None:
-        state: SessionState[T] = slot.state  # type: ignore[assignment]
+        state: SessionState[T] = slot.state
         if not readonly:
-            core.make_writable(state)
+            engine.make_writable(state)
         return state
     try:
-        state = await core.load(connection, readonly=readonly)
-    except SessionBusy as exc:
-        faults.report("Session busy (503)", exc)
-        raise _unavailable(connection, BUSY_DETAIL) from exc
-    except BackendUnavailable as exc:  # the "fail" policy: "anonymous" never raises it
-        faults.report("Session store unavailable (503)", exc)
-        raise _unavailable(connection) from exc
-    core.attach(state)
-    slot.state = state  # type: ignore[assignment]
+        state = await engine.load(engine.frontend.read(connection), readonly=readonly)
+    except (SessionBusy, BackendUnavailable) as exc:  # "anonymous" never raises the latter
+        raise retry_later(connection, exc) from exc
+    slot.state = state
     return state
 
 
 def require_stored(connection: HTTPConnection, state: SessionState[Any]) -> None:
     """Raise a 401 (or a WebSocket policy close) unless the request has a live session."""
-    if state.key is None:
-        raise _refused(connection, status.HTTP_401_UNAUTHORIZED, "No valid session")
+    if state.origin is None or state.fate is Fate.END:
+        raise refused(connection, 401, "No valid session")
 
 
 async def run_check(
@@ -68,20 +67,4 @@ async def run_check(
     if inspect.isawaitable(result):
         result = await result
     if not result:
-        raise _refused(connection, status_code, "Session check failed")
-
-
-def _refused(connection: HTTPConnection, status_code: int, detail: str) -> Exception:
-    if connection.scope["type"] == "websocket":
-        return WebSocketException(status.WS_1008_POLICY_VIOLATION, reason=detail)
-    return HTTPException(status_code, detail=detail)
-
-
-def _unavailable(connection: HTTPConnection, detail: str = UNAVAILABLE_DETAIL) -> Exception:
-    if connection.scope["type"] == "websocket":
-        return WebSocketException(status.WS_1013_TRY_AGAIN_LATER, reason=detail)
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        detail=detail,
-        headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
-    )
+        raise refused(connection, status_code, "Session check failed")

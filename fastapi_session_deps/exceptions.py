@@ -39,6 +39,11 @@ class ConfigurationError(SessionError, ValueError):
 class MissingDependencyError(SessionError, ImportError):
     """A backend's optional dependency is not installed; the message names the extra."""
 
+    @classmethod
+    def of(cls, name: str, extra: str, package: str) -> MissingDependencyError:
+        """The error for ``name``, which needs ``package`` from the ``extra`` extra."""
+        return cls(f"{name} needs {package}: pip install 'fastapi-session-deps[{extra}]'")
+
 
 class MissingMiddlewareError(SessionError, RuntimeError):
     """A session dependency ran in an app that does not have the manager's middleware.

@@ -4,25 +4,29 @@
 # at runtime.
 import inspect
 import logging
-import time
-import weakref
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from fastapi import Security
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
-from ._core import BackendErrorPolicy, ConcurrencyPolicy, SessionCore, SessionState
-from .backends.base import MAX_RECORD_BYTES, Backend
+from ._engine import SessionEngine, SessionState, state_of
+from .backends.base import Backend
 from .dependencies import require_stored, resolve, run_check
 from .exceptions import SessionError
 from .frontends.base import Frontend
 from .middleware import SessionCommitMiddleware
 from .models import SessionModel
+from .policy import PolicySettings, SessionPolicy
 from .serializers import ModelSerializer
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover - Python 3.10: pydantic's own dependency
+    from typing_extensions import Unpack
 
 __all__ = ["SessionManager"]
 
@@ -39,8 +43,8 @@ class SessionDependency(Protocol[M_co]):
 logger = logging.getLogger("fastapi_session_deps")
 
 
-class SessionManager(SessionCore[M]):
-    """Typed server-side sessions: a model, a frontend, a backend and an expiry policy.
+class SessionManager(Generic[M]):
+    """Typed server-side sessions: a model, a frontend, a backend and a policy.
 
     ```python
     sessions = SessionManager(
@@ -59,33 +63,20 @@ class SessionManager(SessionCore[M]):
         model: your `SessionModel` subclass; every field needs a default.
         frontend: how the signed id travels, e.g. `CookieFrontend`.
         backend: where the data lives, e.g. `MemoryBackend` or `RedisBackend`.
-        idle_timeout: seconds (or a timedelta) of inactivity after which a session ends.
-        absolute_timeout: seconds (or a timedelta) after its creation at which a session
-            ends however active it is; ``None`` for no limit. At least ``idle_timeout``.
-        concurrency: how concurrent requests on one session combine.
+        **settings: the `SessionPolicy` settings, by name: ``idle_timeout`` (1800 s),
+            ``absolute_timeout`` (``None``), ``concurrency`` (``"merge"`` or ``"lock"``),
+            ``on_backend_error`` (``"fail"`` or ``"anonymous"``), ``lock_timeout``,
+            ``lock_ttl``, ``max_record_bytes`` and ``clock``. See `SessionPolicy` for what
+            each does.
 
-            - ``"merge"`` (the default): a save writes only the top-level fields the request
-              changed, merged into the stored record, so requests that change different
-              fields never undo each other. Two requests that change the *same* field: the
-              last save wins.
-            - ``"lock"``: a request that loads the session writable holds the session's
-              lock until its commit, so requests on one session run one after the other and
-              no update is lost. Read-only dependencies never take it.
-        on_backend_error: ``"fail"`` answers 503 with ``Retry-After`` when the store cannot
-            be reached; ``"anonymous"`` lets the request go on with a new session that is
-            not saved (for read-mostly apps).
-        lock_timeout: with ``"lock"``, seconds a request waits for the lock before it is
-            answered 503 with ``Retry-After``.
-        lock_ttl: with ``"lock"``, seconds after which a lock frees itself even if its holder
-            never released it (a crashed process). Keep it above your slowest request.
-        max_record_bytes: the largest a session's stored record may be, in bytes (64 KiB by
-            default; ``None`` for no limit). A change that would make it larger is not
-            saved: the response becomes a 500, and the log names the limit. A larger
-            record read from the store is no session.
-        clock: seconds since the epoch; tests may pass a fake one.
+    Attributes:
+        model: the session model.
+        frontend: the frontend.
+        backend: the backend.
+        policy: the `SessionPolicy` built from the settings.
 
     Raises:
-        ConfigurationError: an invalid model, timeout or policy.
+        ConfigurationError: an invalid model, setting or combination.
     """
 
     def __init__(
@@ -94,38 +85,21 @@ class SessionManager(SessionCore[M]):
         *,
         frontend: Frontend,
         backend: Backend,
-        idle_timeout: float | timedelta = 1800,
-        absolute_timeout: float | timedelta | None = None,
-        concurrency: ConcurrencyPolicy = "merge",
-        on_backend_error: BackendErrorPolicy = "fail",
-        lock_timeout: float = 5.0,
-        lock_ttl: float = 30.0,
-        max_record_bytes: int | None = MAX_RECORD_BYTES,
-        clock: Callable[[], float] = time.time,
+        **settings: Unpack[PolicySettings],
     ) -> None:
-        super().__init__(
+        self._engine: SessionEngine[M] = SessionEngine(
             ModelSerializer(model),
             frontend=frontend,
             backend=backend,
-            idle_timeout=idle_timeout,
-            absolute_timeout=absolute_timeout,
-            concurrency=concurrency,
-            on_backend_error=on_backend_error,
-            lock_timeout=lock_timeout,
-            lock_ttl=lock_ttl,
-            max_record_bytes=max_record_bytes,
-            clock=clock,
+            policy=SessionPolicy.from_settings(settings),
         )
         self.model = model
+        self.frontend = frontend
+        self.backend = backend
+        self.policy = self._engine.policy
         self._get_session = self._dependency("get_session")
         self._get_session_readonly = self._dependency("get_session_readonly", readonly=True)
         self._require_session = self._dependency("require_session", required=True)
-        # Each request's session object -> its state, for regenerate() and destroy(). Weak:
-        # an entry goes when its request's state does. (A private attribute on the model
-        # would cost every model instantiation Pydantic's private-attribute set-up.)
-        self._states: weakref.WeakValueDictionary[int, SessionState[M]] = (
-            weakref.WeakValueDictionary()
-        )
 
     def __repr__(self) -> str:
         return (
@@ -133,6 +107,16 @@ class SessionManager(SessionCore[M]):
             f"backend={self.backend!r}, idle_timeout={self.idle_timeout:g}, "
             f"absolute_timeout={self.absolute_timeout!r})"
         )
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds of inactivity after which a session ends (``policy.idle_timeout``)."""
+        return self.policy.idle_timeout
+
+    @property
+    def absolute_timeout(self) -> float | None:
+        """Seconds after creation at which a session ends (``policy.absolute_timeout``)."""
+        return self.policy.absolute_timeout
 
     # -- dependencies ----------------------------------------------------------------------
     #
@@ -200,8 +184,10 @@ class SessionManager(SessionCore[M]):
         check: Callable[[M], bool | Awaitable[bool]] | None = None,
         status_code: int = 403,
     ) -> SessionDependency[M]:
+        engine = self._engine
+
         async def dependency(connection: HTTPConnection, **_scheme: None) -> M:
-            state = await resolve(self, connection, readonly=readonly)
+            state = await resolve(engine, connection, readonly=readonly)
             if required:
                 require_stored(connection, state)
             if check is not None:
@@ -233,7 +219,7 @@ class SessionManager(SessionCore[M]):
         planted or saw before cannot ride along: the defence against session fixation. The
         new record is written, and the old one deleted, when the response starts.
         """
-        self.regenerate_state(self._state_of(session))
+        self._engine.regenerate(self._state_of(session))
 
     async def destroy(self, session: M) -> None:
         """End the session: delete its record and expire the cookie (log-out).
@@ -241,14 +227,11 @@ class SessionManager(SessionCore[M]):
         The session is emptied in place; if the route stores something in it afterwards (a
         "goodbye" message, say) that starts a new session under a new id.
         """
-        self.destroy_state(self._state_of(session))
-
-    def attach(self, state: SessionState[M]) -> None:
-        self._states[id(state.data)] = state
+        self._engine.destroy(self._state_of(session))
 
     def _state_of(self, session: M) -> SessionState[M]:
-        state = self._states.get(id(session))
-        if state is None or state.data is not session:
+        state = state_of(session)
+        if state is None or state.engine is not self._engine:
             raise SessionError(
                 "This object did not come from a session dependency: pass the session your "
                 "route received from Depends(sessions.get_session)."
@@ -259,7 +242,7 @@ class SessionManager(SessionCore[M]):
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """Middleware factory for ``app.add_middleware(sessions.middleware)``: the commit point."""
-        return SessionCommitMiddleware(app, self)
+        return SessionCommitMiddleware(app, self._engine)
 
     def lifespan(self, app: object) -> AbstractAsyncContextManager[None]:
         """Lifespan for ``FastAPI(lifespan=sessions.lifespan)``: closes the backend at shutdown.

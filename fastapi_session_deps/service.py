@@ -43,11 +43,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._http import retry_later_response, send_json
 from ._wire import decode_fields, encode_fields, max_body_bytes
 from .backends.base import MAX_RECORD_BYTES, Backend, SessionLocks
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError
-from .middleware import send_json
 from .signing import MIN_SECRET_KEY_BYTES
 
 __all__ = ["create_app", "from_env"]
@@ -104,11 +104,9 @@ def create_app(
             raise HTTPException(400, "Not a session key")
         return key
 
-    def ttl_of(value: str | None, *, required: bool) -> float | None:
+    def ttl_of(value: str | None) -> float:
         if value is None:
-            if required:
-                raise HTTPException(400, "Session-TTL header required")
-            return None
+            raise HTTPException(400, "Session-TTL header required")
         try:
             seconds = float(value)
         except ValueError:
@@ -116,6 +114,12 @@ def create_app(
         if not 0 < seconds <= 366 * 86400:
             raise HTTPException(400, "Session-TTL out of range")
         return seconds
+
+    def fields_of(encoded: dict[str, str]) -> dict[str, bytes]:
+        try:
+            return decode_fields(encoded)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -134,7 +138,7 @@ def create_app(
 
     @app.exception_handler(BackendUnavailable)
     async def unavailable(request: Request, exc: BackendUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": "store unavailable"}, 503, {"Retry-After": "1"})
+        return retry_later_response(exc)
 
     # (The guard below checks the token and the body's size before this app runs.)
 
@@ -142,7 +146,8 @@ def create_app(
     async def read(
         key: str, session_ttl: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
-        fields = await backend.get(checked(key), ttl=ttl_of(session_ttl, required=False))
+        ttl = None if session_ttl is None else ttl_of(session_ttl)
+        fields = await backend.get(checked(key), ttl=ttl)
         if fields is None:
             raise HTTPException(404, "No such session")
         return {"fields": encode_fields(fields)}
@@ -151,13 +156,7 @@ def create_app(
     async def replace(
         key: str, record: Record, session_ttl: Annotated[str | None, Header()] = None
     ) -> Response:
-        ttl = ttl_of(session_ttl, required=True)
-        assert ttl is not None  # noqa: S101 - required=True
-        try:
-            fields = decode_fields(record.fields)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        await backend.set(checked(key), fields, ttl=ttl)
+        await backend.set(checked(key), fields_of(record.fields), ttl=ttl_of(session_ttl))
         return Response(status_code=204)
 
     @app.patch("/v1/sessions/{key}", status_code=204)
@@ -169,13 +168,10 @@ def create_app(
     ) -> Response:
         if if_match != "*":
             raise HTTPException(428, "PATCH needs If-Match: * (merge only into a live record)")
-        ttl = ttl_of(session_ttl, required=True)
-        assert ttl is not None  # noqa: S101 - required=True
-        try:
-            changed = decode_fields(changes.changed)
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        if not await backend.update(checked(key), changed, changes.removed, ttl=ttl):
+        changed = fields_of(changes.changed)
+        if not await backend.update(
+            checked(key), changed, changes.removed, ttl=ttl_of(session_ttl)
+        ):
             raise HTTPException(412, "No such session")
         return Response(status_code=204)
 

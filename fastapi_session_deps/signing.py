@@ -169,8 +169,10 @@ class TokenSigner:
     """Signs session ids into tokens and verifies them, with key rotation.
 
     Args:
-        secret_key: a key, or a list of keys: the first signs, every one verifies. ``None``
-            reads ``SESSION_SECRET_KEY`` from the environment.
+        secret_key: a key, or a list of keys: the first signs, every one verifies (the
+            reverse of itsdangerous's own lists, where the last signs; here the order reads
+            "newest first", as Django's key and its fallbacks do). ``None`` reads
+            ``SESSION_SECRET_KEY`` from the environment.
         namespace: what the tokens are for, bound into every signature: a token signed for
             one namespace never verifies in another, whatever the keys.
     """

@@ -17,25 +17,26 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 import anyio.from_thread
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._core import BackendErrorPolicy, ConcurrencyPolicy, RequestSlot, SessionCore, SessionState
-from .backends.base import MAX_RECORD_BYTES, Backend
+from ._engine import RequestSlot, SessionEngine, SessionState, state_of
+from ._http import send_retry_later
+from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError, SessionBusy, SessionError
 from .frontends.base import Frontend
 from .frontends.cookie import CookieFrontend, Secure
-from .middleware import SessionCommitMiddleware, refuse_unavailable
+from .middleware import SessionCommitMiddleware
+from .policy import POLICY_SETTINGS, PolicySettings, SessionPolicy
 from .serializers import DictSerializer
-from .signing import SecretKeys, VerifiedToken
+from .signing import SecretKeys
 
 __all__ = [
     "Session",
@@ -74,9 +75,6 @@ class Session(dict[str, Any]):
     modified: bool = False
     #: Loads the data when called from a worker thread; ``None`` once loaded.
     _loader: Callable[[], Any] | None = None
-    #: The engine and its state for this session, once it has one.
-    _core: SessionCore[Session] | None = None
-    _state: SessionState[Session] | None = None
 
     def _ensure_loaded(self) -> None:
         if self._loader is None:
@@ -299,8 +297,6 @@ class SessionMiddleware(SessionCommitMiddleware):
         partitioned: mark the cookie ``Partitioned`` (CHIPS).
         backend: where the data lives; without one, a `MemoryBackend` (with a warning: its
             data is lost on restart and not shared between processes). Also ``store``.
-        idle_timeout: the sliding server-side lifetime; defaults to ``max_age``, or 14 days.
-        absolute_timeout: the lifetime from creation, whatever the activity; ``None``.
         rolling: starsessions' switch: ``False`` ends a session ``max_age`` (``lifetime``)
             after its creation, whatever the activity (the default when ``lifetime`` is
             given); ``True`` slides it with activity (the default otherwise).
@@ -312,15 +308,18 @@ class SessionMiddleware(SessionCommitMiddleware):
             touches the session. ``False`` loads lazily: sync endpoints load on first use,
             and async code must ``await load_session(request)`` first (or have
             `SessionAutoloadMiddleware` do it for some paths). Also ``autoload_cookie``.
-        concurrency: as for `SessionManager`. With ``"lock"``, a request holds the lock from
-            the moment its session is loaded until its commit; with ``autoload``, that is
-            every request that carries a session cookie, used or not (``autoload=False``
-            with `SessionAutoloadMiddleware` ``paths`` narrows it).
-        on_backend_error: as for `SessionManager`.
-        lock_timeout: as for `SessionManager`.
-        lock_ttl: as for `SessionManager`.
-        max_record_bytes: as for `SessionManager`.
-        clock: seconds since the epoch; tests may pass a fake one.
+        **settings: the other spellings above, and the `SessionPolicy` settings by name
+            (as for `SessionManager`). ``idle_timeout`` defaults to ``max_age`` (or 14 days
+            when that is ``None``). With ``concurrency="lock"``, a request holds the lock
+            from the moment its session is loaded until its commit; with ``autoload``,
+            that is every request that carries a session cookie, used or not
+            (``autoload=False`` with `SessionAutoloadMiddleware` ``paths`` narrows it).
+
+    Attributes:
+        app: the wrapped ASGI app.
+        core: the session engine (frontend, backend, policy) it commits with.
+        autoload: whether sessions are loaded as requests start.
+        refusal: the `ConfigurationError` that stops the app's start-up, or ``None``.
     """
 
     def __init__(
@@ -336,18 +335,10 @@ class SessionMiddleware(SessionCommitMiddleware):
         partitioned: bool = False,
         *,
         backend: Backend | None = _DEFAULT,
-        idle_timeout: float | timedelta | None = None,
-        absolute_timeout: float | timedelta | None = _DEFAULT,
         rolling: bool = _DEFAULT,
         frontend: Frontend | None = None,
         autoload: bool = _DEFAULT,
-        concurrency: ConcurrencyPolicy = "merge",
-        on_backend_error: BackendErrorPolicy = "fail",
-        lock_timeout: float = 5.0,
-        lock_ttl: float = 30.0,
-        max_record_bytes: int | None = MAX_RECORD_BYTES,
-        clock: Callable[[], float] = time.time,
-        **other_spellings: Any,
+        **settings: Any,
     ) -> None:
         self.app = app
         self.refusal: ConfigurationError | None = None
@@ -361,50 +352,43 @@ class SessionMiddleware(SessionCommitMiddleware):
                 ("https_only", https_only),
                 ("domain", domain),
                 ("backend", backend),
-                ("absolute_timeout", absolute_timeout),
                 ("rolling", rolling),
                 ("autoload", autoload),
             )
             if value is not _DEFAULT
         }
         try:
-            settings = _resolve(given, other_spellings)
+            chosen, policy_settings = _resolve(given, settings)
             if frontend is None:
                 frontend = _StarletteCookieFrontend(
                     secret_key,
-                    cookie_name=settings.get("session_cookie", "session"),
-                    max_age=settings.get("max_age", DEFAULT_MAX_AGE),
-                    path=settings.get("path", "/"),
-                    domain=settings.get("domain"),
-                    secure=settings.get("https_only", "auto"),
-                    samesite=settings.get("same_site", "lax"),
+                    cookie_name=chosen.get("session_cookie", "session"),
+                    max_age=chosen.get("max_age", DEFAULT_MAX_AGE),
+                    path=chosen.get("path", "/"),
+                    domain=chosen.get("domain"),
+                    secure=chosen.get("https_only", "auto"),
+                    samesite=chosen.get("same_site", "lax"),
                     partitioned=partitioned,
                 )
-            elif secret_key is not None or partitioned or set(settings) & _COOKIE_SETTINGS:
+            elif secret_key is not None or partitioned or set(chosen) & _COOKIE_SETTINGS:
                 raise ConfigurationError(
                     "Pass either frontend=... or the cookie settings (secret_key, "
                     "session_cookie, max_age, ...), not both."
                 )
-            core: SessionCore[Session] = SessionCore(
+            # Starlette's max_age is also the sliding lifetime, unless idle_timeout is given.
+            lifetime = _positive(chosen.get("max_age", DEFAULT_MAX_AGE)) or DEFAULT_MAX_AGE
+            policy = SessionPolicy.from_settings({"idle_timeout": lifetime, **policy_settings})
+            engine: SessionEngine[Session] = SessionEngine(
                 DictSerializer(Session),
                 frontend=frontend,
-                backend=_backend(settings.get("backend")),
-                idle_timeout=idle_timeout
-                or _positive(settings.get("max_age", DEFAULT_MAX_AGE))
-                or DEFAULT_MAX_AGE,
-                absolute_timeout=settings.get("absolute_timeout"),
-                concurrency=concurrency,
-                on_backend_error=on_backend_error,
-                lock_timeout=lock_timeout,
-                lock_ttl=lock_ttl,
-                max_record_bytes=max_record_bytes,
-                clock=clock,
+                backend=_backend(chosen.get("backend")),
+                policy=policy,
             )
         except ConfigurationError as exc:
             self.refusal = exc
             return
-        super().__init__(app, core)
-        self.autoload: bool = settings.get("autoload", True)
+        super().__init__(app, engine)
+        self.autoload: bool = chosen.get("autoload", True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.refusal is not None:
@@ -413,36 +397,44 @@ class SessionMiddleware(SessionCommitMiddleware):
             scope[INSTALLED] = True  # for a SessionAutoloadMiddleware inside this one
         await super().__call__(scope, receive, send)
 
-    async def prepare(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
-        token = self.core.frontend.read(HTTPConnection(scope))
+    async def _prepare(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
+        engine = self.core
+        token = engine.frontend.read(HTTPConnection(scope))
         if token is None:
             # Nothing to load: an empty session, stored only if the app fills it.
-            state = self.core.new_state()
-            _bind(self.core, state, slot)
-            scope["session"] = state.data
+            slot.state = engine.new_state()
+            engine.bind(slot.state)
+            scope["session"] = slot.state.data
             return True
         session = Session()
         scope["session"] = session
 
         async def load() -> None:
-            await _load(self.core, token, slot, session)
+            state = await engine.load(token, readonly=False)  # 503s are the caller's
+            # The app already holds `session`: fill it in place, and make it the state's.
+            engine.forget(state)
+            dict.update(session, dict.items(state.data))
+            state.data = session
+            session._loader = None
+            engine.bind(state)
+            slot.state = state
 
         session._loader = load
         if self.autoload:
             return await load_or_refuse(scope, send, session)
         return True
 
-    async def commit(
+    async def _commit(
         self, state: SessionState[Any], headers: MutableHeaders, status: int, scope: Scope
     ) -> None:
         session: Session = state.data
         if not session.accessed:
             return  # the app never looked at it: no store call, no cookie, no Vary
-        if state.key is not None and session.modified and not dict.__len__(session):
+        if state.origin is not None and session.modified and not dict.__len__(session):
             # Emptied: end the session rather than keep an empty record (as Starlette
             # clears the cookie of an emptied session).
-            self.core.destroy_state(state)
-        await super().commit(state, headers, status, scope)
+            self.core.destroy(state)
+        await super()._commit(state, headers, status, scope)
 
 
 #: Cookie settings that a ready-made ``frontend=`` replaces.
@@ -451,60 +443,55 @@ _COOKIE_SETTINGS = {"session_cookie", "max_age", "path", "same_site", "https_onl
 INSTALLED = "fastapi_session_deps.session_middleware"
 
 
-def _resolve(given: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
-    """Fold the other spellings into Starlette's names, refusing doubles and unknowns."""
-    settings = dict(given)
+def _resolve(
+    given: dict[str, Any], others: dict[str, Any]
+) -> tuple[dict[str, Any], PolicySettings]:
+    """Fold the other spellings into Starlette's names, refusing doubles and unknowns.
+
+    Returns the middleware's own settings, and the `SessionPolicy` ones.
+    """
+    chosen = dict(given)
+    policy: dict[str, Any] = {}
     for alias, value in others.items():
+        if alias in POLICY_SETTINGS:
+            policy[alias] = value
+            continue
         name = _CANONICAL.get(alias)
         if name is None:
             raise ConfigurationError(_unknown_keyword(alias))
-        if name in settings:
+        if name in chosen:
             spelled = next(a for a in (name, *SPELLINGS[name]) if a in given or a in others)
             raise ConfigurationError(
                 f"SessionMiddleware got both {spelled}= and {alias}=, two spellings of one "
                 f"setting: keep one."
             )
-        settings[name] = value
+        chosen[name] = value
     if "lifetime" in others:
         # starsessions: 0 is a browser-session cookie; a session ends `lifetime` after its
         # creation unless rolling=True.
-        settings["max_age"] = others["lifetime"] or None
-        settings.setdefault("rolling", False)
-    if settings.get("rolling") is False and _positive(settings.get("max_age")) is not None:
-        if "absolute_timeout" in settings:
+        chosen["max_age"] = others["lifetime"] or None
+        chosen.setdefault("rolling", False)
+    if chosen.pop("rolling", None) is False and _positive(chosen.get("max_age")) is not None:
+        if "absolute_timeout" in policy:
             raise ConfigurationError(
                 "SessionMiddleware got both rolling=False and absolute_timeout=, two "
                 "spellings of one setting (rolling=False ends a session max_age after its "
                 "creation): keep one."
             )
-        settings["absolute_timeout"] = settings["max_age"]
-    settings.pop("rolling", None)
-    return settings
+        policy["absolute_timeout"] = chosen["max_age"]
+    return chosen, cast("PolicySettings", policy)
 
 
 def _unknown_keyword(name: str) -> str:
     if name in _UNSUPPORTED:
         return f"SessionMiddleware has no {name}= (starsessions has): {_UNSUPPORTED[name]}."
-    known = [*SPELLINGS, *_CANONICAL, *_OTHER_KEYWORDS]
+    known = [*SPELLINGS, *_CANONICAL, *POLICY_SETTINGS, *_OTHER_KEYWORDS]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" Did you mean {close[0]}=?" if close else ""
     return f"SessionMiddleware got an unknown keyword {name}=.{hint}"
 
 
-_OTHER_KEYWORDS = (
-    "secret_key",
-    "partitioned",
-    "idle_timeout",
-    "absolute_timeout",
-    "rolling",
-    "frontend",
-    "concurrency",
-    "on_backend_error",
-    "lock_timeout",
-    "lock_ttl",
-    "max_record_bytes",
-    "clock",
-)
+_OTHER_KEYWORDS = ("secret_key", "partitioned", "rolling", "frontend")
 
 
 def _positive(max_age: Any) -> float | None:
@@ -624,7 +611,7 @@ async def load_or_refuse(scope: Scope, send: Send, session: Session) -> bool:
     try:
         await session._loader()
     except (BackendUnavailable, SessionBusy) as exc:
-        await refuse_unavailable(scope, send, exc)
+        await send_retry_later(scope, send, exc)
         return False
     return True
 
@@ -643,23 +630,6 @@ async def refuse_to_start(
     raise error
 
 
-def _bind(core: SessionCore[Session], state: SessionState[Session], slot: RequestSlot) -> None:
-    state.data._core = core
-    state.data._state = state
-    slot.state = state  # type: ignore[assignment]
-
-
-async def _load(
-    core: SessionCore[Session], token: VerifiedToken, slot: RequestSlot, session: Session
-) -> None:
-    state = await core.load_token(token)  # the middleware answers 503 for what escapes
-    # The app already holds `session`: fill it in place and make it the state's data.
-    dict.update(session, dict.items(state.data))
-    state.data = session
-    session._loader = None
-    _bind(core, state, slot)
-
-
 def _session_of(connection: HTTPConnection) -> Session:
     session = connection.scope.get("session")
     if not isinstance(session, Session):
@@ -670,10 +640,11 @@ def _session_of(connection: HTTPConnection) -> Session:
     return session
 
 
-def _bound(session: Session) -> tuple[SessionCore[Session], SessionState[Session]]:
-    if session._core is None or session._state is None:  # pragma: no cover - set on load
+async def _loaded_state(connection: HTTPConnection) -> SessionState[Session]:
+    state = state_of(await load_session(connection))
+    if state is None:  # pragma: no cover - the middleware binds every session it loads
         raise SessionError("The session is not bound to a request.")
-    return session._core, session._state
+    return state
 
 
 async def load_session(connection: HTTPConnection) -> Session:
@@ -695,8 +666,8 @@ async def regenerate_session(connection: HTTPConnection) -> None:
     The same as `SessionManager.regenerate`: the new record is written, and the old one
     deleted, when the response starts.
     """
-    core, state = _bound(await load_session(connection))
-    core.regenerate_state(state)
+    state = await _loaded_state(connection)
+    state.engine.regenerate(state)
 
 
 async def destroy_session(connection: HTTPConnection) -> None:
@@ -705,5 +676,5 @@ async def destroy_session(connection: HTTPConnection) -> None:
     The same as `SessionManager.destroy`: the dictionary is emptied in place, and anything
     stored in it afterwards starts a new session under a new id.
     """
-    core, state = _bound(await load_session(connection))
-    core.destroy_state(state)
+    state = await _loaded_state(connection)
+    state.engine.destroy(state)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._core import SessionCore
+from .manager import SessionManager
 
 __all__ = ["session_headers"]
 
 
-async def session_headers(sessions: SessionCore[Any], data: Any) -> dict[str, str]:
+async def session_headers(sessions: SessionManager[Any], data: Any) -> dict[str, str]:
     """Store ``data`` as a new session and return the request headers that carry it.
 
     Args:
@@ -36,5 +36,5 @@ async def session_headers(sessions: SessionCore[Any], data: Any) -> dict[str, st
         Headers to send with the test client's requests: a ``cookie`` header for
         `CookieFrontend`, the token header for `HeaderFrontend`.
     """
-    session_id = await sessions.store_new(data)
-    return sessions.frontend.request_headers(session_id, issued_at=int(sessions.clock()))
+    session_id = await sessions._engine.store_new(data)
+    return sessions.frontend.request_headers(session_id, issued_at=int(sessions.policy.clock()))

@@ -605,11 +605,11 @@ async def test_the_anonymous_policy_lets_a_new_visitor_through_when_the_store_is
 
 
 async def test_failed_releases_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi_session_deps import _core
+    from fastapi_session_deps import _engine
 
     from .helpers import SwitchableBackend
 
-    monkeypatch.setattr(_core, "MAX_UNRELEASED", 2)
+    monkeypatch.setattr(_engine, "MAX_UNRELEASED", 2)
     store = SwitchableBackend(MemoryBackend())
     sessions = SessionManager(
         AppSession,
@@ -622,7 +622,7 @@ async def test_failed_releases_remembered_are_bounded(monkeypatch: pytest.Monkey
     store.down = {"release_lock"}
     for token in tokens:
         assert (await call(app, "/incr", "POST", headers=cookie_header(token))).status == 200
-    assert len(sessions._unreleased) == 2  # the oldest was forgotten (its TTL frees it)
+    assert len(sessions._engine._unreleased) == 2  # the oldest was forgotten (its TTL frees it)
 
 
 async def test_a_tombstone_is_forgotten_after_a_while(clock: Clock) -> None:

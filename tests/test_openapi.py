@@ -56,31 +56,34 @@ async def test_the_schema_lists_the_scheme_on_session_routes_only(
 
 async def test_a_frontend_without_a_scheme_adds_no_security() -> None:
     import inspect
+    from collections.abc import Iterator
 
     from starlette.datastructures import MutableHeaders
     from starlette.requests import HTTPConnection
+    from starlette.types import Scope
 
     from fastapi_session_deps import Frontend
-    from fastapi_session_deps.signing import VerifiedToken
 
     class Silent(Frontend):
         vary = "X-Nothing"
 
-        def read(self, connection: HTTPConnection) -> VerifiedToken | None:
-            return None
+        def read_tokens(self, connection: HTTPConnection) -> Iterator[str]:
+            return iter(())
 
-        def write(
-            self, headers: MutableHeaders, session_id: str, *, issued_at: int, max_age: int
+        def send_token(
+            self, headers: MutableHeaders, token: str, *, max_age: int, scope: Scope
         ) -> None:
             pass
 
-        def clear(self, headers: MutableHeaders) -> None:
+        def clear_token(self, headers: MutableHeaders, *, scope: Scope) -> None:
             pass
 
-        def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
+        def token_headers(self, token: str) -> dict[str, str]:
             return {}
 
-    sessions = SessionManager(AppSession, frontend=Silent(), backend=MemoryBackend())
+    sessions = SessionManager(
+        AppSession, frontend=Silent(SECRET, namespace="silent"), backend=MemoryBackend()
+    )
     assert list(inspect.signature(sessions.get_session).parameters) == ["connection"]
     app = build_app(sessions)
     transport = httpx.ASGITransport(app=app)

@@ -122,7 +122,7 @@ async def test_a_timedelta_lifetime_counts_in_seconds() -> None:
 def test_the_signature_shows_which_keywords_were_left_to_their_default() -> None:
     signature = str(inspect.signature(SessionMiddleware))
     assert "session_cookie: 'str' = <default>" in signature
-    assert "**other_spellings" in signature
+    assert "**settings" in signature
 
 
 async def test_starsessions_lifetime_zero_is_a_browser_session_cookie() -> None:

@@ -16,9 +16,7 @@ from .base import MAX_RECORD_BYTES, Backend, SessionLocks
 try:
     import httpx
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without httpx
-    raise MissingDependencyError(
-        "HTTPBackend needs httpx: pip install 'fastapi-session-deps[http]'"
-    ) from exc
+    raise MissingDependencyError.of("HTTPBackend", "http", "httpx") from exc
 
 __all__ = ["HTTPBackend"]
 

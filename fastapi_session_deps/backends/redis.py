@@ -24,9 +24,7 @@ try:
     import redis.asyncio as aioredis
     from redis.exceptions import RedisClusterException, RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
-    raise MissingDependencyError(
-        "RedisBackend needs redis-py: pip install 'fastapi-session-deps[redis]'"
-    ) from exc
+    raise MissingDependencyError.of("RedisBackend", "redis", "redis-py") from exc
 
 __all__ = ["RedisBackend"]
 

@@ -1,13 +1,15 @@
-"""The `Frontend` protocol: how the signed session id travels between client and server.
+"""The `Frontend` base: how the signed session id travels between client and server.
 
-Frontends are synchronous and do no I/O: they read a token from the request, and write or
-clear it on the response headers, signing and verifying with their own keys.
+Frontends are synchronous and do no I/O. The base class signs and verifies; a concrete
+frontend carries token strings: reads them from the request, and sends or clears one on the
+response headers (fastapi-users calls the two halves "strategy" and "transport").
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from collections.abc import Iterable
+from typing import Literal, final
 
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
@@ -15,7 +17,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from ..signing import VerifiedToken
+from ..signing import SecretKeys, TokenSigner, VerifiedToken
 
 __all__ = ["Frontend", "SessionScheme"]
 
@@ -41,7 +43,20 @@ class SessionScheme(SecurityBase):
 
 
 class Frontend(ABC):
-    """Base class of session-id transports.
+    """Base class of session-id transports: signing here, carrying in the subclass.
+
+    This class signs session ids into tokens and verifies the tokens a request carries,
+    with its own keys and namespace; a subclass only moves token *strings*: which ones a
+    request carries (`read_tokens`), and how a response sends or clears one. So no frontend
+    can forget to verify, and every frontend treats duplicates alike: a value that does not
+    verify never shadows one that does, and of several that verify the one issued last
+    wins.
+
+    Args:
+        secret_key: the signing key, or a list of keys for rotation (the first signs, all
+            verify); at least 32 bytes each. ``None`` reads ``SESSION_SECRET_KEY``.
+        namespace: bound into every token's signature, so that another app sharing the
+            secret key accepts none of this one's tokens.
 
     Attributes:
         vary: the request header that a response depends on once it has read the session
@@ -57,14 +72,54 @@ class Frontend(ABC):
     security_scheme: SessionScheme | None = None
     max_age: float | None = None
 
-    @abstractmethod
-    def read(self, connection: HTTPConnection) -> VerifiedToken | None:
-        """Return the verified token the request carries, or ``None``.
+    def __init__(self, secret_key: SecretKeys | None = None, *, namespace: str) -> None:
+        self._signer = TokenSigner(secret_key, namespace=namespace)
 
-        Must never raise on client input: anything malformed is ``None``.
+    # -- the transport: strings in and out -------------------------------------------------
+
+    @abstractmethod
+    def read_tokens(self, connection: HTTPConnection) -> Iterable[str]:
+        """Every token string the request carries for this frontend, in any order.
+
+        Must never raise on client input; the strings are verified by the caller.
         """
 
     @abstractmethod
+    def send_token(
+        self, headers: MutableHeaders, token: str, *, max_age: int, scope: Scope
+    ) -> None:
+        """Add ``token`` to the response ``headers``.
+
+        Args:
+            headers: the response headers, at ``http.response.start``.
+            token: the signed token to send.
+            max_age: seconds the client may keep it; never more than the server-side
+                session has left (zero or less: the session has already ended).
+            scope: the request's ASGI scope (its scheme decides ``secure="auto"``).
+        """
+
+    @abstractmethod
+    def clear_token(self, headers: MutableHeaders, *, scope: Scope) -> None:
+        """Tell the client to drop its token."""
+
+    @abstractmethod
+    def token_headers(self, token: str) -> dict[str, str]:
+        """The request headers a client sends to present ``token``."""
+
+    # -- signing and verification: here only -------------------------------------------------
+
+    @final
+    def read(self, connection: HTTPConnection) -> VerifiedToken | None:
+        """The verified token the request carries, or ``None``: never raises on client input."""
+        best: VerifiedToken | None = None
+        for token in self.read_tokens(connection):
+            verified = self._signer.verify(token)
+            # The later one on a tie, as Starlette's cookie parser lets the last one win.
+            if verified is not None and (best is None or verified.issued_at >= best.issued_at):
+                best = verified
+        return best
+
+    @final
     def write(
         self,
         headers: MutableHeaders,
@@ -74,21 +129,28 @@ class Frontend(ABC):
         max_age: int,
         scope: Scope,
     ) -> None:
-        """Add the signed ``session_id`` to the response ``headers``.
+        """Sign ``session_id`` (stamped ``issued_at``) and send it."""
+        self.send_token(
+            headers, self._signer.sign(session_id, issued_at), max_age=max_age, scope=scope
+        )
 
-        Args:
-            headers: the response headers, at ``http.response.start``.
-            session_id: the id to sign and send.
-            issued_at: the current time, in whole seconds, to sign into the token.
-            max_age: seconds the client may keep it; never more than the server-side
-                session has left (zero or less: the session has already ended).
-            scope: the request's ASGI scope (its scheme decides ``secure="auto"``).
-        """
-
-    @abstractmethod
+    @final
     def clear(self, headers: MutableHeaders, *, scope: Scope) -> None:
         """Tell the client to drop its token."""
+        self.clear_token(headers, scope=scope)
 
-    @abstractmethod
+    @final
     def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
         """The headers a client sends to present ``session_id`` (used by the test helper)."""
+        return self.token_headers(self._signer.sign(session_id, issued_at))
+
+    @final
+    def add_vary(self, headers: MutableHeaders) -> None:
+        """Add this frontend's header to the response's ``Vary``, unless it is covered."""
+        present = b",".join(value for key, value in headers.raw if key == b"vary")
+        if not present:
+            headers.append("vary", self.vary)
+            return
+        tokens = {token.strip() for token in present.decode("latin-1").lower().split(",")}
+        if self.vary.lower() not in tokens and "*" not in tokens:
+            headers.add_vary_header(self.vary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from http.cookies import SimpleCookie
 from typing import Literal
@@ -13,7 +14,7 @@ from starlette.types import Scope
 
 from .._time import to_seconds
 from ..exceptions import ConfigurationError
-from ..signing import SecretKeys, TokenSigner, VerifiedToken
+from ..signing import SecretKeys
 from .base import Frontend, SessionScheme
 
 __all__ = ["CookieFrontend", "Secure"]
@@ -130,9 +131,8 @@ class CookieFrontend(Frontend):
                 f"A {cookie_name!r} cookie must be Secure: pass secure=True, or drop the "
                 "'__Secure-' prefix."
             )
-        self._signer = TokenSigner(
-            secret_key,
-            namespace=_unprefixed(cookie_name) if namespace is None else namespace,
+        super().__init__(
+            secret_key, namespace=_unprefixed(cookie_name) if namespace is None else namespace
         )
         self.cookie_name = cookie_name
         self.security_scheme = SessionScheme("cookie", cookie_name, "SessionCookie")
@@ -154,47 +154,33 @@ class CookieFrontend(Frontend):
             f"persistent={self.persistent!r})"
         )
 
-    def read(self, connection: HTTPConnection) -> VerifiedToken | None:
-        # Only our cookie is looked for, in the raw headers, rather than every cookie parsed.
-        # Several of our name (one tossed by a sibling subdomain for the whole domain, say)
-        # never let a value that does not verify shadow one that does; of those that
-        # verify, the most recently issued wins (the one this server set last, at a log-in),
-        # the later one on a tie, as with Starlette's parser.
-        best: VerifiedToken | None = None
+    def read_tokens(self, connection: HTTPConnection) -> Iterator[str]:
+        # Only our cookie is looked for, in the raw headers, rather than every cookie parsed;
+        # every value of its name (a sibling subdomain may have tossed in another), since
+        # the base keeps the one that verifies.
         for name, value in connection.scope["headers"]:
             if name == b"cookie" and self._name_bytes in value:
                 for part in value.split(b";"):
                     key, sep, raw = part.partition(b"=")
                     if sep and key.strip() == self._name_bytes:
                         token = raw.strip()
-                        verified = self._signer.verify(token.decode("latin-1")) if token else None
-                        if verified is not None and (
-                            best is None or verified.issued_at >= best.issued_at
-                        ):
-                            best = verified
-        return best
+                        if token:
+                            yield token.decode("latin-1")
 
-    def write(
-        self,
-        headers: MutableHeaders,
-        session_id: str,
-        *,
-        issued_at: int,
-        max_age: int,
-        scope: Scope,
+    def send_token(
+        self, headers: MutableHeaders, token: str, *, max_age: int, scope: Scope
     ) -> None:
         if self.max_age is not None:
             max_age = min(max_age, int(self.max_age))
-        token = self._signer.sign(session_id, issued_at)
         headers.append(
             "set-cookie",
             self._set_header(token, max_age if self.persistent else None, self._secure_for(scope)),
         )
 
-    def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
-        return {"cookie": f"{self.cookie_name}={self._signer.sign(session_id, issued_at)}"}
+    def token_headers(self, token: str) -> dict[str, str]:
+        return {"cookie": f"{self.cookie_name}={token}"}
 
-    def clear(self, headers: MutableHeaders, *, scope: Scope) -> None:
+    def clear_token(self, headers: MutableHeaders, *, scope: Scope) -> None:
         headers.append("set-cookie", self._clear_header(self._secure_for(scope)))
 
     def _secure_for(self, scope: Scope) -> bool:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from ..exceptions import ConfigurationError
-from ..signing import SecretKeys, TokenSigner, VerifiedToken
+from ..signing import SecretKeys
 from .base import Frontend, SessionScheme
 
 __all__ = ["HeaderFrontend"]
@@ -58,7 +59,7 @@ class HeaderFrontend(Frontend):
                 f"header_name={header_name!r} is a header HTTP itself uses; pick a name of "
                 "your own, such as the default 'X-Session-Token'."
             )
-        self._signer = TokenSigner(
+        super().__init__(
             secret_key, namespace=header_name.lower() if namespace is None else namespace
         )
         self.header_name = header_name
@@ -69,26 +70,20 @@ class HeaderFrontend(Frontend):
     def __repr__(self) -> str:
         return f"HeaderFrontend(header_name={self.header_name!r})"
 
-    def read(self, connection: HTTPConnection) -> VerifiedToken | None:
+    def read_tokens(self, connection: HTTPConnection) -> Iterator[str]:
         for name, value in connection.scope["headers"]:
             if name == self._name_bytes:
                 token = value.strip()
-                return self._signer.verify(token.decode("latin-1")) if token else None
-        return None
+                if token:
+                    yield token.decode("latin-1")
 
-    def write(
-        self,
-        headers: MutableHeaders,
-        session_id: str,
-        *,
-        issued_at: int,
-        max_age: int,
-        scope: Scope,
+    def send_token(
+        self, headers: MutableHeaders, token: str, *, max_age: int, scope: Scope
     ) -> None:
-        headers[self.header_name] = self._signer.sign(session_id, issued_at)
+        headers[self.header_name] = token
 
-    def request_headers(self, session_id: str, *, issued_at: int) -> dict[str, str]:
-        return {self.header_name: self._signer.sign(session_id, issued_at)}
+    def token_headers(self, token: str) -> dict[str, str]:
+        return {self.header_name: token}
 
-    def clear(self, headers: MutableHeaders, *, scope: Scope) -> None:
+    def clear_token(self, headers: MutableHeaders, *, scope: Scope) -> None:
         headers[self.header_name] = ""

@@ -1,0 +1,534 @@
+"""The session engine shared by the typed API and the `request.session` middleware.
+
+One request's session goes through three steps:
+
+1. **load** (when a dependency first asks for it, or up front for ``request.session``):
+   verify the token the frontend carries, read the record, check its absolute age and
+   decode it; anything missing, expired, tampered with or undecodable gives a new, empty
+   session;
+2. the route reads and changes the data, and may `regenerate` or `destroy` it;
+3. **commit** (in the middleware, when the response starts, before the status line goes
+   out): decide from the session's state what to store and what to tell the client, do
+   it, and release the session's lock.
+
+A session's state is small and explicit (`SessionState`): where it came from (a verified
+token, or nothing), how it may be used (`Use`), what happens to it at commit (`Fate`), and
+the lock it holds.
+
+Idle expiry is the store's TTL, refreshed together with the token only when due: once the
+token in hand is more than a tenth of the lifetime old. That keeps an unchanged session at
+a single store read per request, with no write and no Set-Cookie, while both the token and
+the record still slide forward with activity.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import anyio
+from pydantic_core import to_json
+from starlette.datastructures import MutableHeaders
+from starlette.types import Scope
+
+from ._faults import faults
+from .backends.base import Backend, SessionLocks, record_size
+from .exceptions import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidSessionData,
+    SessionBusy,
+    SessionError,
+    SessionTooLarge,
+)
+from .frontends.base import Frontend
+from .policy import SessionPolicy
+from .serializers import RESERVED_PREFIX, Serializer
+from .signing import VerifiedToken, new_session_id, store_key
+
+T = TypeVar("T")
+
+logger = logging.getLogger("fastapi_session_deps")
+
+#: Reserved field holding the session's creation time (seconds since the epoch).
+CREATED_FIELD = RESERVED_PREFIX + "created"
+#: The token and the record's expiry are renewed once a token is this share of the
+#: lifetime old, so a visitor is logged out after between 90 % and 100 % of it idle.
+REISSUE_FRACTION = 0.1
+#: A token stamped more than this many seconds in the future (servers whose clocks
+#: disagree) is re-issued at once, so it slides like any other.
+MAX_CLOCK_SKEW = 60.0
+#: At most this many failed lock releases are remembered for a retry.
+MAX_UNRELEASED = 1024
+
+
+class Use(enum.Enum):
+    """How a loaded session may be used."""
+
+    #: Saved at commit.
+    WRITABLE = "writable"
+    #: Loaded by a read-only dependency: never saved, never locked.
+    READ_ONLY = "read-only"
+    #: Not backed by the store (unreachable, under ``on_backend_error="anonymous"``).
+    UNSAVED = "unsaved"
+
+
+class Fate(enum.Enum):
+    """What happens to a session at commit."""
+
+    #: Save what changed: merged into the stored record, or a new record if it has none.
+    KEEP = "keep"
+    #: The same, and re-issue the token and the record's expiry (the token is due).
+    RENEW = "renew"
+    #: Write the whole record under a new id and delete the old one (`regenerate`).
+    MOVE = "move"
+    #: Delete the stored record and clear the token (`destroy`); data stored after that
+    #: starts a new session.
+    END = "end"
+
+
+@dataclass(frozen=True)
+class HeldLock:
+    """The session lock a request holds (``concurrency="lock"``), and the store of it."""
+
+    locks: SessionLocks
+    key: str
+    token: str
+
+
+@dataclass(eq=False)
+class SessionState(Generic[T]):
+    """Everything the engine knows about one request's session."""
+
+    engine: SessionEngine[T]
+    data: T
+    #: Fields as loaded (or as a new session's data encodes): what commit compares with.
+    snapshot: dict[str, bytes]
+    created_at: float
+    #: The stored session this is, as its verified token; ``None`` for one not stored.
+    origin: VerifiedToken | None = None
+    use: Use = Use.WRITABLE
+    fate: Fate = Fate.KEEP
+    lock: HeldLock | None = None
+
+
+class RequestSlot:
+    """What the middleware puts in the ASGI scope: the request's session, once loaded."""
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state: SessionState[Any] | None = None
+
+
+#: Each live session object -> its state, for `regenerate`, `destroy` and the helpers of
+#: ``request.session``. Entries are added at load and removed by the middleware when the
+#: request ends, so they live exactly as long as their request.
+_registry: dict[int, SessionState[Any]] = {}
+
+
+def state_of(data: object) -> SessionState[Any] | None:
+    """The state of a session object handed out by a dependency or the middleware."""
+    state = _registry.get(id(data))
+    return state if state is not None and state.data is data else None
+
+
+class SessionEngine(Generic[T]):
+    """Frontend + backend + serializer + policy: loads and commits sessions.
+
+    Held (not inherited) by `SessionManager` and `SessionMiddleware`.
+    """
+
+    def __init__(
+        self,
+        serializer: Serializer[T],
+        *,
+        frontend: Frontend,
+        backend: Backend,
+        policy: SessionPolicy,
+    ) -> None:
+        if not isinstance(frontend, Frontend):
+            raise ConfigurationError(
+                f"frontend must be a Frontend such as CookieFrontend(...), not {frontend!r}."
+            )
+        if not isinstance(backend, Backend):
+            raise ConfigurationError(
+                f"backend must be a Backend such as MemoryBackend(), not {backend!r}."
+            )
+        locks = backend if isinstance(backend, SessionLocks) else None
+        if policy.concurrency == "lock" and locks is None:
+            raise ConfigurationError(
+                f"concurrency='lock' needs a backend with session locks (MemoryBackend, "
+                f"RedisBackend); {type(backend).__name__} has none. Use concurrency='merge'."
+            )
+        self.serializer = serializer
+        self.frontend = frontend
+        self.backend = backend
+        self.policy = policy
+        self.locks = locks
+        self.scope_key = f"fastapi_session_deps.{id(self):x}"
+        #: The sliding lifetime: the idle timeout, or the frontend's shorter token lifetime
+        #: (a cookie's max_age), since a client drops its token after that anyway.
+        idle = policy.idle_timeout
+        self.lifetime = idle if frontend.max_age is None else min(idle, frontend.max_age)
+        self._reissue_after = max(self.lifetime, 0) * REISSUE_FRACTION
+        #: Locks whose release failed (the store was unreachable): key -> (lock, until).
+        self._unreleased: dict[str, tuple[HeldLock, float]] = {}
+
+    # -- the registry --------------------------------------------------------------------------
+
+    def bind(self, state: SessionState[T]) -> None:
+        """Make ``state`` findable from its session object (see `state_of`)."""
+        _registry[id(state.data)] = state
+
+    @staticmethod
+    def forget(state: SessionState[Any]) -> None:
+        """Forget ``state`` at the end of its request."""
+        _registry.pop(id(state.data), None)
+
+    # -- load ------------------------------------------------------------------------------------
+
+    def new_state(self, use: Use = Use.WRITABLE) -> SessionState[T]:
+        """Return the state of a new, empty session."""
+        data = self.serializer.new()
+        return SessionState(
+            self, data, self.serializer.dump(data), created_at=self.policy.clock(), use=use
+        )
+
+    async def load(self, token: VerifiedToken | None, *, readonly: bool) -> SessionState[T]:
+        """Return the state of the session ``token`` names, or of a new one.
+
+        With ``concurrency="lock"``, a writable load first takes the session's lock, which
+        the request holds until its commit (or its end). With
+        ``on_backend_error="anonymous"``, an unreachable store gives a new session that is
+        never saved, instead of an error.
+
+        Raises:
+            BackendUnavailable: the store could not be read (policy ``"fail"``).
+            SessionBusy: the lock stayed taken for all of ``lock_timeout``.
+        """
+        use = Use.READ_ONLY if readonly else Use.WRITABLE
+        try:
+            state = await self._load(token, use)
+        except BackendUnavailable as exc:
+            if self.policy.on_backend_error != "anonymous":
+                raise
+            faults.report("Session store unavailable; going on without a session", exc)
+            state = self.new_state(Use.UNSAVED)
+        self.bind(state)
+        return state
+
+    async def _load(self, token: VerifiedToken | None, use: Use) -> SessionState[T]:
+        if token is None or self.policy.clock() - token.issued_at > self.lifetime:
+            # No token, or one older than any client may keep it (its Max-Age ran out).
+            return self.new_state(use)
+        lock = None
+        if self.locks is not None and self.policy.concurrency == "lock" and use is Use.WRITABLE:
+            lock = await self._acquire(self.locks, token.key)
+        try:
+            state = await self._restore(token, use)
+        except BaseException:
+            if lock is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._release_quietly(lock)
+            raise
+        if state is None:
+            if lock is not None:
+                await self._release_quietly(lock)
+            return self.new_state(use)
+        state.lock = lock
+        return state
+
+    async def _restore(self, token: VerifiedToken, use: Use) -> SessionState[T] | None:
+        now = self.policy.clock()
+        age = now - token.issued_at
+        renew = token.rotated or age >= self._reissue_after or age < -MAX_CLOCK_SKEW
+        fields = await self.backend.get(token.key, ttl=self.lifetime if renew else None)
+        if fields is None:
+            return None
+        limit = self.policy.max_record_bytes
+        size = record_size(fields)
+        if limit is not None and size > limit:
+            # Never written by this library (its commit refuses it): no session, rather
+            # than a request that fails for as long as the record lives.
+            logger.warning(
+                "Discarding a session record of %d bytes, over max_record_bytes=%d", size, limit
+            )
+            await self.backend.delete(token.key)
+            return None
+        try:
+            created_at = float(fields[CREATED_FIELD])
+            if not math.isfinite(created_at):
+                raise ValueError("creation time is not a finite number")
+            data = self.serializer.load(fields)
+        except (KeyError, ValueError) as exc:
+            # Written by an older model or damaged: drop it, so this is logged once and the
+            # visitor simply starts afresh.
+            reason = exc if isinstance(exc, InvalidSessionData) else "no valid creation time"
+            logger.warning("Discarding an undecodable session record: %s", reason)
+            await self.backend.delete(token.key)
+            return None
+        absolute = self.policy.absolute_timeout
+        if absolute is not None and now - created_at >= absolute:
+            await self.backend.delete(token.key)
+            return None
+        return SessionState(
+            self,
+            data,
+            snapshot=fields,
+            created_at=created_at,
+            origin=token,
+            use=use,
+            fate=Fate.RENEW if renew else Fate.KEEP,
+        )
+
+    # -- explicit operations ---------------------------------------------------------------------
+
+    def make_writable(self, state: SessionState[T]) -> None:
+        """Let a session loaded read-only be saved after all.
+
+        Raises:
+            SessionError: under ``concurrency="lock"`` a stored session read without its
+                lock cannot become writable.
+        """
+        if state.use is not Use.READ_ONLY:
+            return
+        if self.policy.concurrency == "lock" and state.origin is not None:
+            raise SessionError(
+                "This session was loaded read-only (without its lock), so it cannot be "
+                "changed in the same request: use the writable dependency throughout, or "
+                "read-only throughout."
+            )
+        state.use = Use.WRITABLE
+
+    def regenerate(self, state: SessionState[T]) -> None:
+        """Move the session to a new id at commit, keeping its data; the old record goes."""
+        self.make_writable(state)
+        if state.fate is not Fate.END:  # an ended session has nothing left to move
+            state.fate = Fate.MOVE
+
+    def destroy(self, state: SessionState[T]) -> None:
+        """End the session: its record is deleted at commit and the token cleared.
+
+        The data is emptied in place; anything the route stores afterwards starts a new
+        session under a new id.
+        """
+        self.make_writable(state)
+        state.fate = Fate.END
+        self.serializer.reset(state.data)
+        state.snapshot = self.serializer.dump(state.data)
+        state.created_at = self.policy.clock()
+
+    async def store_new(self, data: T) -> str:
+        """Store ``data`` as a new session, as a commit would, and return its id."""
+        now = self.policy.clock()
+        return await self._write_new(self.serializer.dump(data), now, self.remaining(now, now))
+
+    # -- commit ----------------------------------------------------------------------------------
+
+    def remaining(self, created_at: float, now: float) -> float:
+        """Seconds a session created at ``created_at`` may live from ``now`` if left idle."""
+        absolute = self.policy.absolute_timeout
+        if absolute is None:
+            return self.lifetime
+        return min(self.lifetime, created_at + absolute - now)
+
+    async def commit(
+        self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
+    ) -> None:
+        """Save what the request changed and send or clear the token, before the response
+        starts; then release the session's lock.
+
+        A 5xx response saves nothing (the route failed: its half-made changes must not
+        stick), except that a session it ended stays ended. 4xx responses are saved (a
+        failed-login counter must count).
+
+        Raises:
+            BackendUnavailable: the store could not be written.
+            SessionTooLarge: the record would exceed ``max_record_bytes``.
+        """
+        self.frontend.add_vary(headers)
+        try:
+            await self._save(state, headers, status, scope)
+        finally:
+            await self.release(state)
+
+    async def abandon(self, state: SessionState[T]) -> None:
+        """The request failed before its response started: save nothing, but a session it
+        ended stays ended, and its lock is released."""
+        try:
+            if state.fate is Fate.END and state.origin is not None:
+                await self.backend.delete(state.origin.key)
+        finally:
+            await self.release(state)
+
+    async def _save(
+        self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
+    ) -> None:
+        if state.use is Use.UNSAVED:
+            return
+        ended = state.fate is Fate.END
+        if ended and state.origin is not None:
+            await self.backend.delete(state.origin.key)  # a log-out is kept even on a 5xx
+        if status >= 500:
+            if ended:
+                self._clear(headers, scope)
+            return
+        fields, changed, removed = self._changes(state)
+        dirty = bool(changed or removed)
+        if state.use is Use.READ_ONLY:
+            if dirty:
+                logger.warning("A read-only session was changed; the change is not saved")
+            return
+        # The record this session still is: none if it was never stored, or was ended.
+        stored = None if ended else state.origin
+        now = self.policy.clock()
+        ttl = self.remaining(state.created_at, now)
+
+        if ttl <= 0:
+            # No time left: the absolute timeout ran out while this request ran, or the
+            # session's lifetime is zero (a cookie max_age of 0 or less, as Starlette
+            # allows). Nothing is kept; a new session's token is sent already expired, as
+            # Starlette sends it, so the client learns of it and drops it at once.
+            if stored is not None:
+                await self.backend.delete(stored.key)
+                self._clear(headers, scope)
+            elif dirty:
+                self._send(headers, new_session_id(), now, ttl, scope)
+            elif ended:
+                self._clear(headers, scope)
+            return
+
+        if stored is None or state.fate is Fate.MOVE:
+            if not dirty and stored is None:
+                if ended:
+                    self._clear(headers, scope)
+                return
+            # A new session, or a stored one moving to a new id: the whole record.
+            self._check_size(fields, state.created_at)
+            try:
+                session_id = await self._write_new(fields, state.created_at, ttl)
+            except BackendUnavailable as exc:
+                if stored is not None or self.policy.on_backend_error != "anonymous":
+                    raise
+                # "anonymous": a visitor the store cannot take goes on without a session.
+                faults.report("Session store unavailable; a new session was not stored", exc)
+                return
+            if stored is not None:
+                await self.backend.delete(stored.key)
+            self._send(headers, session_id, now, ttl, scope)
+            return
+
+        if dirty:
+            self._check_size(fields, state.created_at)
+            if not await self.backend.update(stored.key, changed, removed, ttl=ttl):
+                # Destroyed or expired meanwhile, or moved to a new id by a log-in in
+                # another request: not brought back. The token is left alone, since the
+                # client may already hold that log-in's new one.
+                logger.info("Session ended by another request; this request's changes dropped")
+                return
+        if state.fate is Fate.RENEW:
+            self._send(headers, stored.session_id, now, ttl, scope)
+
+    def _changes(
+        self, state: SessionState[T]
+    ) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:
+        """The data's fields now, those that differ from the snapshot, and those removed."""
+        fields = self.serializer.dump(state.data)
+        snapshot = state.snapshot
+        changed = {name: raw for name, raw in fields.items() if snapshot.get(name) != raw}
+        removed = [
+            name
+            for name in snapshot
+            if name not in fields and not name.startswith(RESERVED_PREFIX)
+        ]
+        return fields, changed, removed
+
+    def _check_size(self, fields: dict[str, bytes], created_at: float) -> None:
+        """Refuse a record over ``max_record_bytes``, counted as it would be stored."""
+        limit = self.policy.max_record_bytes
+        if limit is None:
+            return
+        size = record_size(fields) + len(CREATED_FIELD) + len(to_json(created_at))
+        if size > limit:
+            raise SessionTooLarge(size, limit)
+
+    async def _write_new(self, fields: dict[str, bytes], created_at: float, ttl: float) -> str:
+        """Store ``fields`` as a whole record under a new id, and return the id."""
+        session_id = new_session_id()
+        fields[CREATED_FIELD] = to_json(created_at)
+        await self.backend.set(store_key(session_id), fields, ttl=ttl)
+        return session_id
+
+    def _send(
+        self, headers: MutableHeaders, session_id: str, now: float, ttl: float, scope: Scope
+    ) -> None:
+        # Max-Age rounds up, so a session with 0.5 s left is not dropped by the client at
+        # once; the server-side expiry stays exact.
+        max_age = math.ceil(ttl) if ttl > 0 else math.floor(ttl)
+        self.frontend.write(headers, session_id, issued_at=int(now), max_age=max_age, scope=scope)
+        _no_store(headers)
+
+    def _clear(self, headers: MutableHeaders, scope: Scope) -> None:
+        self.frontend.clear(headers, scope=scope)
+        _no_store(headers)
+
+    # -- locks -----------------------------------------------------------------------------------
+
+    async def _acquire(self, locks: SessionLocks, key: str) -> HeldLock:
+        await self._retry_release(key)
+        lock = HeldLock(locks, key, secrets.token_urlsafe(16))
+        policy = self.policy
+        try:
+            held = await locks.acquire_lock(
+                key, lock.token, ttl=policy.lock_ttl, wait=policy.lock_timeout
+            )
+        except BaseException:
+            # A store that timed out may still have applied the attempt: free the lock
+            # now, rather than leave every later request waiting for its TTL.
+            with anyio.CancelScope(shield=True):
+                await self._release_quietly(lock)
+            raise
+        if held:
+            return lock
+        # Covered by the lock-timeout tests; the coverage tracer loses this frame once a
+        # cancelled wait inside acquire_lock has resumed it.
+        raise SessionBusy(  # pragma: no cover
+            f"another request held this session for {policy.lock_timeout:g} s"
+        )
+
+    async def release(self, state: SessionState[T]) -> None:
+        """Release the session lock ``state`` holds, if any. Never raises for a store fault."""
+        lock, state.lock = state.lock, None
+        if lock is not None:
+            await self._release_quietly(lock)
+
+    async def _release_quietly(self, lock: HeldLock) -> None:
+        """Release a lock; if the store cannot be reached, remember to try again."""
+        try:
+            await lock.locks.release_lock(lock.key, lock.token)
+        except BackendUnavailable as exc:
+            # Left as it is, the lock would keep every request on this session waiting for
+            # lock_timeout, then 503, until lock_ttl runs out. The next request of this
+            # process for the session releases it first.
+            logger.warning("Could not release a session lock (retried on next use): %s", exc)
+            self._unreleased[lock.key] = (lock, time.monotonic() + self.policy.lock_ttl)
+            while len(self._unreleased) > MAX_UNRELEASED:
+                del self._unreleased[next(iter(self._unreleased))]
+
+    async def _retry_release(self, key: str) -> None:
+        pending = self._unreleased.pop(key, None)
+        if pending is not None and pending[1] > time.monotonic():
+            await self._release_quietly(pending[0])
+
+
+def _no_store(headers: MutableHeaders) -> None:
+    """Keep shared caches from storing a response that hands out a session token."""
+    current = headers.get("cache-control", "").lower()
+    if "private" not in current and "no-store" not in current:
+        headers["cache-control"] = "private, no-store"

@@ -1,0 +1,131 @@
+"""`SessionPolicy`: every setting of how sessions live, in one frozen, validated object.
+
+`SessionManager` and `SessionMiddleware` take these settings as keyword arguments and build
+the policy from them; ``sessions.policy`` shows the result. A new setting is a field here
+(and a key of `PolicySettings`, which types those keyword arguments), nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from typing import Literal, TypedDict
+
+from ._time import to_seconds
+from .backends.base import MAX_RECORD_BYTES
+from .exceptions import ConfigurationError
+
+__all__ = ["BackendErrorPolicy", "ConcurrencyPolicy", "PolicySettings", "SessionPolicy"]
+
+BackendErrorPolicy = Literal["fail", "anonymous"]
+ConcurrencyPolicy = Literal["merge", "lock"]
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """How sessions live: timeouts, concurrency, locks, size and clock.
+
+    Attributes:
+        idle_timeout: seconds (or a timedelta) of inactivity after which a session ends.
+        absolute_timeout: seconds (or a timedelta) after its creation at which a session
+            ends however active it is; ``None`` for no limit. At least ``idle_timeout``.
+        concurrency: how concurrent requests on one session combine.
+
+            - ``"merge"`` (the default): a save writes only the top-level fields the request
+              changed, merged into the stored record, so requests that change different
+              fields never undo each other. Two requests that change the *same* field: the
+              last save wins.
+            - ``"lock"``: a request that loads the session writable holds the session's
+              lock until its commit, so requests on one session run one after the other and
+              no update is lost. Read-only dependencies never take it.
+        on_backend_error: ``"fail"`` answers 503 with ``Retry-After`` when the store cannot
+            be reached; ``"anonymous"`` lets the request go on with a new session that is
+            not saved (for read-mostly apps).
+        lock_timeout: with ``"lock"``, seconds a request waits for the lock before it is
+            answered 503 with ``Retry-After``.
+        lock_ttl: with ``"lock"``, seconds after which a lock frees itself even if its holder
+            never released it (a crashed process). Keep it above your slowest request.
+        max_record_bytes: the largest a session's stored record may be, in bytes (64 KiB by
+            default; ``None`` for no limit). A change that would make it larger is not
+            saved: the response becomes a 500, and the log names the limit. A larger
+            record read from the store is no session.
+        clock: seconds since the epoch; tests may pass a fake one.
+
+    Raises:
+        ConfigurationError: a value out of range, or an unknown policy name.
+    """
+
+    idle_timeout: float = 1800.0
+    absolute_timeout: float | None = None
+    concurrency: ConcurrencyPolicy = "merge"
+    on_backend_error: BackendErrorPolicy = "fail"
+    lock_timeout: float = 5.0
+    lock_ttl: float = 30.0
+    max_record_bytes: int | None = MAX_RECORD_BYTES
+    clock: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        # Durations arrive as seconds or timedeltas; the policy keeps seconds.
+        idle = to_seconds(self.idle_timeout, "idle_timeout")
+        absolute = (
+            None
+            if self.absolute_timeout is None
+            else to_seconds(self.absolute_timeout, "absolute_timeout")
+        )
+        if absolute is not None and absolute < idle:
+            raise ConfigurationError(
+                f"absolute_timeout ({absolute:g} s) is shorter than idle_timeout ({idle:g} s), "
+                "so the idle timeout could never apply: raise absolute_timeout, lower "
+                "idle_timeout, or pass absolute_timeout=None."
+            )
+        if self.concurrency not in ("merge", "lock"):
+            raise ConfigurationError(f"concurrency={self.concurrency!r}: use 'merge' or 'lock'.")
+        if self.on_backend_error not in ("fail", "anonymous"):
+            raise ConfigurationError(
+                f"on_backend_error={self.on_backend_error!r}: use 'fail' (a 503) or 'anonymous'."
+            )
+        limit = self.max_record_bytes
+        if limit is not None and not (
+            isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
+        ):
+            raise ConfigurationError(
+                f"max_record_bytes={limit!r}: a positive number of bytes, or None."
+            )
+        if not callable(self.clock):
+            raise ConfigurationError(f"clock must be a function, not {self.clock!r}.")
+        object.__setattr__(self, "idle_timeout", idle)
+        object.__setattr__(self, "absolute_timeout", absolute)
+        object.__setattr__(self, "lock_timeout", to_seconds(self.lock_timeout, "lock_timeout"))
+        object.__setattr__(self, "lock_ttl", to_seconds(self.lock_ttl, "lock_ttl"))
+
+    @classmethod
+    def from_settings(cls, settings: PolicySettings) -> SessionPolicy:
+        """The policy the keyword arguments of a constructor describe.
+
+        Raises:
+            ConfigurationError: an unknown setting, or a value out of range.
+        """
+        unknown = set(settings) - POLICY_SETTINGS
+        if unknown:
+            raise ConfigurationError(f"Unknown session settings: {', '.join(sorted(unknown))}.")
+        # Durations may come as timedeltas, which __post_init__ turns into seconds.
+        return cls(**settings)  # type: ignore[arg-type]
+
+
+class PolicySettings(TypedDict, total=False):
+    """The keyword arguments that make a `SessionPolicy` (each field, by name)."""
+
+    idle_timeout: float | timedelta
+    absolute_timeout: float | timedelta | None
+    concurrency: ConcurrencyPolicy
+    on_backend_error: BackendErrorPolicy
+    lock_timeout: float | timedelta
+    lock_ttl: float | timedelta
+    max_record_bytes: int | None
+    clock: Callable[[], float]
+
+
+#: The names of the policy's settings.
+POLICY_SETTINGS = frozenset(field.name for field in fields(SessionPolicy))
