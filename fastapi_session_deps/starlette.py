@@ -15,11 +15,12 @@ frontends, backends, signing, expiry and the commit point.
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import anyio.from_thread
 from starlette.datastructures import MutableHeaders
@@ -56,6 +57,20 @@ DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
 
 class SessionNotLoaded(SessionError, RuntimeError):
     """``request.session`` was used in async code before its data was loaded."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _loads_first(method: F) -> F:
+    """``method`` of dict, made to load the session first (see `Session`)."""
+
+    @functools.wraps(method)
+    def loading(self: Session, *args: Any, **kwargs: Any) -> Any:
+        self._ensure_loaded()
+        return method(self, *args, **kwargs)
+
+    return cast("F", loading)
 
 
 class Session(dict[str, Any]):
@@ -99,37 +114,14 @@ class Session(dict[str, Any]):
 
     # -- reads: load first ------------------------------------------------------------------
 
-    def __getitem__(self, key: str) -> Any:
-        self._ensure_loaded()
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self._ensure_loaded()
-        return super().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self._ensure_loaded()
-        return super().__contains__(key)
-
-    def __iter__(self) -> Iterator[str]:
-        self._ensure_loaded()
-        return super().__iter__()
-
-    def __len__(self) -> int:
-        self._ensure_loaded()
-        return super().__len__()
-
-    def keys(self) -> Any:
-        self._ensure_loaded()
-        return super().keys()
-
-    def values(self) -> Any:
-        self._ensure_loaded()
-        return super().values()
-
-    def items(self) -> Any:
-        self._ensure_loaded()
-        return super().items()
+    __getitem__ = _loads_first(dict.__getitem__)
+    get = _loads_first(dict.get)
+    __contains__ = _loads_first(dict.__contains__)
+    __iter__ = _loads_first(dict.__iter__)
+    __len__ = _loads_first(dict.__len__)
+    keys = _loads_first(dict.keys)
+    values = _loads_first(dict.values)
+    items = _loads_first(dict.items)
 
     def copy(self) -> dict[str, Any]:
         self._ensure_loaded()
