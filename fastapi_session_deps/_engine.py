@@ -112,6 +112,8 @@ class SessionState(Generic[T]):
     created_at: float
     #: The stored session this is, as its verified token; ``None`` for one not stored.
     origin: VerifiedToken | None = None
+    #: What the serializer needs to tell an unchanged session quickly (its `unchanged`).
+    memo: object = None
     use: Use = Use.WRITABLE
     fate: Fate = Fate.KEEP
     lock: HeldLock | None = None
@@ -179,6 +181,10 @@ class SessionEngine(Generic[T]):
         self._reissue_after = max(self.lifetime, 0) * REISSUE_FRACTION
         #: Locks whose release failed (the store was unreachable): key -> (lock, until).
         self._unreleased: dict[str, tuple[HeldLock, float]] = {}
+        # A new session's fields, when every new session's are the same (no default drawn
+        # from a factory that varies): computed once, not per request. Never mutated.
+        first, second = serializer.dump(serializer.new()), serializer.dump(serializer.new())
+        self._empty = first if first == second else None
 
     # -- the registry --------------------------------------------------------------------------
 
@@ -196,9 +202,8 @@ class SessionEngine(Generic[T]):
     def new_state(self, use: Use = Use.WRITABLE) -> SessionState[T]:
         """Return the state of a new, empty session."""
         data = self.serializer.new()
-        return SessionState(
-            self, data, self.serializer.dump(data), created_at=self.policy.clock(), use=use
-        )
+        snapshot = self._empty if self._empty is not None else self.serializer.dump(data)
+        return SessionState(self, data, snapshot, created_at=self.policy.clock(), use=use)
 
     async def load(self, token: VerifiedToken | None, *, readonly: bool) -> SessionState[T]:
         """Return the state of the session ``token`` names, or of a new one.
@@ -265,7 +270,7 @@ class SessionEngine(Generic[T]):
             created_at = float(fields[CREATED_FIELD])
             if not math.isfinite(created_at):
                 raise ValueError("creation time is not a finite number")
-            data = self.serializer.load(fields)
+            data, memo = self.serializer.load_for_change_check(fields)
         except (KeyError, ValueError) as exc:
             # Written by an older model or damaged: drop it, so this is logged once and the
             # visitor simply starts afresh.
@@ -283,6 +288,7 @@ class SessionEngine(Generic[T]):
             snapshot=fields,
             created_at=created_at,
             origin=token,
+            memo=memo,
             use=use,
             fate=Fate.RENEW if renew else Fate.KEEP,
         )
@@ -439,8 +445,12 @@ class SessionEngine(Generic[T]):
         self, state: SessionState[T]
     ) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:
         """The data's fields now, those that differ from the snapshot, and those removed."""
-        fields = self.serializer.dump(state.data)
         snapshot = state.snapshot
+        if self.serializer.unchanged(state.data, state.memo):
+            # The common case of a session only read: one call of the serializer says so.
+            kept = {name: raw for name, raw in snapshot.items() if name[:1] != RESERVED_PREFIX}
+            return kept, {}, []
+        fields = self.serializer.dump(state.data)
         changed = {name: raw for name, raw in fields.items() if snapshot.get(name) != raw}
         removed = [
             name
@@ -529,6 +539,14 @@ class SessionEngine(Generic[T]):
 
 def _no_store(headers: MutableHeaders) -> None:
     """Keep shared caches from storing a response that hands out a session token."""
-    current = headers.get("cache-control", "").lower()
-    if "private" not in current and "no-store" not in current:
-        headers["cache-control"] = "private, no-store"
+    raw = headers.raw
+    for index, (name, value) in enumerate(raw):
+        if name == b"cache-control":
+            current = value.lower()
+            if b"private" not in current and b"no-store" not in current:
+                raw[index] = (name, _NO_STORE)
+            return
+    raw.append((b"cache-control", _NO_STORE))
+
+
+_NO_STORE = b"private, no-store"

@@ -2,14 +2,13 @@
 
 # No `from __future__ import annotations` here: FastAPI reads the dependencies' signatures
 # at runtime.
-import inspect
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from fastapi import Security
+from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
@@ -17,7 +16,7 @@ from ._engine import SessionEngine, SessionState, state_of
 from .backends.base import Backend
 from .dependencies import require_stored, resolve, run_check
 from .exceptions import SessionError
-from .frontends.base import Frontend
+from .frontends.base import Frontend, SessionScheme
 from .middleware import SessionCommitMiddleware
 from .models import SessionModel
 from .policy import PolicySettings, SessionPolicy
@@ -41,6 +40,48 @@ class SessionDependency(Protocol[M_co]):
 
 
 logger = logging.getLogger("fastapi_session_deps")
+
+
+class _Dependency(Generic[M]):
+    """A session dependency: an object FastAPI awaits with the request's connection.
+
+    An instance rather than a closure so that, when the frontend has an OpenAPI scheme, the
+    dependency can *be* that scheme (`_SecuredDependency`): FastAPI then lists it on every
+    route that uses it without solving a sub-dependency per request.
+    """
+
+    def __init__(
+        self,
+        engine: SessionEngine[M],
+        name: str,
+        readonly: bool,
+        required: bool,
+        check: Callable[[M], bool | Awaitable[bool]] | None,
+        status_code: int,
+    ) -> None:
+        self.engine = engine
+        self.__name__ = self.__qualname__ = name  # as the functions they stand for
+        self.readonly = readonly
+        self.required = required
+        self.check = check
+        self.status_code = status_code
+
+    async def __call__(self, connection: HTTPConnection) -> M:
+        state = await resolve(self.engine, connection, readonly=self.readonly)
+        if self.required:
+            require_stored(connection, state)
+        if self.check is not None:
+            await run_check(connection, self.check, state.data, self.status_code)
+        return state.data
+
+
+class _SecuredDependency(SecurityBase, _Dependency[M]):
+    """A session dependency that is also its frontend's OpenAPI security scheme."""
+
+    def __init__(self, scheme: SessionScheme, engine: SessionEngine[M], *args: Any) -> None:
+        _Dependency.__init__(self, engine, *args)
+        self.model = scheme.model
+        self.scheme_name = scheme.scheme_name
 
 
 class SessionManager(Generic[M]):
@@ -120,8 +161,8 @@ class SessionManager(Generic[M]):
 
     # -- dependencies ----------------------------------------------------------------------
     #
-    # Built once per manager: each depends on the frontend's security scheme, which is per
-    # instance, so that the OpenAPI schema lists it on every route that uses a session.
+    # Built once per manager; each is the frontend's security scheme too, so that the
+    # OpenAPI schema lists it on every route that uses a session.
 
     @property
     def get_session(self) -> SessionDependency[M]:
@@ -184,31 +225,11 @@ class SessionManager(Generic[M]):
         check: Callable[[M], bool | Awaitable[bool]] | None = None,
         status_code: int = 403,
     ) -> SessionDependency[M]:
-        engine = self._engine
-
-        async def dependency(connection: HTTPConnection, **_scheme: None) -> M:
-            state = await resolve(engine, connection, readonly=readonly)
-            if required:
-                require_stored(connection, state)
-            if check is not None:
-                await run_check(connection, check, state.data, status_code)
-            return state.data
-
-        dependency.__name__ = dependency.__qualname__ = name
         scheme = self.frontend.security_scheme
-        parameters = [
-            inspect.Parameter(
-                "connection", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
-            )
-        ]
-        if scheme is not None:
-            parameters.append(
-                inspect.Parameter(
-                    "session_scheme", inspect.Parameter.KEYWORD_ONLY, default=Security(scheme)
-                )
-            )
-        dependency.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-        return dependency
+        settings = (name, readonly, required, check, status_code)
+        if scheme is None:
+            return _Dependency(self._engine, *settings)
+        return _SecuredDependency(scheme, self._engine, *settings)
 
     # -- operations on a session -----------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import MutableHeaders
@@ -34,11 +35,19 @@ class SessionCommitMiddleware:
     Args:
         app: the ASGI app to wrap.
         core: the session engine that loads and commits.
+        prepare: run before the app (``request.session`` loads there); ``False`` means it
+            has already answered.
     """
 
-    def __init__(self, app: ASGIApp, core: SessionEngine[Any]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        core: SessionEngine[Any],
+        prepare: Callable[[Scope, RequestSlot, Send], Awaitable[bool]] | None = None,
+    ) -> None:
         self.app = app
         self.core = core
+        self._prepare = prepare
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -48,15 +57,17 @@ class SessionCommitMiddleware:
         slot = RequestSlot()
         scope[self.core.scope_key] = slot
         try:
-            if await self._prepare(scope, slot, send):
+            if self._prepare is None or await self._prepare(scope, slot, send):
                 if scope_type == "http":
                     await self._serve(scope, receive, send, slot)
                 else:
                     await self.app(scope, receive, send)
         finally:
-            if slot.state is not None:
-                await self.core.release(slot.state)  # (a no-op once committed)
-                self.core.forget(slot.state)
+            state = slot.state
+            if state is not None:
+                if state.lock is not None:  # the response never started: free it now
+                    await self.core.release(state)
+                self.core.forget(state)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, slot: RequestSlot) -> None:
         replaced = started = False
@@ -97,10 +108,6 @@ class SessionCommitMiddleware:
                 with contextlib.suppress(BackendUnavailable):  # the error in hand matters more
                     await self.core.abandon(slot.state)
             raise
-
-    async def _prepare(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
-        """Hook run before the app; returning ``False`` means a response was already sent."""
-        return True
 
     async def _commit(
         self, state: SessionState[Any], headers: MutableHeaders, status: int, scope: Scope

@@ -58,6 +58,18 @@ class Serializer(ABC, Generic[T]):
             InvalidSessionData: a field is not JSON, or the whole does not validate.
         """
 
+    def load_for_change_check(self, fields: Mapping[str, bytes]) -> tuple[T, object]:
+        """`load`, and a memo of the record for `unchanged` (``None`` when there is none)."""
+        return self.load(fields), None
+
+    def unchanged(self, data: T, memo: object) -> bool:
+        """``True`` only if ``data`` still dumps to the record the memo was made of.
+
+        A fast check for the common case of a session a request only read; ``False`` when
+        unsure, for the caller then compares field by field.
+        """
+        return False
+
 
 class ModelSerializer(Serializer[M]):
     """Serializer for a :class:`SessionModel` subclass, through Pydantic's JSON mode.
@@ -81,6 +93,7 @@ class ModelSerializer(Serializer[M]):
         self.model = model
         # '"name":' for every field, JSON-escaped once rather than on every load.
         self._prefixes = {name: to_json(name) + b":" for name in model.model_fields}
+        self._to_json = model.__pydantic_serializer__.to_json
 
     def new(self) -> M:
         return self.model()
@@ -94,23 +107,40 @@ class ModelSerializer(Serializer[M]):
         for name in type(data).model_fields:
             setattr(data, name, getattr(fresh, name))
 
-    def load(self, fields: Mapping[str, bytes]) -> M:
-        try:
-            # One JSON object from the stored encodings, validated in a single pass. Names
-            # are JSON-escaped; values are the bytes this serializer wrote. (Whoever can
-            # write the store can write any session anyway, so splicing gives them nothing.)
-            prefixes = self._prefixes
-            document = (
-                b"{"
-                + b",".join(
-                    (prefixes.get(name) or to_json(name) + b":") + raw
-                    for name, raw in fields.items()
-                    if not name.startswith(RESERVED_PREFIX)
-                )
-                + b"}"
+    def _document(self, fields: Mapping[str, bytes]) -> bytes:
+        """The stored fields as one JSON object, in their stored order.
+
+        Names are JSON-escaped; values are the bytes this serializer wrote. (Whoever can
+        write the store can write any session anyway, so splicing gives them nothing.)
+        """
+        prefixes = self._prefixes
+        return (
+            b"{"
+            + b",".join(
+                (prefixes.get(name) or to_json(name) + b":") + raw
+                for name, raw in fields.items()
+                if not name.startswith(RESERVED_PREFIX)
             )
+            + b"}"
+        )
+
+    def unchanged(self, data: M, memo: object) -> bool:
+        # The whole model in one call of pydantic's serializer, against the record as it
+        # was loaded (the memo): equal only if every field is, in the model's order (the
+        # order this serializer stores them in). Anything else (an added field, another
+        # order, a value pydantic spells otherwise as a whole) is "unsure", never a false
+        # "equal".
+        return isinstance(memo, bytes) and self._to_json(data) == memo
+
+    def load(self, fields: Mapping[str, bytes]) -> M:
+        return self.load_for_change_check(fields)[0]
+
+    def load_for_change_check(self, fields: Mapping[str, bytes]) -> tuple[M, object]:
+        try:
+            document = self._document(fields)
             # Stored under field names, so validate by name even if the model has aliases.
-            return self.model.model_validate_json(document, by_alias=False, by_name=True)
+            data = self.model.model_validate_json(document, by_alias=False, by_name=True)
+            return data, document
         except ValidationError as exc:
             # Name the fields and what is wrong with them, never their values: the record
             # holds someone's session, and this goes to a log.

@@ -379,7 +379,7 @@ class SessionMiddleware(SessionCommitMiddleware):
         except ConfigurationError as exc:
             self.refusal = exc
             return
-        super().__init__(app, engine)
+        super().__init__(app, engine, self._load_up_front)
         self.autoload: bool = chosen.get("autoload", True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -389,7 +389,7 @@ class SessionMiddleware(SessionCommitMiddleware):
             scope[INSTALLED] = True  # for a SessionAutoloadMiddleware inside this one
         await super().__call__(scope, receive, send)
 
-    async def _prepare(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
+    async def _load_up_front(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
         engine = self.core
         token = engine.frontend.read(HTTPConnection(scope))
         if token is None:

@@ -309,3 +309,36 @@ async def test_autoload_answers_503_when_the_session_stays_locked(
     assert busy.status == 503
     assert b"busy" in busy.body
     await counting.inner.release_lock(key, "someone-else")
+
+
+def test_a_websocket_that_took_the_lock_releases_it_when_it_ends() -> None:
+    # Nothing is committed from a WebSocket route, so its lock is released when it closes.
+    from fastapi import WebSocket
+    from fastapi.testclient import TestClient
+
+    from fastapi_session_deps import CookieFrontend, MemoryBackend, SessionManager
+
+    from .helpers import SECRET
+
+    manager = SessionManager(
+        AppSession,
+        frontend=CookieFrontend(SECRET, secure=False),
+        backend=MemoryBackend(),
+        concurrency="lock",
+        lock_timeout=0.2,
+    )
+    app = build_app(manager)
+
+    @app.websocket("/ws")
+    async def ws(
+        websocket: WebSocket, session: Annotated[AppSession, Depends(manager.get_session)]
+    ) -> None:
+        await websocket.accept()
+        await websocket.send_json({"counter": session.counter})
+        await websocket.close()
+
+    with TestClient(app) as client:
+        client.post("/login")
+        with client.websocket_connect("/ws") as connection:
+            assert connection.receive_json() == {"counter": 0}
+        assert client.post("/incr").status_code == 200  # not 503: the lock is free

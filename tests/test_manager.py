@@ -649,18 +649,33 @@ async def test_destroying_a_new_session_just_clears_the_cookie(
     assert counting.calls["delete"] == counting.calls["set"] == 0
 
 
-async def test_the_dependencies_are_plain_coroutine_functions(
+async def test_the_dependencies_are_awaited_on_the_event_loop_with_the_connection_alone(
     manager: SessionManager[AppSession],
 ) -> None:
+    # The public promise: FastAPI awaits them directly (no thread pool, no generator), and
+    # they take nothing from the request but its connection.
     import inspect
+    import threading
 
-    dependencies = [
-        manager.get_session,
-        manager.require_session,
-        manager.verifier(lambda s: True),
-    ]
-    for dependency in dependencies:
-        assert inspect.iscoroutinefunction(dependency)
-        assert not inspect.isasyncgenfunction(dependency)
-        parameters = list(inspect.signature(dependency).parameters)
-        assert parameters == ["connection", "session_scheme"]
+    threads: list[threading.Thread] = []
+
+    def check(session: AppSession) -> bool:
+        threads.append(threading.current_thread())
+        return True
+
+    verified = manager.verifier(check)
+    for dependency in (manager.get_session, manager.require_session, verified):
+        assert inspect.iscoroutinefunction(dependency.__call__)
+        assert not inspect.isasyncgenfunction(dependency.__call__)
+        assert list(inspect.signature(dependency).parameters) == ["connection"]
+    app = build_app(manager)
+
+    @app.get("/checked")
+    async def checked(session: Annotated[AppSession, Depends(verified)]) -> None:
+        pass
+
+    from .helpers import call, cookie_header
+
+    token = (await call(app, "/login", "POST")).cookie() or ""
+    assert (await call(app, "/checked", headers=cookie_header(token))).status == 200
+    assert threads == [threading.current_thread()]  # the event loop's, not a worker's

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Literal, final
 
 from fastapi.openapi.models import APIKey, APIKeyIn
-from fastapi.security.base import SecurityBase
 from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
@@ -22,12 +21,12 @@ from ..signing import SecretKeys, TokenSigner, VerifiedToken
 __all__ = ["Frontend", "SessionScheme"]
 
 
-class SessionScheme(SecurityBase):
+class SessionScheme:
     """The OpenAPI security scheme of a frontend: where the session token travels.
 
-    Every session dependency depends on it, so ``/openapi.json`` lists it and marks the
-    routes that use a session (Swagger UI's "Authorize" then sends the token). Calling it
-    does nothing: the frontend reads and verifies the token itself.
+    Every session dependency carries it (and is the scheme, to FastAPI), so
+    ``/openapi.json`` lists it and marks the routes that use a session (Swagger UI's
+    "Authorize" then sends the token).
     """
 
     def __init__(self, location: Literal["cookie", "header"], name: str, scheme_name: str) -> None:
@@ -37,9 +36,6 @@ class SessionScheme(SecurityBase):
             description=f"The signed session token, in the {name!r} {location}.",
         )
         self.scheme_name = scheme_name
-
-    async def __call__(self) -> None:
-        return None
 
 
 class Frontend(ABC):
@@ -149,7 +145,7 @@ class Frontend(ABC):
         """Add this frontend's header to the response's ``Vary``, unless it is covered."""
         present = b",".join(value for key, value in headers.raw if key == b"vary")
         if not present:
-            headers.append("vary", self.vary)
+            headers.raw.append((b"vary", self.vary.encode("latin-1")))
             return
         tokens = {token.strip() for token in present.decode("latin-1").lower().split(",")}
         if self.vary.lower() not in tokens and "*" not in tokens:

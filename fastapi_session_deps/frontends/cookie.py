@@ -26,6 +26,8 @@ Secure = bool | Literal["auto"]
 _COOKIE_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _UNSAFE_ATTRIBUTE_RE = re.compile(r"[;,\s\x00-\x1f\x7f]")
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+_TOKEN_MARK = "TOKEN-MARK"  # noqa: S105 - a placeholder, not a secret
+_AGE_MARK = "987654321"
 
 
 class CookieFrontend(Frontend):
@@ -145,6 +147,9 @@ class CookieFrontend(Frontend):
         self.samesite = samesite_value
         self.partitioned = partitioned
         self.persistent = persistent
+        #: Set-Cookie templates by (secure, with Max-Age): before the token, before
+        #: Max-Age, after.
+        self._templates: dict[tuple[bool, bool], tuple[str, str, str]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -189,8 +194,21 @@ class CookieFrontend(Frontend):
         return self.secure
 
     def _set_header(self, token: str, max_age: int | None, secure: bool) -> str:
-        """The ``Set-Cookie`` value that stores ``token``."""
-        return self._morsel(token, secure, max_age=None if max_age is None else str(max_age))
+        """The ``Set-Cookie`` value that stores ``token``.
+
+        The attributes are built by `http.cookies` once per ``secure`` value, around marks
+        for the token and Max-Age; a request only fills those in. (A token is URL-safe
+        base64 and dots, which a cookie carries unquoted.)
+        """
+        key = (secure, max_age is not None)
+        template = self._templates.get(key)
+        if template is None:
+            built = self._morsel(_TOKEN_MARK, secure, max_age=_AGE_MARK if key[1] else None)
+            head, _, tail = built.partition(_TOKEN_MARK)
+            middle, _, end = tail.partition(_AGE_MARK)
+            template = self._templates[key] = (head, middle, end)
+        head, middle, end = template
+        return f"{head}{token}{middle}{'' if max_age is None else max_age}{end}"
 
     def _clear_header(self, secure: bool) -> str:
         """The ``Set-Cookie`` value that makes the browser drop the cookie."""
