@@ -101,7 +101,7 @@ class HeldLock:
     token: str
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SessionState(Generic[T]):
     """Everything the engine knows about one request's session."""
 
@@ -219,7 +219,17 @@ class SessionEngine(Generic[T]):
         """
         use = Use.READ_ONLY if readonly else Use.WRITABLE
         try:
-            state = await self._load(token, use)
+            if token is None or self.policy.clock() - token.issued_at > self.lifetime:
+                # No token, or one older than any client may keep it (its Max-Age ran out).
+                state = self.new_state(use)
+            elif (
+                self.locks is not None
+                and use is Use.WRITABLE
+                and self.policy.concurrency == "lock"
+            ):
+                state = await self._load_locked(self.locks, token, use)
+            else:
+                state = await self._restore(token, use) or self.new_state(use)
         except BackendUnavailable as exc:
             if self.policy.on_backend_error != "anonymous":
                 raise
@@ -228,23 +238,18 @@ class SessionEngine(Generic[T]):
         self.bind(state)
         return state
 
-    async def _load(self, token: VerifiedToken | None, use: Use) -> SessionState[T]:
-        if token is None or self.policy.clock() - token.issued_at > self.lifetime:
-            # No token, or one older than any client may keep it (its Max-Age ran out).
-            return self.new_state(use)
-        lock = None
-        if self.locks is not None and self.policy.concurrency == "lock" and use is Use.WRITABLE:
-            lock = await self._acquire(self.locks, token.key)
+    async def _load_locked(
+        self, locks: SessionLocks, token: VerifiedToken, use: Use
+    ) -> SessionState[T]:
+        lock = await self._acquire(locks, token.key)
         try:
             state = await self._restore(token, use)
         except BaseException:
-            if lock is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._release_quietly(lock)
+            with anyio.CancelScope(shield=True):
+                await self._release_quietly(lock)
             raise
         if state is None:
-            if lock is not None:
-                await self._release_quietly(lock)
+            await self._release_quietly(lock)
             return self.new_state(use)
         state.lock = lock
         return state
@@ -256,6 +261,15 @@ class SessionEngine(Generic[T]):
         fields = await self.backend.get(token.key, ttl=self.lifetime if renew else None)
         if fields is None:
             return None
+        state = self._decode(token, fields, now, use, Fate.RENEW if renew else Fate.KEEP)
+        if state is None:
+            await self.backend.delete(token.key)  # drop it: logged once, then gone
+        return state
+
+    def _decode(
+        self, token: VerifiedToken, fields: dict[str, bytes], now: float, use: Use, fate: Fate
+    ) -> SessionState[T] | None:
+        """The state of a stored record, or ``None`` (logged) if it is no session any more."""
         limit = self.policy.max_record_bytes
         size = record_size(fields)
         if limit is not None and size > limit:
@@ -264,7 +278,6 @@ class SessionEngine(Generic[T]):
             logger.warning(
                 "Discarding a session record of %d bytes, over max_record_bytes=%d", size, limit
             )
-            await self.backend.delete(token.key)
             return None
         try:
             created_at = float(fields[CREATED_FIELD])
@@ -272,25 +285,15 @@ class SessionEngine(Generic[T]):
                 raise ValueError("creation time is not a finite number")
             data, memo = self.serializer.load_for_change_check(fields)
         except (KeyError, ValueError) as exc:
-            # Written by an older model or damaged: drop it, so this is logged once and the
-            # visitor simply starts afresh.
+            # Written by an older model or damaged: the visitor simply starts afresh.
             reason = exc if isinstance(exc, InvalidSessionData) else "no valid creation time"
             logger.warning("Discarding an undecodable session record: %s", reason)
-            await self.backend.delete(token.key)
             return None
         absolute = self.policy.absolute_timeout
         if absolute is not None and now - created_at >= absolute:
-            await self.backend.delete(token.key)
             return None
         return SessionState(
-            self,
-            data,
-            snapshot=fields,
-            created_at=created_at,
-            origin=token,
-            memo=memo,
-            use=use,
-            fate=Fate.RENEW if renew else Fate.KEEP,
+            self, data, fields, created_at, origin=token, memo=memo, use=use, fate=fate
         )
 
     # -- explicit operations ---------------------------------------------------------------------
@@ -359,6 +362,9 @@ class SessionEngine(Generic[T]):
             SessionTooLarge: the record would exceed ``max_record_bytes``.
         """
         self.frontend.add_vary(headers)
+        if state.lock is None:
+            await self._save(state, headers, status, scope)
+            return
         try:
             await self._save(state, headers, status, scope)
         finally:

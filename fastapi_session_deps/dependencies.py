@@ -1,4 +1,4 @@
-"""The `Depends()` callables' shared steps: load once per request, require, check.
+"""The `Depends()` callables: the request's session, loaded once, required or checked.
 
 The HTTP answers (503, 401, the verifier's status) come from `_http`, the one module that
 turns the library's errors into responses.
@@ -8,63 +8,83 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
 from ._engine import Fate, RequestSlot, SessionEngine, SessionState
 from ._http import refused, retry_later
 from .exceptions import BackendUnavailable, MissingMiddlewareError, SessionBusy
+from .frontends.base import SessionScheme
 
 T = TypeVar("T")
-
 
 #: A session check: sync or async, true to let the request through.
 Check = Callable[[T], "bool | Awaitable[bool]"]
 
 
-async def resolve(
-    engine: SessionEngine[T], connection: HTTPConnection, *, readonly: bool = False
-) -> SessionState[T]:
-    """Return the request's session state, loading it on first use.
+class SessionDependency(Generic[T]):
+    """A session dependency: an object FastAPI awaits with the request's connection.
 
-    Every dependency of one request goes through here, so they all share one state.
+    Every dependency of one request shares the request's one session state: the first to
+    run loads it, the others find it in the middleware's slot.
 
-    Raises:
-        MissingMiddlewareError: the app has no session middleware for this engine.
+    An instance rather than a closure so that, when the frontend has an OpenAPI scheme, the
+    dependency can *be* that scheme (`SecuredSessionDependency`): FastAPI then lists it on
+    every route that uses it without solving a sub-dependency per request.
     """
-    slot = connection.scope.get(engine.scope_key)
-    if not isinstance(slot, RequestSlot):
-        raise MissingMiddlewareError(
-            "This app has no session middleware, so sessions could never be saved. Add "
-            "`app.add_middleware(sessions.middleware)` after creating the app "
-            "(`sessions` being your SessionManager)."
-        )
-    if slot.state is not None:
-        state: SessionState[T] = slot.state
-        if not readonly:
+
+    def __init__(
+        self,
+        engine: SessionEngine[T],
+        name: str,
+        *,
+        readonly: bool = False,
+        required: bool = False,
+        check: Check[T] | None = None,
+        status_code: int = 403,
+    ) -> None:
+        self.engine = engine
+        self.__name__ = self.__qualname__ = name  # as the functions they stand for
+        self.readonly = readonly
+        self.required = required
+        self.check = check
+        self.status_code = status_code
+
+    async def __call__(self, connection: HTTPConnection) -> T:
+        engine = self.engine
+        slot = connection.scope.get(engine.scope_key)
+        if not isinstance(slot, RequestSlot):
+            raise MissingMiddlewareError(
+                "This app has no session middleware, so sessions could never be saved. Add "
+                "`app.add_middleware(sessions.middleware)` after creating the app "
+                "(`sessions` being your SessionManager)."
+            )
+        state: SessionState[T] | None = slot.state
+        if state is None:
+            try:
+                state = await engine.load(engine.frontend.read(connection), readonly=self.readonly)
+            except (SessionBusy, BackendUnavailable) as exc:  # "anonymous" never raises these
+                raise retry_later(connection, exc) from exc
+            slot.state = state
+        elif not self.readonly:
             engine.make_writable(state)
-        return state
-    try:
-        state = await engine.load(engine.frontend.read(connection), readonly=readonly)
-    except (SessionBusy, BackendUnavailable) as exc:  # "anonymous" never raises the latter
-        raise retry_later(connection, exc) from exc
-    slot.state = state
-    return state
+        if self.required and (state.origin is None or state.fate is Fate.END):
+            raise refused(connection, 401, "No valid session")
+        if self.check is not None:
+            result = self.check(state.data)
+            if inspect.isawaitable(result):
+                result = await result
+            if not result:
+                raise refused(connection, self.status_code, "Session check failed")
+        return state.data
 
 
-def require_stored(connection: HTTPConnection, state: SessionState[Any]) -> None:
-    """Raise a 401 (or a WebSocket policy close) unless the request has a live session."""
-    if state.origin is None or state.fate is Fate.END:
-        raise refused(connection, 401, "No valid session")
+class SecuredSessionDependency(SecurityBase, SessionDependency[T]):
+    """A session dependency that is also its frontend's OpenAPI security scheme."""
 
-
-async def run_check(
-    connection: HTTPConnection, check: Check[T], data: T, status_code: int
-) -> None:
-    """Run a user's check, sync or async; raise ``status_code`` if it is false."""
-    result = check(data)
-    if inspect.isawaitable(result):
-        result = await result
-    if not result:
-        raise refused(connection, status_code, "Session check failed")
+    def __init__(self, scheme: SessionScheme, engine: SessionEngine[T], name: str, **options: Any):
+        SessionDependency.__init__(self, engine, name, **options)
+        self.model = scheme.model
+        self.scheme_name = scheme.scheme_name

@@ -6,17 +6,15 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
-from fastapi.security.base import SecurityBase
-from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
 from ._engine import SessionEngine, SessionState, state_of
 from .backends.base import Backend
-from .dependencies import require_stored, resolve, run_check
+from .dependencies import SecuredSessionDependency, SessionDependency
 from .exceptions import SessionError
-from .frontends.base import Frontend, SessionScheme
+from .frontends.base import Frontend
 from .middleware import SessionCommitMiddleware
 from .models import SessionModel
 from .policy import PolicySettings, SessionPolicy
@@ -30,58 +28,8 @@ else:  # pragma: no cover - Python 3.10: pydantic's own dependency
 __all__ = ["SessionManager"]
 
 M = TypeVar("M", bound=SessionModel)
-M_co = TypeVar("M_co", bound=SessionModel, covariant=True)
-
-
-class SessionDependency(Protocol[M_co]):
-    """A session dependency: use it as ``Depends(sessions.get_session)``."""
-
-    async def __call__(self, connection: HTTPConnection) -> M_co: ...
-
 
 logger = logging.getLogger("fastapi_session_deps")
-
-
-class _Dependency(Generic[M]):
-    """A session dependency: an object FastAPI awaits with the request's connection.
-
-    An instance rather than a closure so that, when the frontend has an OpenAPI scheme, the
-    dependency can *be* that scheme (`_SecuredDependency`): FastAPI then lists it on every
-    route that uses it without solving a sub-dependency per request.
-    """
-
-    def __init__(
-        self,
-        engine: SessionEngine[M],
-        name: str,
-        readonly: bool,
-        required: bool,
-        check: Callable[[M], bool | Awaitable[bool]] | None,
-        status_code: int,
-    ) -> None:
-        self.engine = engine
-        self.__name__ = self.__qualname__ = name  # as the functions they stand for
-        self.readonly = readonly
-        self.required = required
-        self.check = check
-        self.status_code = status_code
-
-    async def __call__(self, connection: HTTPConnection) -> M:
-        state = await resolve(self.engine, connection, readonly=self.readonly)
-        if self.required:
-            require_stored(connection, state)
-        if self.check is not None:
-            await run_check(connection, self.check, state.data, self.status_code)
-        return state.data
-
-
-class _SecuredDependency(SecurityBase, _Dependency[M]):
-    """A session dependency that is also its frontend's OpenAPI security scheme."""
-
-    def __init__(self, scheme: SessionScheme, engine: SessionEngine[M], *args: Any) -> None:
-        _Dependency.__init__(self, engine, *args)
-        self.model = scheme.model
-        self.scheme_name = scheme.scheme_name
 
 
 class SessionManager(Generic[M]):
@@ -225,11 +173,16 @@ class SessionManager(Generic[M]):
         check: Callable[[M], bool | Awaitable[bool]] | None = None,
         status_code: int = 403,
     ) -> SessionDependency[M]:
+        options: dict[str, Any] = {
+            "readonly": readonly,
+            "required": required,
+            "check": check,
+            "status_code": status_code,
+        }
         scheme = self.frontend.security_scheme
-        settings = (name, readonly, required, check, status_code)
         if scheme is None:
-            return _Dependency(self._engine, *settings)
-        return _SecuredDependency(scheme, self._engine, *settings)
+            return SessionDependency(self._engine, name, **options)
+        return SecuredSessionDependency(scheme, self._engine, name, **options)
 
     # -- operations on a session -----------------------------------------------------------
 

@@ -37,6 +37,7 @@ class SessionCommitMiddleware:
         core: the session engine that loads and commits.
         prepare: run before the app (``request.session`` loads there); ``False`` means it
             has already answered.
+        should_commit: asked before a loaded session is committed; ``False`` skips it.
     """
 
     def __init__(
@@ -44,32 +45,22 @@ class SessionCommitMiddleware:
         app: ASGIApp,
         core: SessionEngine[Any],
         prepare: Callable[[Scope, RequestSlot, Send], Awaitable[bool]] | None = None,
+        should_commit: Callable[[SessionState[Any]], bool] | None = None,
     ) -> None:
         self.app = app
         self.core = core
         self._prepare = prepare
+        self._should_commit = should_commit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope_type = scope["type"]
-        if scope_type not in ("http", "websocket"):
-            await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         slot = RequestSlot()
         scope[self.core.scope_key] = slot
-        try:
-            if self._prepare is None or await self._prepare(scope, slot, send):
-                if scope_type == "http":
-                    await self._serve(scope, receive, send, slot)
-                else:
-                    await self.app(scope, receive, send)
-        finally:
-            state = slot.state
-            if state is not None:
-                if state.lock is not None:  # the response never started: free it now
-                    await self.core.release(state)
-                self.core.forget(state)
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, slot: RequestSlot) -> None:
         replaced = started = False
 
         async def send_with_commit(message: Message) -> None:
@@ -78,11 +69,15 @@ class SessionCommitMiddleware:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                if slot.state is not None:
+                state = slot.state
+                if state is not None and (
+                    self._should_commit is None or self._should_commit(state)
+                ):
                     message.setdefault("headers", [])
-                    headers = MutableHeaders(scope=message)
                     try:
-                        await self._commit(slot.state, headers, message["status"], scope)
+                        await self.core.commit(
+                            state, MutableHeaders(scope=message), message["status"], scope
+                        )
                     except BackendUnavailable as exc:
                         replaced = True
                         await send_retry_later(scope, send, exc)
@@ -94,7 +89,8 @@ class SessionCommitMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_commit)
+            if self._prepare is None or await self._prepare(scope, slot, send):
+                await self.app(scope, receive, send_with_commit)
         except (BackendUnavailable, SessionBusy) as exc:
             # A load inside the app (a lazily loaded request.session) found the store down,
             # or the session locked.
@@ -108,9 +104,22 @@ class SessionCommitMiddleware:
                 with contextlib.suppress(BackendUnavailable):  # the error in hand matters more
                     await self.core.abandon(slot.state)
             raise
+        finally:
+            await self._end(slot)
 
-    async def _commit(
-        self, state: SessionState[Any], headers: MutableHeaders, status: int, scope: Scope
-    ) -> None:
-        """Hook around the commit of a loaded session."""
-        await self.core.commit(state, headers, status, scope)
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The dependencies may read the session during the handshake; nothing is committed.
+        slot = RequestSlot()
+        scope[self.core.scope_key] = slot
+        try:
+            if self._prepare is None or await self._prepare(scope, slot, send):
+                await self.app(scope, receive, send)
+        finally:
+            await self._end(slot)
+
+    async def _end(self, slot: RequestSlot) -> None:
+        state = slot.state
+        if state is not None:
+            if state.lock is not None:  # the response never started: free it now
+                await self.core.release(state)
+            self.core.forget(state)

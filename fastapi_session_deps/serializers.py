@@ -94,6 +94,7 @@ class ModelSerializer(Serializer[M]):
         # '"name":' for every field, JSON-escaped once rather than on every load.
         self._prefixes = {name: to_json(name) + b":" for name in model.model_fields}
         self._to_json = model.__pydantic_serializer__.to_json
+        self._validate_json = model.__pydantic_validator__.validate_json
 
     def new(self) -> M:
         return self.model()
@@ -139,7 +140,7 @@ class ModelSerializer(Serializer[M]):
         try:
             document = self._document(fields)
             # Stored under field names, so validate by name even if the model has aliases.
-            data = self.model.model_validate_json(document, by_alias=False, by_name=True)
+            data = self._validate_json(document, by_alias=False, by_name=True)
             return data, document
         except ValidationError as exc:
             # Name the fields and what is wrong with them, never their values: the record

@@ -23,7 +23,6 @@ from datetime import timedelta
 from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import anyio.from_thread
-from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -379,7 +378,7 @@ class SessionMiddleware(SessionCommitMiddleware):
         except ConfigurationError as exc:
             self.refusal = exc
             return
-        super().__init__(app, engine, self._load_up_front)
+        super().__init__(app, engine, self._load_up_front, self._should_commit_session)
         self.autoload: bool = chosen.get("autoload", True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -416,17 +415,15 @@ class SessionMiddleware(SessionCommitMiddleware):
             return await load_or_refuse(scope, send, session)
         return True
 
-    async def _commit(
-        self, state: SessionState[Any], headers: MutableHeaders, status: int, scope: Scope
-    ) -> None:
+    def _should_commit_session(self, state: SessionState[Any]) -> bool:
         session: Session = state.data
         if not session.accessed:
-            return  # the app never looked at it: no store call, no cookie, no Vary
+            return False  # the app never looked at it: no store call, no cookie, no Vary
         if state.origin is not None and session.modified and not dict.__len__(session):
             # Emptied: end the session rather than keep an empty record (as Starlette
             # clears the cookie of an emptied session).
             self.core.destroy(state)
-        await super()._commit(state, headers, status, scope)
+        return True
 
 
 #: Cookie settings that a ready-made ``frontend=`` replaces.

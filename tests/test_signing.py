@@ -184,3 +184,38 @@ def test_a_cached_token_carries_the_store_key() -> None:
     verified = TokenSigner(SECRET).verify(TokenSigner(SECRET).sign(session_id, 1))
     assert verified is not None
     assert verified.key == store_key(session_id)
+
+
+@given(
+    key=st.binary(min_size=32, max_size=200),
+    salt=st.binary(max_size=80),
+    message=st.binary(max_size=300),
+)
+def test_the_signature_is_itsdangerous_own_hmac_sha256(
+    key: bytes, salt: bytes, message: bytes
+) -> None:
+    # The keyed HMAC states are this module's; the bytes must be itsdangerous's exactly.
+    import hmac
+
+    from itsdangerous import Signer
+
+    from fastapi_session_deps.signing import _KeySigner
+
+    ours = _KeySigner(key, salt)
+    reference = Signer(
+        key, salt=salt, sep=".", key_derivation="hmac", digest_method=hashlib.sha256
+    )
+    assert ours.get_signature(message) == reference.get_signature(message)
+    expected = hmac.digest(reference.derive_key(), message, "sha256")
+    assert ours.get_signature(message) == base64.urlsafe_b64encode(expected).rstrip(b"=")
+
+
+def test_tokens_signed_in_one_second_share_a_stamp_and_still_verify() -> None:
+    signer = TokenSigner(SECRET)
+    first, second = signer.sign(new_session_id(), 1000), signer.sign(new_session_id(), 1000)
+    later = signer.sign(new_session_id(), 1001)
+    assert first.split(".")[1] == second.split(".")[1] != later.split(".")[1]
+    for token, stamp in ((first, 1000), (second, 1000), (later, 1001)):
+        verified = signer.verify(token)
+        assert verified is not None
+        assert verified.issued_at == stamp

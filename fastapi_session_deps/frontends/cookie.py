@@ -177,10 +177,10 @@ class CookieFrontend(Frontend):
     ) -> None:
         if self.max_age is not None:
             max_age = min(max_age, int(self.max_age))
-        headers.append(
-            "set-cookie",
-            self._set_header(token, max_age if self.persistent else None, self._secure_for(scope)),
+        cookie = self._set_header(
+            token, max_age if self.persistent else None, self._secure_for(scope)
         )
+        headers.raw.append((b"set-cookie", cookie.encode("latin-1")))
 
     def token_headers(self, token: str) -> dict[str, str]:
         return {"cookie": f"{self.cookie_name}={token}"}
