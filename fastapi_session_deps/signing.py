@@ -17,6 +17,7 @@ yields no token that a client could present.
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import hmac
 import os
@@ -67,8 +68,29 @@ _KEY_HINT = (
 
 
 def new_session_id() -> str:
-    """Return a fresh session id: 256 random bits, URL-safe base64 without padding."""
-    return secrets.token_urlsafe(32)
+    """Return a fresh session id: 256 random bits, URL-safe base64 without padding.
+
+    The bits come from `secrets` (the operating system's CSPRNG), a couple of kilobytes at
+    a time rather than with a system call per id; each is handed out once. A forked child
+    starts with none of its parent's (``os.register_at_fork``), so two worker processes
+    never share one.
+    """
+    try:
+        return _random_ids.popleft()
+    except IndexError:
+        batch = secrets.token_bytes(_ID_BYTES * _IDS_PER_BATCH)
+        ids = [
+            base64.urlsafe_b64encode(batch[i : i + _ID_BYTES]).rstrip(b"=").decode("ascii")
+            for i in range(0, len(batch), _ID_BYTES)
+        ]
+        _random_ids.extend(ids[1:])
+        return ids[0]
+
+
+_ID_BYTES = 32
+_IDS_PER_BATCH = 64
+_random_ids: collections.deque[str] = collections.deque()
+os.register_at_fork(after_in_child=_random_ids.clear)
 
 
 def store_key(session_id: str) -> str:

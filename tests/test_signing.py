@@ -219,3 +219,21 @@ def test_tokens_signed_in_one_second_share_a_stamp_and_still_verify() -> None:
         verified = signer.verify(token)
         assert verified is not None
         assert verified.issued_at == stamp
+
+
+def test_a_forked_child_never_hands_out_its_parents_ids() -> None:
+    import os
+
+    new_session_id()  # the parent now holds a batch of ids it has not handed out
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, which exits at once
+        os.write(writer, new_session_id().encode())
+        os._exit(0)
+    os.close(writer)
+    from_child = os.read(reader, 100).decode()
+    os.close(reader)
+    os.waitpid(child, 0)
+    from_parent = {new_session_id() for _ in range(200)}
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", from_child)
+    assert from_child not in from_parent
