@@ -57,6 +57,8 @@ logger = logging.getLogger("fastapi_session_deps")
 
 #: Reserved field holding the session's creation time (seconds since the epoch).
 CREATED_FIELD = RESERVED_PREFIX + "created"
+#: The most the creation time adds to a record: its name, and a float's longest JSON.
+_CREATED_SIZE = len(CREATED_FIELD) + 24
 #: The token and the record's expiry are renewed once a token is this share of the
 #: lifetime old, so a visitor is logged out after between 90 % and 100 % of it idle.
 REISSUE_FRACTION = 0.1
@@ -422,7 +424,7 @@ class SessionEngine(Generic[T]):
                     self._clear(headers, scope)
                 return
             # A new session, or a stored one moving to a new id: the whole record.
-            self._check_size(fields, state.created_at)
+            self._check_size(fields)
             try:
                 session_id = await self._write_new(fields, state.created_at, ttl)
             except BackendUnavailable as exc:
@@ -437,7 +439,7 @@ class SessionEngine(Generic[T]):
             return
 
         if dirty:
-            self._check_size(fields, state.created_at)
+            self._check_size(fields)
             if not await self.backend.update(stored.key, changed, removed, ttl=ttl):
                 # Destroyed or expired meanwhile, or moved to a new id by a log-in in
                 # another request: not brought back. The token is left alone, since the
@@ -465,14 +467,14 @@ class SessionEngine(Generic[T]):
         ]
         return fields, changed, removed
 
-    def _check_size(self, fields: dict[str, bytes], created_at: float) -> None:
-        """Refuse a record over ``max_record_bytes``, counted as it would be stored."""
+    def _check_size(self, fields: dict[str, bytes]) -> None:
+        """Refuse a record over ``max_record_bytes``, as it would be stored (its creation
+        time counted at the most it can take)."""
         limit = self.policy.max_record_bytes
-        if limit is None:
-            return
-        size = record_size(fields) + len(CREATED_FIELD) + len(to_json(created_at))
-        if size > limit:
-            raise SessionTooLarge(size, limit)
+        if limit is not None:
+            size = record_size(fields) + _CREATED_SIZE
+            if size > limit:
+                raise SessionTooLarge(size, limit)
 
     async def _write_new(self, fields: dict[str, bytes], created_at: float, ttl: float) -> str:
         """Store ``fields`` as a whole record under a new id, and return the id."""

@@ -31,13 +31,13 @@ DEFAULT_MAX_SESSIONS = 10_000
 TOMBSTONE_SECONDS = 300.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     fields: dict[str, bytes]
     expires_at: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Holder:
     token: str
     expires_at: float

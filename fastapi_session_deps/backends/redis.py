@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from .base import Backend, SessionLocks
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import RedisClusterException, RedisError, ResponseError
+    from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
     raise MissingDependencyError.of("RedisBackend", "redis", "redis-py") from exc
 
@@ -160,11 +161,11 @@ class RedisBackend(Backend, SessionLocks):
         self.key_prefix = key_prefix
         self.timeout = timeout
         self._owns_client = False
-        self._get_and_touch = client.register_script(_GET_AND_TOUCH)
-        self._replace = client.register_script(_REPLACE)
-        self._merge = client.register_script(_MERGE)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._get_and_touch = _Script(client, _GET_AND_TOUCH)
+        self._replace = _Script(client, _REPLACE)
+        self._merge = _Script(client, _MERGE)
+        self._acquire = _Script(client, _ACQUIRE)
+        self._release = _Script(client, _RELEASE)
 
     @classmethod
     def from_url(
@@ -319,6 +320,26 @@ class RedisBackend(Backend, SessionLocks):
             backend="RedisBackend",
             operation=operation,
         )
+
+
+class _Script:
+    """A Lua script, run by its SHA1 (EVALSHA), loaded again if the server forgot it.
+
+    The work redis-py's own `Script` does, without what only pipelines need: this runs on
+    every request.
+    """
+
+    def __init__(self, client: aioredis.Redis | aioredis.RedisCluster, source: str) -> None:
+        self.client = client
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | bytes | int]) -> Any:
+        try:
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted or flushed server
+            await self.client.script_load(self.source)
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
 
 
 class _WrongType(Exception):

@@ -143,10 +143,11 @@ class Frontend(ABC):
     @final
     def add_vary(self, headers: MutableHeaders) -> None:
         """Add this frontend's header to the response's ``Vary``, unless it is covered."""
-        present = b",".join(value for key, value in headers.raw if key == b"vary")
+        raw = headers.raw
+        present = [value for key, value in raw if key == b"vary"]
         if not present:
-            headers.raw.append((b"vary", self.vary.encode("latin-1")))
+            raw.append((b"vary", self.vary.encode("latin-1")))
             return
-        tokens = {token.strip() for token in present.decode("latin-1").lower().split(",")}
+        tokens = {t.strip() for t in b",".join(present).decode("latin-1").lower().split(",")}
         if self.vary.lower() not in tokens and "*" not in tokens:
             headers.add_vary_header(self.vary)

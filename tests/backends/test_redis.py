@@ -123,6 +123,22 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
         server.stop()
 
 
+async def test_scripts_are_loaded_again_after_the_server_forgets_them(
+    private_redis: RedisServer,
+) -> None:
+    backend = RedisBackend.from_url(private_redis.url, key_prefix="flush:")
+    await backend.set("k", {"a": b"1"}, ttl=30)
+    assert await backend.update("k", {"b": b"2"}, [], ttl=30)
+    client = aioredis.Redis.from_url(private_redis.url)
+    await client.script_flush()  # what a restart without persistence does to scripts
+    assert await client.script_exists(backend._merge.sha) == [False]
+    assert await backend.update("k", {"c": b"3"}, ["a"], ttl=30)
+    assert await backend.get("k", ttl=30) == {"b": b"2", "c": b"3"}
+    assert await client.script_exists(backend._merge.sha) == [True]
+    await client.aclose()
+    await backend.aclose()
+
+
 CountRoundTrips = Callable[[Callable[[], Awaitable[object]]], Awaitable[list[str]]]
 
 
