@@ -7,7 +7,9 @@ One run, the same four routes for every library (/noop, /read, /incr, /login), a
 2. Redis round trips of /read and /incr (counted with MONITOR);
 3. lost updates out of 200 concurrent increments (uvicorn on loopback, 20 at a time);
 4. the status codes for malformed cookies, and for a stopped Redis;
-5. requests/s and p99 latency under uvicorn with wrk on loopback (bounded in time).
+5. requests/s and p99 latency under uvicorn with wrk on loopback (bounded in time);
+6. where the time goes: a session read a layer at a time, and the Redis floor;
+7. bytes per stored session, on memory and on Redis, against starsessions.
 
 Run it with ``bash bench/run.sh`` (``--quick`` for a run under two minutes).
 """
@@ -61,6 +63,12 @@ LIBRARIES = [
     Library("bare FastAPI", "bare"),
     Library("fastapi-session-deps, memory", "ours"),
     Library("fastapi-session-deps, Redis", "ours", redis=True),
+    Library(
+        "fastapi-session-deps, Redis, without hiredis",
+        "ours",
+        redis=True,
+        env={"BENCH_PARSER": "python"},
+    ),
     Library("Starlette SessionMiddleware (cookie)", "starlette_cookie"),
     Library("starsessions, memory", "starsessions_app"),
     Library("starsessions, Redis", "starsessions_app", redis=True),
@@ -285,7 +293,7 @@ def wrk(base: str, method: str, path: str, cookie: str | None, seconds: int) -> 
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout  # noqa: S603
     os.unlink(script.name)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    p99 = re.search(r"99%\s+(\S+)", output)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
     return (float(rate.group(1)) if rate else 0.0), (p99.group(1) if p99 else "?")
 
 
@@ -306,6 +314,81 @@ async def under_uvicorn(
                     path: wrk(base, method, path, cookie, seconds) for path, method in ROUTES
                 }
     return losses, load
+
+
+async def where_the_time_goes(redis_url: str, repeats: int, count: int) -> dict[str, float]:
+    """µs per request of each layer of a session read, and of the Redis floor.
+
+    Layers (memory store, in process): bare FastAPI; + the session middleware, route not
+    using the session; + a trivial async dependency that is a security scheme (FastAPI's
+    price for Depends); + the session itself (an unchanged read, or a new session's
+    log-in). The floor: a bare FastAPI route awaiting one HGETALL, without and with the
+    asyncio.timeout that bounds every RedisBackend call.
+    """
+    bare = build(LIBRARIES[0], redis_url)
+    layers = importlib.import_module("bench.apps.layers").create_app()
+    with environment({"BENCH_REDIS_URL": redis_url}):
+        floor = importlib.import_module("bench.apps.floor").create_app()
+    client = aioredis.Redis.from_url(redis_url)
+    await client.hset("bench:floor", mapping={"user_id": "1", "counter": "0"})
+    await client.aclose()
+    cookie = await login_cookie(layers)
+    cases = {
+        "bare FastAPI": (bare, "GET", "/read"),
+        "+ session middleware (route not using it)": (layers, "GET", "/noop"),
+        "+ an async dependency (FastAPI's price)": (layers, "GET", "/dependency"),
+        "+ the session read (load, unchanged commit)": (layers, "GET", "/read"),
+        "bare FastAPI, new session's log-in route": (bare, "POST", "/login"),
+        "session log-in (new id, write, signed cookie)": (layers, "POST", "/login"),
+        "floor: bare route awaiting one HGETALL": (floor, "GET", "/hgetall"),
+        "floor, with asyncio.timeout around it": (floor, "GET", "/hgetall-bounded"),
+    }
+    samples: dict[str, list[float]] = {}
+    for app, method, path in cases.values():
+        await time_route(app, method, path, cookie, max(50, count // 10))
+    for _ in range(repeats):
+        for name, (app, method, path) in cases.items():
+            samples.setdefault(name, []).append(await time_route(app, method, path, cookie, count))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+async def memory_per_session(redis_url: str, sessions: int) -> dict[str, float]:
+    """Bytes per stored session (a log-in and one increment), by library and store."""
+    result: dict[str, float] = {}
+    client = aioredis.Redis.from_url(redis_url)
+    for lib in LIBRARIES:
+        if lib.module not in ("ours", "starsessions_app") or lib.env:
+            continue
+        await client.flushdb()
+        app = build(lib, redis_url)
+        for _ in range(sessions):
+            cookie = await login_cookie(app)
+            await asgi(app, "POST", "/incr", cookie)
+        if lib.redis:
+            sizes = [await client.memory_usage(key) async for key in client.scan_iter("*")]
+            result[lib.name] = statistics.median(size for size in sizes if size)
+        else:
+            result[lib.name] = _memory_store_bytes(app)
+    await client.flushdb()
+    await client.aclose()
+    return result
+
+
+def _memory_store_bytes(app: Any) -> float:
+    """Bytes a memory store holds per session: its objects' sizes, container included."""
+    options = app.user_middleware[0]
+    store = getattr(options.cls, "__self__", None)
+    if store is not None:  # fastapi-session-deps: the manager's MemoryBackend
+        records = store.backend._records
+        total = sys.getsizeof(records)
+        for key, entry in records.items():
+            total += sys.getsizeof(key) + sys.getsizeof(entry) + sys.getsizeof(entry.fields)
+            total += sys.getsizeof(entry.expires_at)
+            total += sum(sys.getsizeof(n) + sys.getsizeof(v) for n, v in entry.fields.items())
+        return total / len(records)
+    data = options.kwargs["store"].data  # starsessions' InMemoryStore: id -> bytes
+    total = sys.getsizeof(data) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in data.items())
+    return total / len(data)
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -333,16 +416,27 @@ def versions() -> str:
     )
 
 
-def report(
-    timing: dict[str, dict[str, float]],
-    trips: dict[str, dict[str, int]],
-    raw_trip: float,
-    malformed: dict[str, Counter[int]],
-    stopped: dict[str, dict[str, int]],
-    losses: dict[str, int],
-    load: dict[str, dict[str, tuple[float, str]]],
-    settings: str,
-) -> str:
+@dataclass
+class Results:
+    timing: dict[str, dict[str, float]]
+    layers: dict[str, float]
+    per_session: dict[str, float]
+    trips: dict[str, dict[str, int]]
+    raw_trip: float
+    malformed: dict[str, Counter[int]]
+    stopped: dict[str, dict[str, int]]
+    losses: dict[str, int]
+    load: dict[str, dict[str, tuple[float, str]]]
+
+
+def report(results: Results, settings: str) -> str:
+    timing, trips, raw_trip = results.timing, results.trips, results.raw_trip
+    malformed, stopped, losses, load = (
+        results.malformed,
+        results.stopped,
+        results.losses,
+        results.load,
+    )
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}.",
         f"Versions: {versions()}.",
@@ -364,6 +458,18 @@ def report(
             )
             cells.append(f"{row[path]:.1f}{over}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += layer_table(results.layers, timing)
+    lines += [
+        "",
+        "### Bytes per stored session (a log-in and one increment)",
+        "",
+        "Memory stores: the Python objects the store holds per session, its dict included.",
+        "Redis: `MEMORY USAGE` of a session's key (median).",
+        "",
+        "| library | bytes |",
+        "| --- | ---: |",
+    ]
+    lines += [f"| {name} | {size:,.0f} |" for name, size in results.per_session.items()]
     lines += [
         "",
         "### Redis round trips per request",
@@ -418,6 +524,44 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+#: Each row of "where the time goes" and the row it adds to.
+LAYER_BASES = {
+    "+ session middleware (route not using it)": "bare FastAPI",
+    "+ an async dependency (FastAPI's price)": "+ session middleware (route not using it)",
+    "+ the session read (load, unchanged commit)": "+ an async dependency (FastAPI's price)",
+    "session log-in (new id, write, signed cookie)": "bare FastAPI, new session's log-in route",
+    "floor: bare route awaiting one HGETALL": "bare FastAPI",
+    "floor, with asyncio.timeout around it": "floor: bare route awaiting one HGETALL",
+}
+
+
+def layer_table(layers: dict[str, float], timing: dict[str, dict[str, float]]) -> list[str]:
+    """The "where the time goes" section: each layer's µs and what it adds."""
+    lines = [
+        "",
+        "### Where the time goes",
+        "",
+        'In process, µs per request (median); "added" is over the row named in',
+        "`LAYER_BASES`: a layer at a time on the memory store, then the floor of any",
+        "Redis-backed read: a bare FastAPI route that awaits one `HGETALL`, without and with",
+        "the `asyncio.timeout` that bounds every call of `RedisBackend`.",
+        "",
+        "| layer | µs | added |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, value in layers.items():
+        base = LAYER_BASES.get(name)
+        added = "" if base is None else f"{value - layers[base]:+.1f}"
+        lines.append(f"| {name} | {value:.1f} | {added} |")
+    ours = timing["fastapi-session-deps, Redis"]["/read"]
+    floor = layers["floor: bare route awaiting one HGETALL"]
+    lines += [
+        "",
+        f"Our Redis `/read` in the same run: {ours:.1f} µs, {ours - floor:+.1f} over the floor.",
+    ]
+    return lines
+
+
 async def main(options: argparse.Namespace) -> None:
     repeats, count, seconds = (5, 1000, 1) if options.quick else (7, 3000, 5)
     if options.no_load:
@@ -426,6 +570,8 @@ async def main(options: argparse.Namespace) -> None:
     server = RedisServer(Path(tempfile.mkdtemp()) / "redis").start()
     try:
         timing = await in_process(server.url, repeats, count)
+        layers = await where_the_time_goes(server.url, repeats, count)
+        per_session = await memory_per_session(server.url, 200 if options.quick else 1000)
         trips = await round_trips(server.url)
         raw_trip = statistics.median([await raw_round_trip(server.url, count) for _ in range(3)])
         malformed = await malformed_cookies(server.url)
@@ -438,7 +584,10 @@ async def main(options: argparse.Namespace) -> None:
         f"{count} requests per route; wrk {seconds} s per route, 16 connections; "
         f"took {time.monotonic() - started:.0f} s"
     )
-    text = report(timing, trips, raw_trip, malformed, stopped, losses, load, settings)
+    results = Results(
+        timing, layers, per_session, trips, raw_trip, malformed, stopped, losses, load
+    )
+    text = report(results, settings)
     print(text)
     if options.output:
         await anyio.Path(options.output).write_text(text)

@@ -45,7 +45,7 @@ async def memory_bytes(count: int) -> float:
     records = store._records
     total = sys.getsizeof(records)
     for key, entry in records.items():
-        total += sys.getsizeof(key) + sys.getsizeof(entry) + sys.getsizeof(entry.__dict__)
+        total += sys.getsizeof(key) + sys.getsizeof(entry)
         total += sys.getsizeof(entry.fields) + sys.getsizeof(entry.expires_at)
         total += sum(sys.getsizeof(n) + sys.getsizeof(v) for n, v in entry.fields.items())
     return total / len(records)

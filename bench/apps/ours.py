@@ -23,7 +23,12 @@ class UserSession(SessionModel):
 
 def create_app() -> FastAPI:
     redis_url = os.environ.get("BENCH_REDIS_URL")
-    backend = RedisBackend.from_url(redis_url) if redis_url else MemoryBackend()
+    options = {}
+    if os.environ.get("BENCH_PARSER") == "python":  # redis-py's own parser, not hiredis
+        from redis._parsers import _AsyncRESP2Parser
+
+        options["parser_class"] = _AsyncRESP2Parser
+    backend = RedisBackend.from_url(redis_url, **options) if redis_url else MemoryBackend()
     sessions = SessionManager(
         UserSession,
         frontend=CookieFrontend(SECRET, secure=False),
