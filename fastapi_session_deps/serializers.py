@@ -109,21 +109,20 @@ class ModelSerializer(Serializer[M]):
             setattr(data, name, getattr(fresh, name))
 
     def _document(self, fields: Mapping[str, bytes]) -> bytes:
-        """The stored fields as one JSON object, in their stored order.
+        """The stored fields as one JSON object: the model's fields in the model's order
+        (whatever order the store keeps them in), then any others.
 
         Names are JSON-escaped; values are the bytes this serializer wrote. (Whoever can
         write the store can write any session anyway, so splicing gives them nothing.)
         """
         prefixes = self._prefixes
-        return (
-            b"{"
-            + b",".join(
-                (prefixes.get(name) or to_json(name) + b":") + raw
-                for name, raw in fields.items()
-                if not name.startswith(RESERVED_PREFIX)
-            )
-            + b"}"
-        )
+        parts = [prefix + fields[name] for name, prefix in prefixes.items() if name in fields]
+        parts += [
+            to_json(name) + b":" + raw
+            for name, raw in fields.items()
+            if name not in prefixes and not name.startswith(RESERVED_PREFIX)
+        ]
+        return b"{" + b",".join(parts) + b"}"
 
     def unchanged(self, data: M, memo: object) -> bool:
         # The whole model in one call of pydantic's serializer, against the record as it

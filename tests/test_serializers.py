@@ -102,3 +102,20 @@ def test_dict_sessions_refuse_stored_bytes_that_are_not_json(raw: bytes) -> None
 
     with pytest.raises(InvalidSessionData):
         DictSerializer(dict).load({"a": raw})
+
+
+def test_an_unchanged_session_is_told_in_one_call_whatever_order_the_store_keeps() -> None:
+    # PostgreSQL's jsonb, for one, gives fields back sorted its own way.
+    serializer = ModelSerializer(Rich)
+    fields = serializer.dump(Rich(name="a", nested={"x": [1]}))
+    for order in (fields, dict(reversed(list(fields.items())))):
+        data, memo = serializer.load_for_change_check(order)
+        assert serializer.unchanged(data, memo)
+        data.name = "b"
+        assert not serializer.unchanged(data, memo)
+
+
+def test_a_field_the_model_no_longer_has_is_never_unchanged() -> None:
+    serializer = ModelSerializer(Rich)
+    data, memo = serializer.load_for_change_check({**serializer.dump(Rich()), "gone": b"1"})
+    assert not serializer.unchanged(data, memo)  # the commit removes it
