@@ -32,6 +32,7 @@ from .starlette import regenerate_session as regenerate_session
 if TYPE_CHECKING:
     from .backends.http import HTTPBackend as HTTPBackend
     from .backends.redis import RedisBackend as RedisBackend
+    from .backends.sql import SQLBackend as SQLBackend
 
 __all__ = [
     "Backend",
@@ -48,6 +49,7 @@ __all__ = [
     "MissingDependencyError",
     "MissingMiddlewareError",
     "RedisBackend",
+    "SQLBackend",
     "Session",
     "SessionAutoloadMiddleware",
     "SessionBusy",
@@ -68,7 +70,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> object:
-    # RedisBackend is resolved on first use, so importing the package never imports redis.
+    # The backends with optional dependencies are resolved on first use, so importing the
+    # package never imports redis, httpx or SQLAlchemy.
     if name == "RedisBackend":
         from .backends.redis import RedisBackend
 
@@ -77,4 +80,8 @@ def __getattr__(name: str) -> object:
         from .backends.http import HTTPBackend
 
         return HTTPBackend
+    if name == "SQLBackend":
+        from .backends.sql import SQLBackend
+
+        return SQLBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

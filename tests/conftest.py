@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -21,12 +22,17 @@ from fastapi_session_deps import (
     RedisBackend,
     SessionManager,
     SessionModel,
+    SQLBackend,
 )
+from fastapi_session_deps.backends.sql import decode_row
 
 from .helpers import SECRET, Clock, CountingBackend, served_in_thread
 from .redis_servers import RedisCluster, RedisServer
+from .sql_servers import MariaDBServer, PostgresServer
 
-STORES = ["memory", "redis", "redis-cluster"]
+STORES = ["memory", "redis", "redis-cluster", "sqlite", "postgres", "mariadb"]
+#: The SQL stores, and the environment variable that points each at an existing server.
+SQL_STORES = {"sqlite": None, "postgres": "POSTGRES_URL", "mariadb": "MYSQL_URL"}
 
 
 class AppSession(SessionModel):
@@ -79,6 +85,58 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the whole run: ``POSTGRES_URL`` if set, else our own."""
+    if os.environ.get("POSTGRES_URL"):
+        yield os.environ["POSTGRES_URL"]
+        return
+    server = PostgresServer().start()
+    try:
+        yield server.url
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """A real MariaDB (or MySQL) for the whole run: ``MYSQL_URL`` if set, else our own."""
+    if os.environ.get("MYSQL_URL"):
+        yield os.environ["MYSQL_URL"]
+        return
+    server = MariaDBServer().start()
+    try:
+        yield server.url
+    finally:
+        server.remove()
+
+
+def sql_url(name: str, request: pytest.FixtureRequest) -> str:
+    """The database URL of the SQL store ``name``: a file for SQLite, else a server's."""
+    if name == "sqlite":
+        directory = request.getfixturevalue("tmp_path")
+        return f"sqlite+aiosqlite:///{directory}/sessions.db"
+    return str(request.getfixturevalue(f"{name}_url"))
+
+
+@asynccontextmanager
+async def open_sql_store(url: str, clock: Clock, **options: Any) -> AsyncIterator[SQLBackend]:
+    """A `SQLBackend` on tables of its own (so a shared server loses nothing), dropped
+    afterwards."""
+    backend = SQLBackend.from_url(
+        url, table_name=f"sessions_{uuid.uuid4().hex[:12]}", clock=clock, **options
+    )
+    await backend.create_table()
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+        # On an engine of its own: the test may have closed the backend's.
+        cleaner = SQLBackend.from_url(url, table_name=backend.table.name)
+        await cleaner.drop_table()
+        await cleaner.aclose()
+
+
 @asynccontextmanager
 async def open_store(
     name: str, request: pytest.FixtureRequest, clock: Clock
@@ -92,6 +150,10 @@ async def open_store(
     """
     if name == "memory":
         yield MemoryBackend(clock=clock)
+        return
+    if name in SQL_STORES:
+        async with open_sql_store(sql_url(name, request), clock) as sql:
+            yield sql
         return
     if name == "function":
         from .rest_store import RestStore, rest_functions
@@ -176,6 +238,8 @@ def store_records(backend: Backend) -> StoreRecords:
         store = _inner(backend)
         if isinstance(store, MemoryBackend):
             return {key: dict(entry.fields) for key, entry in store._records.items()}
+        if isinstance(store, SQLBackend):
+            return await sql_records(store)
         assert isinstance(store, RedisBackend)
         records: dict[str, dict[str, bytes]] = {}
         async for key in store.client.scan_iter(match=store.key_prefix + "*"):
@@ -184,6 +248,17 @@ def store_records(backend: Backend) -> StoreRecords:
         return records
 
     return read
+
+
+async def sql_records(store: SQLBackend) -> dict[str, dict[str, bytes]]:
+    """Every row of a SQL store's table, expired or not, as records."""
+    table = store.table
+    query = sa.select(
+        table.c.id_hash, sa.cast(table.c.data, sa.Text()), sa.cast(table.c.meta, sa.Text())
+    )
+    async with store.engine.connect() as connection:
+        rows = (await connection.execute(query)).all()
+    return {key: decode_row(data, meta) for key, data, meta in rows}
 
 
 @pytest.fixture

@@ -87,3 +87,11 @@ def test_every_test_the_security_table_names_exists() -> None:
     }
     assert len(named) >= 25
     assert named - defined == set()
+
+
+def migration_snippet() -> str:
+    """The hand-written migration of the "choosing a store" page."""
+    page = (DOCS / "how-to" / "choosing-a-store.md").read_text()
+    block = r'```python title="alembic/versions/0001_sessions.py"\n(.*?)```'
+    [code] = re.findall(block, page, re.DOTALL)
+    return str(code)

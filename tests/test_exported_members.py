@@ -39,10 +39,10 @@ def test_every_exported_class_has_a_docstring() -> None:
         assert getattr(fastapi_session_deps, name).__doc__, name
 
 
-def test_importing_the_package_does_not_import_redis_or_httpx() -> None:
+def test_importing_the_package_does_not_import_redis_httpx_or_sqlalchemy() -> None:
     code = (
         "import sys, fastapi_session_deps; "
-        "print(sorted(m for m in ('redis', 'httpx') if m in sys.modules))"
+        "print(sorted(m for m in ('redis', 'httpx', 'sqlalchemy') if m in sys.modules))"
     )
     output = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -50,14 +50,17 @@ def test_importing_the_package_does_not_import_redis_or_httpx() -> None:
     assert output.strip() == "[]"
 
 
-def test_redis_backend_resolves_lazily_from_both_packages() -> None:
+def test_the_optional_backends_resolve_lazily_from_both_packages() -> None:
     import pytest
 
     import fastapi_session_deps.backends as backends
     from fastapi_session_deps.backends.redis import RedisBackend
+    from fastapi_session_deps.backends.sql import SQLBackend
 
     assert fastapi_session_deps.RedisBackend is RedisBackend
     assert backends.RedisBackend is RedisBackend
+    assert fastapi_session_deps.SQLBackend is SQLBackend
+    assert backends.SQLBackend is SQLBackend
     for module in (fastapi_session_deps, backends):
         with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
             _ = module.Nothing
@@ -65,7 +68,11 @@ def test_redis_backend_resolves_lazily_from_both_packages() -> None:
 
 @pytest.mark.parametrize(
     ("module", "name", "extra"),
-    [("redis", "RedisBackend", "redis"), ("httpx", "HTTPBackend", "http")],
+    [
+        ("redis", "RedisBackend", "redis"),
+        ("httpx", "HTTPBackend", "http"),
+        ("sqlalchemy", "SQLBackend", "sql"),
+    ],
 )
 def test_a_backend_without_its_extra_names_the_extra(module: str, name: str, extra: str) -> None:
     code = f"import sys; sys.modules[{module!r}] = None\nfrom fastapi_session_deps import {name}\n"

@@ -1,6 +1,7 @@
 """Session stores: the `Backend` protocol and the built-in backends.
 
-`RedisBackend` is resolved on first use, so importing this package never imports redis.
+`RedisBackend` and `SQLBackend` are resolved on first use, so importing this package never
+imports redis or SQLAlchemy.
 """
 
 from typing import TYPE_CHECKING
@@ -11,8 +12,9 @@ from .memory import MemoryBackend as MemoryBackend
 
 if TYPE_CHECKING:
     from .redis import RedisBackend as RedisBackend
+    from .sql import SQLBackend as SQLBackend
 
-__all__ = ["Backend", "MemoryBackend", "RedisBackend", "SessionLocks"]
+__all__ = ["Backend", "MemoryBackend", "RedisBackend", "SQLBackend", "SessionLocks"]
 
 
 def __getattr__(name: str) -> object:
@@ -20,4 +22,8 @@ def __getattr__(name: str) -> object:
         from .redis import RedisBackend
 
         return RedisBackend
+    if name == "SQLBackend":
+        from .sql import SQLBackend
+
+        return SQLBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

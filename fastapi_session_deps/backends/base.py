@@ -22,9 +22,11 @@ be reached or does not answer in time; no other exception may escape for a store
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 
-__all__ = ["MAX_RECORD_BYTES", "Backend", "SessionLocks", "record_size"]
+import anyio
+
+__all__ = ["MAX_RECORD_BYTES", "Backend", "SessionLocks", "poll_for_lock", "record_size"]
 
 #: The default size limit of one session's record: field names and values, in bytes.
 #: The engine refuses to write more, and treats a larger record it reads as no session;
@@ -36,6 +38,28 @@ def record_size(fields: Mapping[str, bytes]) -> int:
     """The size of a record as the limit counts it: every field's value in bytes, and every
     name in characters (names are short and almost always ASCII; this runs on every read)."""
     return sum(map(len, fields.values())) + sum(map(len, fields))
+
+
+#: Seconds between attempts to take a busy lock: doubling from the first to the last.
+LOCK_POLL_FIRST, LOCK_POLL_LAST = 0.002, 0.05
+
+
+async def poll_for_lock(attempt: Callable[[], Awaitable[bool]], wait: float) -> bool:
+    """Try ``attempt`` until it takes the lock or ``wait`` seconds have passed.
+
+    For stores that cannot tell a waiter when a lock is released: at least one attempt,
+    however short the wait, then attempts at doubling intervals.
+    """
+    pause = LOCK_POLL_FIRST
+    deadline = anyio.current_time() + wait
+    while True:
+        if await attempt():
+            return True
+        left = deadline - anyio.current_time()
+        if left <= 0:
+            return False
+        await anyio.sleep(min(pause, left))
+        pause = min(pause * 2, LOCK_POLL_LAST)
 
 
 class Backend(ABC):

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ..exceptions import BackendUnavailable, ConfigurationError
-from ..serializers import RESERVED_PREFIX
+from ._json_record import join_fields, split_fields
 from .base import Backend
 
 __all__ = ["FunctionBackend"]
@@ -172,16 +172,7 @@ class FunctionBackend(Backend):
 
 def _encode(fields: Mapping[str, bytes], expires: float) -> dict[str, Any]:
     """A record as a JSON-able dict: field values are the UTF-8 text the serializer wrote."""
-    data: dict[str, str] = {}
-    meta: dict[str, str] = {}
-    for name, value in fields.items():
-        text = value.decode("utf-8")
-        if name.startswith(RESERVED_PREFIX):
-            # The library's own fields go apart, so no NUL reaches the user's store (JSON
-            # allows it; PostgreSQL's jsonb, for one, does not).
-            meta[name[len(RESERVED_PREFIX) :]] = text
-        else:
-            data[name] = text
+    data, meta = split_fields(fields)
     return {"fields": data, "meta": meta, "expires": expires}
 
 
@@ -189,19 +180,11 @@ def _decode(raw: object) -> tuple[dict[str, bytes], float]:
     """The inverse of `_encode`. Raises ``TypeError`` or ``ValueError`` on any other shape."""
     if not isinstance(raw, dict):
         raise TypeError(f"a record is a dict, not a {type(raw).__name__}")
-    data, meta, expires = raw.get("fields"), raw.get("meta"), raw.get("expires")
-    if not isinstance(data, dict) or not isinstance(meta, dict):
-        raise TypeError("'fields' and 'meta' must be objects")
+    expires = raw.get("expires")
     if (
         isinstance(expires, bool)
         or not isinstance(expires, (int, float))
         or not math.isfinite(expires)
     ):
         raise TypeError("'expires' must be a finite number")
-    fields: dict[str, bytes] = {}
-    for prefix, group in (("", data), (RESERVED_PREFIX, meta)):
-        for name, value in group.items():
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise TypeError("field names and values must be strings")
-            fields[prefix + name] = value.encode("utf-8")
-    return fields, float(expires)
+    return join_fields(raw.get("fields"), raw.get("meta")), float(expires)

@@ -19,7 +19,7 @@ from ..exceptions import (
     ConfigurationError,
     MissingDependencyError,
 )
-from .base import Backend, SessionLocks
+from .base import Backend, SessionLocks, poll_for_lock
 
 try:
     import redis.asyncio as aioredis
@@ -105,9 +105,6 @@ _TOMBSTONE_MS = 300_000
 
 #: How Redis words the failure of a script itself (not of a command it ran).
 _SCRIPT_FAILED = re.compile(r"user_script|Error (?:running|compiling) script")
-
-#: Seconds between attempts to take a busy lock: doubling from the first to the last.
-_LOCK_POLL_FIRST, _LOCK_POLL_LAST = 0.002, 0.05
 
 
 class RedisBackend(Backend, SessionLocks):
@@ -255,17 +252,12 @@ class RedisBackend(Backend, SessionLocks):
     async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
         keys = self._lock_keys(key, token)
         args: list[str | int] = [token, _milliseconds(ttl)]
-        pause = _LOCK_POLL_FIRST
-        deadline = anyio.current_time() + wait
-        while True:  # at least one attempt, however short the wait
+
+        async def attempt() -> bool:
             taken = await self._call("acquire_lock", lambda: self._acquire(keys=keys, args=args))
-            if taken:
-                return True
-            left = deadline - anyio.current_time()
-            if left <= 0:
-                return False
-            await anyio.sleep(min(pause, left))
-            pause = min(pause * 2, _LOCK_POLL_LAST)
+            return bool(taken)
+
+        return await poll_for_lock(attempt, wait)
 
     async def release_lock(self, key: str, token: str) -> None:
         keys = self._lock_keys(key, token)

@@ -1,0 +1,672 @@
+"""`SQLBackend`: session records in a SQL table, through SQLAlchemy's asyncio engine.
+
+SQLite (``aiosqlite``), PostgreSQL (``asyncpg``) and MySQL or MariaDB (``aiomysql``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+
+from ..exceptions import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    MissingDependencyError,
+)
+from ..serializers import RESERVED_PREFIX
+from ._json_record import join_fields, split_fields
+from .base import Backend, SessionLocks, poll_for_lock
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess without SQLAlchemy
+    raise MissingDependencyError.of("SQLBackend", "sql", "SQLAlchemy") from exc
+
+__all__ = ["SQLBackend"]
+
+logger = logging.getLogger("fastapi_session_deps")
+
+R = TypeVar("R")
+
+#: A read renews a record's expiry only once this share of the time-to-live has gone by
+#: since the last renewal, so most reads are one SELECT and write nothing; the record then
+#: lives between 90 % and 100 % of the idle timeout after the last request, as the token's
+#: renewal already allows (the engine's ``REISSUE_FRACTION``).
+RENEW_FRACTION = 0.1
+#: How long a token released before it held its lock is kept from taking it.
+TOMBSTONE_SECONDS = 300.0
+#: The most members a merge patch may have to be applied by SQLite's ``json_patch`` or
+#: MySQL's ``JSON_MERGE_PATCH`` (whose time grows with the patch's size times the
+#: record's); a larger one is applied here, in a transaction that locks the row.
+SERVER_PATCH_LIMIT = 16
+#: Rows deleted per statement by `SQLBackend.delete_expired`, by default.
+DEFAULT_BATCH_SIZE = 1000
+
+_DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+def session_tables(
+    metadata: sa.MetaData, table_name: str = "sessions"
+) -> tuple[sa.Table, sa.Table]:
+    """Define the session table and its lock table on ``metadata``, and return them.
+
+    ``<table_name>``: ``id_hash`` (the primary key: the SHA-256 of the session id, never the
+    id), ``data`` (the session's fields, a JSON object of text), ``meta`` (the library's
+    fields, likewise) and ``expires_at`` (seconds since the epoch, indexed).
+    ``<table_name>_locks``: the locks of ``concurrency="lock"``, one row per held lock.
+
+    On MySQL and MariaDB both tables use ``utf8mb4`` with a binary collation, since keys are
+    case-sensitive.
+    """
+    text_json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    mysql_options: dict[str, Any] = {
+        f"{dialect}_{option}": value
+        for dialect in ("mysql", "mariadb")
+        for option, value in (("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
+    }
+    records = sa.Table(
+        table_name,
+        metadata,
+        sa.Column("id_hash", sa.String(64), primary_key=True),
+        sa.Column("data", text_json, nullable=False),
+        sa.Column("meta", text_json, nullable=False),
+        sa.Column("expires_at", sa.Double(), nullable=False, index=True),
+        # SQLite keeps JSON as text and would take anything; the others check it already.
+        sa.CheckConstraint(
+            "json_valid(data) AND json_valid(meta)", name=f"ck_{table_name}_json"
+        ).ddl_if(dialect="sqlite"),
+        **mysql_options,
+    )
+    locks = sa.Table(
+        f"{table_name}_locks",
+        metadata,
+        sa.Column("lock_key", sa.String(160), primary_key=True),
+        sa.Column("token", sa.String(128), nullable=False),
+        sa.Column("expires_at", sa.Double(), nullable=False, index=True),
+        **mysql_options,
+    )
+    return records, locks
+
+
+class SQLBackend(Backend, SessionLocks):
+    """Session records in a SQL table: SQLite, PostgreSQL, MySQL or MariaDB.
+
+    One row per session, keyed by the hash of its id, with its fields as JSON and an
+    indexed expiry. Every operation is one statement, atomic on its own:
+
+    - a read is a ``SELECT`` of a live row (an expired one is never returned, whether or
+      not it has been deleted yet); it renews the expiry with an ``UPDATE`` only once
+      a tenth of the idle timeout has gone by since the last renewal;
+    - a whole-record write is an upsert (``ON CONFLICT`` / ``ON DUPLICATE KEY``), so
+      concurrent writers never meet a duplicate-key error;
+    - a field-level merge is one ``UPDATE`` of a live row that patches its JSON on the
+      server (``jsonb ||`` on PostgreSQL, ``json_patch`` on SQLite, ``JSON_MERGE_PATCH`` on
+      MySQL and MariaDB): a session destroyed or expired meanwhile is never brought back.
+
+    It also provides the per-session locks of ``concurrency="lock"``: a row per held lock,
+    taken by an insert that only one writer can win, with an expiry after which another
+    request may take it over.
+
+    Expired rows are invisible at once, but stay in the table until `delete_expired`
+    removes them (in batches, so no statement holds many locks for long): run it from cron
+    (``python -m fastapi_session_deps cleanup``) or let the manager's lifespan run it
+    (``cleanup_interval=``).
+
+    The backend never creates its tables by itself: put `table` and `lock_table` in your
+    migrations (see `session_tables`), or call `create_table` (for development and tests).
+
+    Args:
+        engine: an asyncio engine (``create_async_engine``). The backend never disposes an
+            engine it was handed; use `from_url` for one it owns.
+        table_name: the session table's name; the lock table is ``<table_name>_locks``.
+        metadata: the `sqlalchemy.MetaData` to define the tables on (your app's, so that
+            Alembic's autogenerate sees them); a new one by default.
+        timeout: seconds any one store call may take, waiting for a pooled connection
+            included; past it, the call fails with `BackendUnavailable` (a 503).
+        clock: seconds since the epoch, for expiry; tests may pass a fake one. Keep the
+            clocks of the app's servers in sync: expiry is judged by the app's clock.
+
+    Raises:
+        ConfigurationError: an engine of another database, or a non-positive timeout.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        table_name: str = "sessions",
+        metadata: sa.MetaData | None = None,
+        timeout: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(engine, AsyncEngine):
+            raise ConfigurationError(
+                f"SQLBackend needs an asyncio engine (create_async_engine), not {engine!r}."
+            )
+        dialect = engine.dialect.name
+        if dialect not in _DIALECTS:
+            raise ConfigurationError(
+                f"SQLBackend supports SQLite, PostgreSQL, MySQL and MariaDB, not {dialect!r}."
+            )
+        if not timeout > 0:
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {timeout!r}."
+            )
+        self.engine = engine
+        self.metadata = metadata if metadata is not None else sa.MetaData()
+        self.table, self.lock_table = session_tables(self.metadata, table_name)
+        self.timeout = timeout
+        self._clock = clock
+        self._owns_engine = False
+        self._dialect = "mysql" if dialect == "mariadb" else dialect
+        # Each call is one statement, atomic by itself: no transaction to begin or end. (An
+        # engine made by from_url is in autocommit already, set once per connection rather
+        # than at every checkout.)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # What the driver raises where SQLAlchemy does not wrap it (setting up a connection).
+        self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self._abandoned: set[asyncio.Future[Any]] = set()
+        self._statements = _Statements(self._dialect, self.table, self.lock_table)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        table_name: str = "sessions",
+        metadata: sa.MetaData | None = None,
+        timeout: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        **engine_options: Any,
+    ) -> SQLBackend:
+        """Create the engine too (the backend owns it, and disposes it in `aclose`).
+
+        ``sqlite+aiosqlite:///path/sessions.db`` (the directory is created if missing; the
+        database is put in WAL mode, so that readers never wait for a writer),
+        ``postgresql+asyncpg://user:password@host/db``,
+        ``mysql+aiomysql://user:password@host/db`` (``charset=utf8mb4`` unless the URL says
+        otherwise). ``engine_options`` go to ``create_async_engine``.
+
+        Raises:
+            ConfigurationError: an in-memory SQLite URL (each pooled connection would see a
+                database of its own: use `MemoryBackend`), or another database.
+        """
+        parsed = sa.make_url(url)
+        name = parsed.get_backend_name()
+        options: dict[str, Any] = {"hide_parameters": True, "isolation_level": "AUTOCOMMIT"}
+        if name == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or "mode=memory" in str(parsed.query):
+                raise ConfigurationError(
+                    "SQLBackend needs a SQLite file (sqlite+aiosqlite:///path/sessions.db); "
+                    "for sessions in memory use MemoryBackend."
+                )
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # The driver's own wait for a locked database stays inside the call's timeout.
+            options["connect_args"] = {"timeout": timeout / 2}
+        elif name in ("mysql", "mariadb") and "charset" not in parsed.query:
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        options.update(engine_options)
+        engine = create_async_engine(parsed, **options)
+        if name == "sqlite":
+            sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            backend = cls(
+                engine, table_name=table_name, metadata=metadata, timeout=timeout, clock=clock
+            )
+        except ConfigurationError:
+            engine.sync_engine.dispose()
+            raise
+        backend._owns_engine = True
+        backend._autocommit = engine
+        return backend
+
+    def __repr__(self) -> str:
+        return f"SQLBackend({self._dialect}, table={self.table.name!r}, timeout={self.timeout!r})"
+
+    # -- the tables ------------------------------------------------------------------------------
+
+    async def create_table(self) -> None:
+        """Create the session and lock tables if they do not exist (for development and
+        tests; in production, create them in your migrations)."""
+
+        async def create() -> None:
+            async with self.engine.begin() as connection:
+                await connection.run_sync(
+                    self.metadata.create_all, tables=[self.table, self.lock_table]
+                )
+
+        await self._call("create_table", create, seconds=max(self.timeout, 30.0))
+
+    async def drop_table(self) -> None:
+        """Drop the session and lock tables, if they exist: every session ends."""
+
+        async def drop() -> None:
+            async with self.engine.begin() as connection:
+                await connection.run_sync(
+                    self.metadata.drop_all, tables=[self.table, self.lock_table]
+                )
+
+        await self._call("drop_table", drop, seconds=max(self.timeout, 30.0))
+
+    # -- records ---------------------------------------------------------------------------------
+
+    async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
+        now = self._clock()
+        row = await self._run("get", self._statements.select, {"k": key, "now": now}, _first)
+        if row is None:
+            return None
+        data, meta, expires_at = row
+        try:
+            fields = decode_row(data, meta)
+        except (TypeError, ValueError):
+            logger.warning("A session row that is not a session record: no session")
+            return None
+        if ttl is not None and expires_at < now + ttl * (1 - RENEW_FRACTION):
+            until = now + ttl
+            await self._run(
+                "get", self._statements.renew, {"k": key, "now": now, "until": until}, _count
+            )
+        return fields
+
+    async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
+        data, meta = split_fields(fields)
+        until = self._clock() + ttl
+        values = {"k": key, "d": data, "m": meta, "until": until}
+        await self._run("set", self._statements.upsert, values, _count)
+
+    async def update(
+        self,
+        key: str,
+        changed: Mapping[str, bytes],
+        removed: Collection[str] = (),
+        *,
+        ttl: float,
+    ) -> bool:
+        data, meta = split_fields(changed)
+        # A merge patch: null removes a member (values are never null: they are text).
+        patch: dict[str, str | None] = dict(data)
+        meta_patch: dict[str, str | None] = dict(meta)
+        for name in removed:
+            if name.startswith(RESERVED_PREFIX):
+                meta_patch[name[len(RESERVED_PREFIX) :]] = None
+            else:
+                patch[name] = None
+        now = self._clock()
+        values = {"k": key, "now": now, "until": now + ttl, "d": patch, "m": meta_patch}
+        if self._dialect != "postgresql" and len(patch) + len(meta_patch) > SERVER_PATCH_LIMIT:
+            return await self._call("update", lambda: self._merge_here(values))
+        return await self._run("update", self._statements.merge, values, _count) == 1
+
+    async def _merge_here(self, values: dict[str, Any]) -> bool:
+        """The merge as a short transaction that locks the row, patched here: for a large
+        patch, which SQLite's and MySQL's JSON patch functions apply in time proportional to
+        the patch's size times the record's."""
+        async with self._autocommit.connect() as connection:
+            await connection.exec_driver_sql(self._statements.begin)
+            try:
+                merged = await self._patch_locked_row(connection, values)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await connection.exec_driver_sql("ROLLBACK")
+                raise
+            except BaseException:
+                # Cancelled (the timeout): not a word more to the database, whose answer
+                # may never come; closing the connection rolls the transaction back.
+                await connection.invalidate()
+                raise
+            await connection.exec_driver_sql("COMMIT")
+        return merged
+
+    async def _patch_locked_row(self, connection: AsyncConnection, values: dict[str, Any]) -> bool:
+        statements = self._statements
+        row = (await connection.execute(statements.select_for_update, values)).first()
+        if row is None:
+            return False
+        try:
+            data, meta = split_fields(decode_row(row[0], row[1]))
+        except (TypeError, ValueError):
+            return False  # a damaged row is no session: not patched
+        for stored, patch in ((data, values["d"]), (meta, values["m"])):
+            for name, value in patch.items():
+                if value is None:
+                    stored.pop(name, None)
+                else:
+                    stored[name] = value
+        whole = {"k": values["k"], "d": data, "m": meta, "until": values["until"]}
+        await connection.execute(statements.replace, whole)
+        return True
+
+    async def delete(self, key: str) -> None:
+        await self._run("delete", self._statements.delete, {"k": key}, _count)
+
+    async def delete_expired(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+        """Delete the rows of expired sessions (and of expired locks), and return how many
+        sessions' rows were deleted.
+
+        In statements of at most ``batch_size`` rows, each its own transaction, so that the
+        table is never locked for long; on PostgreSQL, rows another transaction holds are
+        skipped (``FOR UPDATE SKIP LOCKED``) rather than waited for. Each statement is bounded
+        by the backend's timeout, so a batch size the database cannot delete within it fails
+        with `BackendUnavailable`; the rows deleted by then stay deleted.
+        """
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise ConfigurationError(f"batch_size must be a positive integer, not {batch_size!r}.")
+        total = 0
+        for statement, counted in (
+            (self._statements.purge(self.table, batch_size), True),
+            (self._statements.purge(self.lock_table, batch_size), False),
+        ):
+            while True:
+                deleted = await self._run(
+                    "delete_expired", statement, {"now": self._clock()}, _count
+                )
+                if counted:
+                    total += deleted
+                if deleted < batch_size:
+                    break
+                await anyio.lowlevel.checkpoint()  # let requests in between batches
+        return total
+
+    # -- locks -----------------------------------------------------------------------------------
+
+    async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
+        statements = self._statements
+
+        async def attempt() -> bool:
+            now = self._clock()
+            values = {
+                "lk": key,
+                "tok": token,
+                "until": now + ttl,
+                "gone": _tombstone(key, token),
+                "now": now,
+            }
+            if await self._run("acquire_lock", statements.take, values, _count) == 1:
+                return True
+            # Held, or held by a holder whose time ran out (it died): clear the latter.
+            stale = {"lk": key, "now": now}
+            if not await self._run("acquire_lock", statements.clear_stale, stale, _count):
+                return False
+            return bool(await self._run("acquire_lock", statements.take, values, _count) == 1)
+
+        return await poll_for_lock(attempt, wait)
+
+    async def release_lock(self, key: str, token: str) -> None:
+        statements = self._statements
+        released = await self._run(
+            "release_lock", statements.release, {"lk": key, "tok": token}, _count
+        )
+        if not released:
+            # Not held by this token: its acquisition may still be on its way (it timed out
+            # against a paused database). Leave a tombstone so that it never takes the lock.
+            until = self._clock() + TOMBSTONE_SECONDS
+            values = {"lk": _tombstone(key, token), "tok": token, "until": until}
+            await self._run("release_lock", statements.tombstone, values, _count)
+
+    async def aclose(self) -> None:
+        if self._abandoned:  # calls given up on: let them close their connections first
+            await asyncio.wait(self._abandoned, timeout=5)
+        if self._owns_engine:
+            self._owns_engine = False
+            await self.engine.dispose()
+
+    # -- running statements --------------------------------------------------------------------
+
+    async def _run(
+        self,
+        operation: str,
+        statement: sa.Executable,
+        values: dict[str, Any],
+        read: Callable[[sa.CursorResult[Any]], R],
+    ) -> R:
+        """Execute one statement on a pooled connection, in autocommit, under the timeout."""
+
+        async def execute() -> R:
+            async with self._autocommit.connect() as connection:
+                return read(await connection.execute(statement, values))
+
+        return await self._call(operation, execute)
+
+    async def _call(
+        self, operation: str, work: Callable[[], Awaitable[R]], *, seconds: float | None = None
+    ) -> R:
+        """Run ``work`` for at most the timeout, and turn a database's faults into ours.
+
+        The work runs in a task of its own, and is left behind when the time is up: a
+        cancelled driver may wait on the database to close its connection (SQLAlchemy
+        gives a graceful close two seconds), and the caller must not wait with it.
+        """
+        seconds = self.timeout if seconds is None else seconds
+        task = asyncio.ensure_future(work())
+        try:
+            done, _ = await asyncio.wait((task,), timeout=seconds)
+        except BaseException:  # the caller itself was cancelled
+            self._abandon(task)
+            raise
+        if not done:
+            self._abandon(task)
+            raise BackendUnavailable(
+                f"{self._dialect} did not answer {operation} within {seconds:g} s",
+                backend="SQLBackend",
+                operation=operation,
+            )
+        try:
+            return task.result()
+        except sa_exc.DBAPIError as exc:
+            if not _refused_as_wrong(exc):
+                raise self._unavailable(operation, exc) from exc
+            # Refused as wrong, not as unavailable: a retry would only repeat it.
+            logger.error("SQLBackend: %s refused %s: %s", self._dialect, operation, _brief(exc))
+            raise BackendError(
+                f"{self._dialect} refused {operation}: {_brief(exc)}",
+                backend="SQLBackend",
+                operation=operation,
+            ) from exc
+        except (sa_exc.SQLAlchemyError, OSError, self._driver_error) as exc:
+            raise self._unavailable(operation, exc) from exc
+
+    def _abandon(self, task: asyncio.Future[Any]) -> None:
+        """Cancel ``task`` and let it finish in the background (kept until it does)."""
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a late failure of abandoned work is no news
+
+    def _unavailable(self, operation: str, exc: BaseException) -> BackendUnavailable:
+        # Connection refused or lost, a database shutting down or read-only, a lock timeout,
+        # a missing table (a deploy whose migration has not run yet): "retry shortly".
+        return BackendUnavailable(
+            f"{self._dialect} failed on {operation}: {_brief(exc)}",
+            backend="SQLBackend",
+            operation=operation,
+        )
+
+
+class _Statements:
+    """Every statement the backend runs, built once (SQLAlchemy caches their compiled SQL)."""
+
+    def __init__(self, dialect: str, table: sa.Table, locks: sa.Table) -> None:
+        self.dialect = dialect
+        c, lc = table.c, locks.c
+        k = sa.bindparam("k", type_=c.id_hash.type)
+        now: sa.BindParameter[float] = sa.bindparam("now", type_=sa.Double())
+        until: sa.BindParameter[float] = sa.bindparam("until", type_=sa.Double())
+        live = sa.and_(c.id_hash == k, c.expires_at > now)
+
+        # Read back as text, parsed by `decode_row`: a damaged row is "no session", never
+        # an error from a driver's JSON decoder (asyncpg decodes jsonb itself otherwise).
+        as_text = (sa.cast(c.data, sa.Text()), sa.cast(c.meta, sa.Text()))
+        self.select = sa.select(*as_text, c.expires_at).where(live)
+        # Renew only forward, and never a row that expired meanwhile.
+        self.renew = sa.update(table).where(live, c.expires_at < until).values(expires_at=until)
+
+        row = {
+            "id_hash": k,
+            "data": sa.bindparam("d", type_=c.data.type),
+            "meta": sa.bindparam("m", type_=c.meta.type),
+            "expires_at": until,
+        }
+        if dialect == "mysql":
+            mysql_upsert = mysql.insert(table).values(row)
+            inserted = mysql_upsert.inserted
+            self.upsert: sa.Executable = mysql_upsert.on_duplicate_key_update(
+                data=inserted.data, meta=inserted.meta, expires_at=inserted.expires_at
+            )
+        else:
+            insert = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(row)
+            self.upsert = insert.on_conflict_do_update(
+                index_elements=[c.id_hash],
+                set_={
+                    "data": insert.excluded.data,
+                    "meta": insert.excluded.meta,
+                    "expires_at": insert.excluded.expires_at,
+                },
+            )
+
+        self.merge = (
+            sa.update(table)
+            .where(live)
+            .values(
+                data=self._patched(c.data, "d"),
+                meta=self._patched(c.meta, "m"),
+                expires_at=until,
+            )
+        )
+        self.delete = sa.delete(table).where(c.id_hash == k)
+        # For a merge patched here: the live row, locked until the transaction ends (SQLite
+        # takes its write lock at BEGIN IMMEDIATE instead), then written whole.
+        self.begin = "BEGIN IMMEDIATE" if dialect == "sqlite" else "START TRANSACTION"
+        self.select_for_update = sa.select(*as_text).where(live).with_for_update()
+        self.replace = (
+            sa.update(table)
+            .where(c.id_hash == k)
+            .values(data=row["data"], meta=row["meta"], expires_at=until)
+        )
+
+        # Locks: a row per held lock. Taking one inserts the row unless it exists (whoever
+        # holds it) or the token was given up on (its tombstone row exists).
+        lock_key = sa.bindparam("lk", type_=lc.lock_key.type)
+        token = sa.bindparam("tok", type_=lc.token.type)
+        tombstoned = (
+            sa.exists()
+            .where(
+                lc.lock_key == sa.bindparam("gone", type_=lc.lock_key.type), lc.expires_at > now
+            )
+            .correlate(None)
+        )
+        candidate = sa.select(lock_key, token, until).where(~tombstoned)
+        self.take = self._insert_unless_present(locks, candidate)
+        self.clear_stale = sa.delete(locks).where(lc.lock_key == lock_key, lc.expires_at <= now)
+        self.release = sa.delete(locks).where(lc.lock_key == lock_key, lc.token == token)
+        self.tombstone = self._insert_unless_present(
+            locks, sa.select(lock_key, token, until).where(sa.true())
+        )
+
+    def _patched(self, column: sa.Column[Any], name: str) -> sa.ColumnElement[Any]:
+        """``column`` with the JSON merge patch bound as ``name`` applied, on the server."""
+        patch = sa.bindparam(name, type_=column.type)
+        if self.dialect == "postgresql":
+            # jsonb has no merge patch; stored values are never null, so stripping the
+            # nulls after || removes exactly the members the patch set to null.
+            return sa.func.jsonb_strip_nulls(column.op("||")(patch), type_=column.type)
+        if self.dialect == "mysql":
+            return sa.func.JSON_MERGE_PATCH(column, patch, type_=column.type)
+        return sa.func.json_patch(column, patch, type_=column.type)
+
+    def _insert_unless_present(self, locks: sa.Table, rows: sa.Select[Any]) -> sa.Executable:
+        names = ["lock_key", "token", "expires_at"]
+        if self.dialect == "mysql":
+            return sa.insert(locks).prefix_with("IGNORE").from_select(names, rows)
+        insert = postgresql.insert(locks) if self.dialect == "postgresql" else sqlite.insert(locks)
+        return insert.from_select(names, rows).on_conflict_do_nothing(
+            index_elements=[locks.c.lock_key]
+        )
+
+    def purge(self, table: sa.Table, batch_size: int) -> sa.Executable:
+        """Delete at most ``batch_size`` expired rows of ``table``, oldest first."""
+        now: sa.BindParameter[float] = sa.bindparam("now", type_=sa.Double())
+        expired = table.c.expires_at <= now
+        if self.dialect == "mysql":  # DELETE ... LIMIT (MySQL refuses LIMIT in a subquery)
+            limited: sa.Delete = sa.delete(table).where(expired)
+            return limited.with_dialect_options(mysql_limit=batch_size)
+        key = table.primary_key.columns.values()[0]
+        batch = (
+            sa.select(key)
+            .where(expired)
+            .order_by(table.c.expires_at)
+            .limit(batch_size)
+            .correlate(None)  # the same table as the DELETE's: a subquery of its own
+        )
+        if self.dialect == "postgresql":
+            batch = batch.with_for_update(skip_locked=True)
+        return sa.delete(table).where(key.in_(batch.scalar_subquery()))
+
+
+def decode_row(data: object, meta: object) -> dict[str, bytes]:
+    """A row's ``data`` and ``meta`` columns, read as JSON text, as a record's fields.
+
+    Raises:
+        TypeError, ValueError: anything but two JSON objects of text.
+    """
+    if not isinstance(data, str) or not isinstance(meta, str):
+        raise TypeError("the columns must be read as text")
+    try:
+        return join_fields(json.loads(data), json.loads(meta))
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc
+
+
+def _tombstone(key: str, token: str) -> str:
+    return f"{key}:gone:{token}"
+
+
+def _first(result: sa.CursorResult[Any]) -> Any:
+    return result.first()
+
+
+def _count(result: sa.CursorResult[Any]) -> int:
+    return int(result.rowcount)
+
+
+def _refused_as_wrong(exc: sa_exc.DBAPIError) -> bool:
+    """Whether the database refused the statement's data (SQLSTATE classes 22, data, and 23,
+    integrity), rather than failed to run it."""
+    if isinstance(exc, (sa_exc.IntegrityError, sa_exc.DataError)):
+        return True
+    state = getattr(exc.orig, "sqlstate", None)  # asyncpg's errors carry theirs
+    return isinstance(state, str) and state[:2] in ("22", "23")
+
+
+def _brief(exc: BaseException) -> str:
+    """The database's complaint, without the statement or its parameters (a session's data
+    must never reach a log)."""
+    original = getattr(exc, "orig", None) or exc
+    first_line = (str(original).strip().splitlines() or [""])[0][:200]
+    return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
+
+
+def _sqlite_pragmas(connection: Any, _record: object) -> None:
+    """WAL, so readers never wait for a writer; NORMAL sync, which in WAL mode loses no
+    committed write when the process dies (only, at worst, the last ones on power loss)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
