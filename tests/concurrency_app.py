@@ -1,6 +1,7 @@
 """The app the concurrency tests serve with uvicorn, configured from the environment.
 
-STORE (memory | redis), REDIS_URL, KEY_PREFIX and POLICY (merge | lock). The typed session
+STORE (memory | redis | sql), REDIS_URL, KEY_PREFIX, SQL_URL, SQL_TABLE and POLICY (merge |
+lock). The typed session
 counts increments in one field; the `request.session` one gets a key per request.
 """
 
@@ -11,12 +12,14 @@ import anyio
 from fastapi import Depends, FastAPI, Request
 
 from fastapi_session_deps import (
+    Backend,
     CookieFrontend,
     MemoryBackend,
     RedisBackend,
     SessionManager,
     SessionMiddleware,
     SessionModel,
+    SQLBackend,
     load_session,
 )
 
@@ -29,10 +32,13 @@ class Counter(SessionModel):
     counter: int = 0
 
 
+backend: Backend
 if os.environ.get("STORE") == "redis":
     backend = RedisBackend.from_url(
         os.environ["REDIS_URL"], key_prefix=os.environ.get("KEY_PREFIX", "session:")
     )
+elif os.environ.get("STORE") == "sql":
+    backend = SQLBackend.from_url(os.environ["SQL_URL"], table_name=os.environ["SQL_TABLE"])
 else:
     backend = MemoryBackend()
 

@@ -13,6 +13,9 @@ import anyio
 import httpx
 import pytest
 
+from fastapi_session_deps import SQLBackend
+
+from .conftest import SQL_STORES, sql_url
 from .helpers import uvicorn_server
 
 pytestmark = pytest.mark.anyio
@@ -24,10 +27,8 @@ REPORT: list[tuple[str, str, int, str, int]] = []
 
 
 @contextmanager
-def serve(store: str, policy: str, workers: int, redis_url: str | None) -> Iterator[str]:
-    env = {"STORE": store, "POLICY": policy, "KEY_PREFIX": f"c:{uuid.uuid4()}:"}
-    if redis_url:
-        env["REDIS_URL"] = redis_url
+def serve(store: str, policy: str, workers: int, **settings: str) -> Iterator[str]:
+    env = {"STORE": store, "POLICY": policy, "KEY_PREFIX": f"c:{uuid.uuid4()}:", **settings}
     with uvicorn_server(
         "concurrency_app:app", app_dir=APP_DIR, env=env, workers=workers, ready_path="/read"
     ) as base:
@@ -53,15 +54,27 @@ CASES = [
     ("memory", 1),  # a memory store is one process's: two workers would not share it
     ("redis", 1),
     ("redis", 2),
+    ("sqlite", 2),  # two processes on one file
+    ("postgres", 2),
+    ("mariadb", 2),
 ]
 
 
 @pytest.mark.parametrize(("store", "workers"), CASES, ids=[f"{s}-{w}w" for s, w in CASES])
 @pytest.mark.parametrize("policy", ["lock", "merge"])
 async def test_concurrent_updates_of_one_session(
-    store: str, workers: int, policy: str, redis_url: str
+    store: str, workers: int, policy: str, request: pytest.FixtureRequest
 ) -> None:
-    with serve(store, policy, workers, redis_url if store == "redis" else None) as base:
+    settings = {}
+    if store == "redis":
+        settings["REDIS_URL"] = request.getfixturevalue("redis_url")
+    elif store in SQL_STORES:
+        url = sql_url(store, request)
+        backend = SQLBackend.from_url(url, table_name=f"c_{uuid.uuid4().hex[:12]}")
+        await backend.create_table()
+        await backend.aclose()
+        settings.update(STORE="sql", SQL_URL=url, SQL_TABLE=backend.table.name)
+    with serve(store, policy, workers, **settings) as base:
         limits = httpx.Limits(max_connections=CONCURRENCY)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
             await client.post("/start")
@@ -88,8 +101,8 @@ def report_lines() -> list[str]:
         return []
     lines = [
         f"lost updates out of {REQUESTS} concurrent ({CONCURRENCY} at a time), real uvicorn:",
-        f"  {'policy':7} {'store':7} {'workers':>7}  {'updates to':17} {'lost':>4}",
+        f"  {'policy':7} {'store':8} {'workers':>7}  {'updates to':17} {'lost':>4}",
     ]
     for policy, store, workers, what, lost in sorted(REPORT):
-        lines.append(f"  {policy:7} {store:7} {workers:>7}  {what:17} {lost:>4}")
+        lines.append(f"  {policy:7} {store:8} {workers:>7}  {what:17} {lost:>4}")
     return lines

@@ -307,18 +307,32 @@ class SQLBackend(Backend, SessionLocks):
                 patch[name] = None
         now = self._clock()
         values = {"k": key, "now": now, "until": now + ttl, "d": patch, "m": meta_patch}
-        if self._dialect != "postgresql" and len(patch) + len(meta_patch) > SERVER_PATCH_LIMIT:
-            return await self._call("update", lambda: self._merge_here(values))
-        return await self._run("update", self._statements.merge, values, _count) == 1
+        here = self._dialect != "postgresql" and len(patch) + len(meta_patch) > SERVER_PATCH_LIMIT
+        if self._dialect == "sqlite" and not here:
+            return await self._run("update", self._statements.merge, values, _count) == 1
+        return await self._call("update", lambda: _retrying(lambda: self._merge(values, here)))
 
-    async def _merge_here(self, values: dict[str, Any]) -> bool:
-        """The merge as a short transaction that locks the row, patched here: for a large
-        patch, which SQLite's and MySQL's JSON patch functions apply in time proportional to
-        the patch's size times the record's."""
+    async def _merge(self, values: dict[str, Any], here: bool) -> bool:
+        """The merge in a transaction of its own: one ``UPDATE`` that patches on the server,
+        or (``here``) a locked read, a patch applied here and a write.
+
+        On a database server, a merge is never a statement on its own: a call given up on
+        (the database paused past the timeout) may still reach it later, and run after
+        newer writes of the same fields, undoing them. In a transaction it cannot: if its
+        ``UPDATE`` runs late, no ``COMMIT`` follows, and the transaction is rolled back when
+        the connection closes; if it ran in time, it holds the row until its ``COMMIT``, and
+        newer writes wait for it. ``here`` is for a large patch, which SQLite's and MySQL's
+        JSON patch functions apply in time proportional to the patch's size times the
+        record's.
+        """
         async with self._autocommit.connect() as connection:
             await connection.exec_driver_sql(self._statements.begin)
             try:
-                merged = await self._patch_locked_row(connection, values)
+                if here:
+                    merged = await self._patch_locked_row(connection, values)
+                else:
+                    result = await connection.execute(self._statements.merge, values)
+                    merged = result.rowcount == 1
             except Exception:
                 with contextlib.suppress(Exception):
                     await connection.exec_driver_sql("ROLLBACK")
@@ -439,7 +453,7 @@ class SQLBackend(Backend, SessionLocks):
             async with self._autocommit.connect() as connection:
                 return read(await connection.execute(statement, values))
 
-        return await self._call(operation, execute)
+        return await self._call(operation, lambda: _retrying(execute))
 
     async def _call(
         self, operation: str, work: Callable[[], Awaitable[R]], *, seconds: float | None = None
@@ -553,7 +567,9 @@ class _Statements:
         self.delete = sa.delete(table).where(c.id_hash == k)
         # For a merge patched here: the live row, locked until the transaction ends (SQLite
         # takes its write lock at BEGIN IMMEDIATE instead), then written whole.
-        self.begin = "BEGIN IMMEDIATE" if dialect == "sqlite" else "START TRANSACTION"
+        self.begin = {"sqlite": "BEGIN IMMEDIATE", "mysql": "START TRANSACTION"}.get(
+            dialect, "BEGIN"
+        )
         self.select_for_update = sa.select(*as_text).where(live).with_for_update()
         self.replace = (
             sa.update(table)
@@ -653,6 +669,25 @@ def _refused_as_wrong(exc: sa_exc.DBAPIError) -> bool:
         return True
     state = getattr(exc.orig, "sqlstate", None)  # asyncpg's errors carry theirs
     return isinstance(state, str) and state[:2] in ("22", "23")
+
+
+async def _retrying(work: Callable[[], Awaitable[R]]) -> R:
+    """``work()``, again if the database chose it as a deadlock's victim (InnoDB does, when
+    requests race for one lock row): it did nothing then. Bounded by the caller's timeout."""
+    while True:
+        try:
+            return await work()
+        except sa_exc.DBAPIError as exc:
+            if not _deadlocked(exc):
+                raise
+        await anyio.lowlevel.checkpoint()
+
+
+def _deadlocked(exc: sa_exc.DBAPIError) -> bool:
+    """Whether the statement was rolled back as a deadlock's victim (MySQL 1213, PostgreSQL
+    SQLSTATE 40P01), or for a lock it waited too long for (MySQL 1205)."""
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    return code in (1205, 1213) or getattr(exc.orig, "sqlstate", None) == "40P01"
 
 
 def _brief(exc: BaseException) -> str:

@@ -1,26 +1,34 @@
-"""Store faults under load: Redis stopped, restarted and paused under 20 concurrent clients.
+"""Store faults under load: the store stopped, restarted and paused under 20 clients.
 
-A real uvicorn serves ``fault_app`` on a loopback port; a real redis-server of the test's own
-(``appendfsync always``, so an acknowledged write is on disk) is stopped and restarted by
-its pid and paused with SIGSTOP while 20 clients keep incrementing counters in sessions of
-their own. Bounded: about 12 seconds of load, every request with a time limit.
+A real uvicorn serves ``fault_app`` on a loopback port; a real server of the test's own
+(redis-server with ``appendfsync always``; PostgreSQL and MariaDB, whose commits reach the
+kernel before they are acknowledged) is stopped and restarted by its pid and paused with
+SIGSTOP while 20 clients keep incrementing counters in sessions of their own. SQLite has no
+server to stop: another process takes the database's write lock instead, and lets go.
+Bounded: about 12 seconds of load per store, every request with a time limit.
 
 Counted: answers that are 5xx but not 503 (must be 0), answers slower than twice the store
 timeout (0), and acknowledged increments missing afterwards (0).
 """
 
+import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
 
+from fastapi_session_deps import SQLBackend
+
 from ..helpers import uvicorn_server
 from ..redis_servers import RedisServer
+from ..sql_servers import MariaDBServer, PostgresServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
 
@@ -54,21 +62,81 @@ async def run_client(http: httpx.AsyncClient, client: Client, stop: anyio.Event)
             await anyio.sleep(0.02)  # as a client honouring Retry-After a little
 
 
-async def test_stop_restart_and_pause_under_load_lose_no_acknowledged_write(
-    tmp_path: Path,
-) -> None:
-    redis = RedisServer(tmp_path / "redis", durable=True).start()
-    env = {
-        "REDIS_URL": redis.url,
-        "KEY_PREFIX": f"faults:{uuid.uuid4().hex}:",
-        "STORE_TIMEOUT": str(STORE_TIMEOUT),
-    }
-    faults: list[Callable[[], object]] = [
-        redis.stop,  # refused connections
-        redis.start,  # same port, same append-only file
-        redis.pause,  # SIGSTOP: connections hang until the timeout
-        redis.resume,
+class SQLiteWriter:
+    """Another process writing to the database for a while: holds its write lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.connection: sqlite3.Connection | None = None
+
+    def lock(self) -> None:
+        self.connection = sqlite3.connect(self.path, isolation_level=None)
+        self.connection.execute("BEGIN EXCLUSIVE")
+
+    def unlock(self) -> None:
+        if self.connection is not None:
+            self.connection.execute("ROLLBACK")
+            self.connection.close()
+            self.connection = None
+
+    def stop(self) -> None:
+        self.unlock()
+
+
+@asynccontextmanager
+async def store_under_test(
+    name: str, directory: Path
+) -> AsyncIterator[tuple[dict[str, str], Any]]:
+    """The fault app's settings for ``name``, and the server (or writer) to fault."""
+    if name == "redis":
+        redis = RedisServer(directory / "redis", durable=True).start()
+        try:
+            yield {"REDIS_URL": redis.url, "KEY_PREFIX": f"faults:{uuid.uuid4().hex}:"}, redis
+        finally:
+            redis.stop()
+        return
+    if name == "sqlite":
+        url, server = f"sqlite+aiosqlite:///{directory}/sessions.db", None
+    else:
+        server = (PostgresServer if name == "postgres" else MariaDBServer)().start()
+        url = server.url
+    table = f"faults_{uuid.uuid4().hex[:12]}"
+    try:
+        backend = SQLBackend.from_url(url, table_name=table)
+        await backend.create_table()
+        await backend.aclose()
+        yield (
+            {"SQL_URL": url, "SQL_TABLE": table},
+            server or SQLiteWriter(directory / "sessions.db"),
+        )
+    finally:
+        if server is not None:
+            server.remove()
+
+
+def faults_of(name: str, target: Any) -> list[Callable[[], object]]:
+    if name == "sqlite":
+        return [target.lock, target.unlock, target.lock, target.unlock]
+    return [
+        target.stop,  # refused connections
+        target.start,  # same port, same data
+        target.pause,  # SIGSTOP: connections hang until the timeout
+        target.resume,
     ]
+
+
+@pytest.mark.parametrize("store", ["redis", "postgres", "mariadb", "sqlite"])
+async def test_stop_restart_and_pause_under_load_lose_no_acknowledged_write(
+    store: str, tmp_path: Path
+) -> None:
+    async with store_under_test(store, tmp_path) as (settings, target):
+        await load_through_faults(store, settings, faults_of(store, target), target)
+
+
+async def load_through_faults(
+    store: str, settings: dict[str, str], faults: list[Callable[[], object]], target: Any
+) -> None:
+    env = {**settings, "STORE_TIMEOUT": str(STORE_TIMEOUT)}
     clients = [Client() for _ in range(CLIENTS)]
     try:
         with uvicorn_server(
@@ -86,7 +154,9 @@ async def test_stop_restart_and_pause_under_load_lose_no_acknowledged_write(
                             group.start_soon(run_client, http, client, stop)
                         for fault in faults:
                             await anyio.sleep(PHASE_SECONDS)
-                            fault()
+                            # In a thread: a server's start may take a second, and the
+                            # clients' clocks must not count it.
+                            await anyio.to_thread.run_sync(fault)
                         await anyio.sleep(PHASE_SECONDS)  # recovered: load goes on
                         stop.set()
                 final = [(await http.get("/read")).json()["counter"] for http in https]
@@ -94,7 +164,7 @@ async def test_stop_restart_and_pause_under_load_lose_no_acknowledged_write(
                 for http in https:
                     await http.aclose()
     finally:
-        redis.stop()
+        target.stop()
 
     statuses = [status for client in clients for status in client.statuses]
     errors = [status for status in statuses if status >= 500 and status != 503]
@@ -107,7 +177,7 @@ async def test_stop_restart_and_pause_under_load_lose_no_acknowledged_write(
         if value > counter
     )
     print(
-        f"\nfaults under load: {len(statuses)} requests, {statuses.count(200)} ok, "
+        f"\nfaults under load ({store}): {len(statuses)} requests, {statuses.count(200)} ok, "
         f"{unavailable} answered 503, {len(errors)} other 5xx, {slow} over "
         f"{2 * STORE_TIMEOUT:g} s, {lost} acknowledged writes lost"
     )
