@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ from typing import Any
 import anyio
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from fastapi_session_deps import (
@@ -24,7 +27,8 @@ from fastapi_session_deps import (
     SessionManager,
     SQLBackend,
 )
-from fastapi_session_deps.backends.sql import SERVER_PATCH_LIMIT, session_tables
+from fastapi_session_deps.backends._json_record import split_fields
+from fastapi_session_deps.backends.sql import SERVER_PATCH_LIMIT, decode_row, session_tables
 from fastapi_session_deps.signing import store_key
 
 from ..conftest import SQL_STORES, AppSession, build_app, open_sql_store, sql_records, sql_url
@@ -440,3 +444,102 @@ async def test_a_locked_sqlite_database_is_unavailable_within_the_timeout(
             blocker.execute("ROLLBACK")
             blocker.close()
         assert await backend.update("k", {"a": b"2"}, ttl=60)
+
+
+# -- fuzzing what is read back --------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(data=st.text() | JSON_VALUES.map(json.dumps), meta=st.text() | JSON_VALUES.map(json.dumps))
+@settings(max_examples=300, deadline=None)
+def test_any_column_text_is_a_record_or_refused_as_no_record(data: str, meta: str) -> None:
+    try:
+        fields = decode_row(data, meta)
+    except (TypeError, ValueError):
+        return
+    assert all(
+        isinstance(name, str) and isinstance(value, bytes) for name, value in fields.items()
+    )
+
+
+@given(
+    fields=st.dictionaries(
+        st.text().filter(lambda name: "\x00" not in name) | st.just("\x00created"),
+        st.text().map(str.encode),
+        max_size=8,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_any_record_survives_its_columns(fields: dict[str, bytes]) -> None:
+    data, meta = split_fields(fields)
+    assert decode_row(json.dumps(data), json.dumps(meta)) == fields
+
+
+@given(value=JSON_VALUES.map(json.dumps))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_json_in_a_sqlite_row_is_no_session_or_a_session(value: str) -> None:
+    async def scenario() -> None:
+        with tempfile.TemporaryDirectory() as directory:
+            clock = Clock()
+            async with open_sql_store(f"sqlite+aiosqlite:///{directory}/s.db", clock) as sql:
+                sessions = SessionManager(
+                    AppSession,
+                    frontend=CookieFrontend(SECRET, secure=False),
+                    backend=sql,
+                    clock=clock,
+                )
+                app = build_app(sessions)
+                login = await call(app, "/login", "POST")
+                headers = cookie_header(login.cookie() or "")
+                await raw(sql, "UPDATE {table} SET data = :value", value=value)
+                assert (await call(app, "/me", headers=headers)).status in (200, 401)
+                assert (await call(app, "/incr", "POST", headers=headers)).status == 200
+
+    anyio.run(scenario)
+
+
+async def test_a_deadlock_victim_is_run_again(mariadb_url: str, clock: Clock) -> None:
+    # InnoDB breaks a deadlock by rolling back the lighter transaction: here the cleanup's
+    # one-statement DELETE, against a transaction that changed many rows. The backend
+    # runs the statement again, and it succeeds once the other transaction commits.
+    async with open_sql_store(mariadb_url, clock, timeout=10) as backend:
+        await backend.set("r1", {"a": b"1"}, ttl=1)
+        await backend.set("r2", {"a": b"1"}, ttl=2)
+        for index in range(100):
+            await backend.set(f"heavy{index}", {"a": b"1"}, ttl=1000)
+        clock.advance(10)
+
+        def text(query: str) -> sa.TextClause:
+            return sa.text(query.format(table=backend.table.name))
+
+        waiting = sa.text(
+            "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'"
+        )
+        engine = create_async_engine(mariadb_url)
+        try:
+            async with engine.connect() as other, engine.connect() as watcher:
+                await other.begin()
+                heavy = "UPDATE {table} SET expires_at = expires_at + 1 WHERE id_hash LIKE 'h%'"
+                await other.execute(text(heavy))
+                await other.execute(text("SELECT 1 FROM {table} WHERE id_hash = 'r2' FOR UPDATE"))
+                cleanup = asyncio.ensure_future(backend.delete_expired())
+                with anyio.fail_after(10):
+                    # Until the cleanup holds r1 and waits for r2. InnoDB refreshes this
+                    # table at most every 100 ms, when it is read.
+                    while not (await watcher.execute(waiting)).scalar():  # noqa: ASYNC110
+                        await anyio.sleep(0.15)
+                await other.execute(text("DELETE FROM {table} WHERE id_hash = 'r1'"))
+                await other.commit()
+            assert await cleanup == 1  # r2: r1 was deleted by the other transaction
+        finally:
+            await engine.dispose()
+        assert sorted(await sql_records(backend)) == sorted(f"heavy{i}" for i in range(100))
