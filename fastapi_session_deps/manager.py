@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from starlette.types import ASGIApp
 
+from ._cleanup import cleaning
 from ._engine import SessionEngine, SessionState, state_of
 from .backends.base import Backend
 from .dependencies import SecuredSessionDependency, SessionDependency
@@ -219,7 +220,8 @@ class SessionManager(Generic[M]):
         return SessionCommitMiddleware(app, self._engine)
 
     def lifespan(self, app: object) -> AbstractAsyncContextManager[None]:
-        """Lifespan for ``FastAPI(lifespan=sessions.lifespan)``: closes the backend at shutdown.
+        """Lifespan for ``FastAPI(lifespan=sessions.lifespan)``: closes the backend at
+        shutdown, and with ``cleanup_interval`` deletes expired records while the app runs.
 
         To combine it with a lifespan of your own, enter it inside yours:
         ``async with sessions.lifespan(app): yield``.
@@ -237,7 +239,8 @@ class SessionManager(Generic[M]):
                 "; session dependencies will fail until it is added."
             )
         try:
-            yield
+            async with cleaning(self.backend, self.policy.cleanup_interval):
+                yield
         finally:
             await self.aclose()
 

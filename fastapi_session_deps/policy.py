@@ -51,6 +51,10 @@ class SessionPolicy:
             default; ``None`` for no limit). A change that would make it larger is not
             saved: the response becomes a 500, and the log names the limit. A larger
             record read from the store is no session.
+        cleanup_interval: seconds (or a timedelta) between two deletions of expired records
+            by the app's lifespan, in every worker (`Backend.delete_expired`); ``None``, the
+            default, for none: run ``python -m fastapi_session_deps cleanup`` from cron
+            instead. Only stores that keep expired records (`SQLBackend`) need either.
         clock: seconds since the epoch; tests may pass a fake one.
 
     Raises:
@@ -64,6 +68,7 @@ class SessionPolicy:
     lock_timeout: float = 5.0
     lock_ttl: float = 30.0
     max_record_bytes: int | None = MAX_RECORD_BYTES
+    cleanup_interval: float | None = None
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -99,6 +104,9 @@ class SessionPolicy:
         object.__setattr__(self, "absolute_timeout", absolute)
         object.__setattr__(self, "lock_timeout", to_seconds(self.lock_timeout, "lock_timeout"))
         object.__setattr__(self, "lock_ttl", to_seconds(self.lock_ttl, "lock_ttl"))
+        if self.cleanup_interval is not None:
+            interval = to_seconds(self.cleanup_interval, "cleanup_interval")
+            object.__setattr__(self, "cleanup_interval", interval)
 
     @classmethod
     def from_settings(cls, settings: PolicySettings) -> SessionPolicy:
@@ -124,6 +132,7 @@ class PolicySettings(TypedDict, total=False):
     lock_timeout: float | timedelta
     lock_ttl: float | timedelta
     max_record_bytes: int | None
+    cleanup_interval: float | timedelta | None
     clock: Callable[[], float]
 
 

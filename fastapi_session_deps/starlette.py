@@ -26,6 +26,7 @@ import anyio.from_thread
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ._cleanup import cleaning
 from ._engine import RequestSlot, SessionEngine, SessionState, state_of
 from ._http import send_retry_later
 from .backends.base import Backend
@@ -386,6 +387,10 @@ class SessionMiddleware(SessionCommitMiddleware):
             await refuse_to_start(scope, receive, send, self.refusal)
         if scope["type"] == "lifespan":
             scope[INSTALLED] = True  # for a SessionAutoloadMiddleware inside this one
+            # The app's lifespan runs as long as the app: clean while it does.
+            async with cleaning(self.core.backend, self.core.policy.cleanup_interval):
+                await self.app(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
     async def _load_up_front(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:

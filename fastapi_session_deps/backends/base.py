@@ -103,6 +103,15 @@ class Backend(ABC):
     async def delete(self, key: str) -> None:
         """Remove the record under ``key``; no error if there is none."""
 
+    async def delete_expired(self, *, batch_size: int = 1000) -> int:
+        """Delete the records that have expired, and return how many.
+
+        For stores that keep expired records until something deletes them (`SQLBackend`);
+        the others expire records by themselves (Redis's TTL, `MemoryBackend`'s sweep on
+        every write) and have nothing to do here: 0.
+        """
+        return 0
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release what the backend owns (connections, pools). Safe to call twice."""
 

@@ -145,6 +145,15 @@ class MemoryBackend(Backend, SessionLocks):
         with self._lock:
             self._records.pop(key, None)
 
+    async def delete_expired(self, *, batch_size: int = 1000) -> int:
+        """Delete every expired record now, rather than a few per write; return how many."""
+        with self._lock:
+            now = self._clock()
+            expired = [key for key, entry in self._records.items() if entry.expires_at <= now]
+            for key in expired:
+                del self._records[key]
+        return len(expired)
+
     async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
         with anyio.move_on_after(wait):
             while True:
