@@ -56,6 +56,13 @@ SERVER_PATCH_LIMIT = 16
 DEFAULT_BATCH_SIZE = 1000
 
 _DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
+#: The driver `SQLBackend.from_url` uses for a URL that names none.
+ASYNC_DRIVERS = {
+    "sqlite": "aiosqlite",
+    "postgresql": "asyncpg",
+    "mysql": "aiomysql",
+    "mariadb": "aiomysql",
+}
 
 
 def session_tables(
@@ -198,7 +205,8 @@ class SQLBackend(Backend, SessionLocks):
         database is put in WAL mode, so that readers never wait for a writer),
         ``postgresql+asyncpg://user:password@host/db``,
         ``mysql+aiomysql://user:password@host/db`` (``charset=utf8mb4`` unless the URL says
-        otherwise). ``engine_options`` go to ``create_async_engine``.
+        otherwise). A URL without a driver (``postgresql://...``) gets the one named here.
+        ``engine_options`` go to ``create_async_engine``.
 
         Raises:
             ConfigurationError: an in-memory SQLite URL (each pooled connection would see a
@@ -206,6 +214,9 @@ class SQLBackend(Backend, SessionLocks):
         """
         parsed = sa.make_url(url)
         name = parsed.get_backend_name()
+        if "+" not in parsed.drivername and name in ASYNC_DRIVERS:
+            # "postgresql://..." as a DATABASE_URL is usually written: its asyncio driver.
+            parsed = parsed.set(drivername=f"{name}+{ASYNC_DRIVERS[name]}")
         options: dict[str, Any] = {"hide_parameters": True, "isolation_level": "AUTOCOMMIT"}
         if name == "sqlite":
             database = parsed.database or ""

@@ -543,3 +543,13 @@ async def test_a_deadlock_victim_is_run_again(mariadb_url: str, clock: Clock) ->
         finally:
             await engine.dispose()
         assert sorted(await sql_records(backend)) == sorted(f"heavy{i}" for i in range(100))
+
+
+def test_a_url_without_a_driver_gets_the_asyncio_one(tmp_path: Path) -> None:
+    for url, driver in [
+        (f"sqlite:///{tmp_path}/s.db", "sqlite+aiosqlite"),
+        ("postgresql://u@127.0.0.1:1/db", "postgresql+asyncpg"),
+        ("mysql://u:p@127.0.0.1:1/db", "mysql+aiomysql"),
+        ("mariadb://u:p@127.0.0.1:1/db", "mariadb+aiomysql"),
+    ]:
+        assert SQLBackend.from_url(url).engine.url.drivername == driver
