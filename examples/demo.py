@@ -1,21 +1,27 @@
-"""A small shop with log-in, a profile, a cart and log-out, on the in-memory store.
+"""A small shop with log-in, a profile, a cart and log-out, on the embedded SQLite store.
 
 Run it with ``bash scripts/demo.sh`` (or ``python examples/demo.py`` in an environment that
-has the package and uvicorn), then open http://127.0.0.1:8000.
+has the package with its ``demo`` extra), then open http://127.0.0.1:8000. Sessions live in
+``data/sessions.db``: stop the demo, start it again, and the browser is still logged in.
 """
 
 import html
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from fastapi_session_deps import CookieFrontend, MemoryBackend, SessionManager, SessionModel
+from fastapi_session_deps import CookieFrontend, SessionManager, SessionModel, SQLBackend
 
-HOST, PORT = "127.0.0.1", 8000
+HOST, PORT = "127.0.0.1", int(os.environ.get("DEMO_PORT", "8000"))
+#: The demo's data: the SQLite database, and the key that signs its cookies.
+DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR") or Path(__file__).resolve().parents[1] / "data")
 
 
 class ShopSession(SessionModel):
@@ -25,19 +31,43 @@ class ShopSession(SessionModel):
     flash: str | None = None
 
 
-# A real app reads its key from SESSION_SECRET_KEY (CookieFrontend does when secret_key is
-# None); the demo makes one up when it is not set, so sessions end when it restarts.
-SECRET_KEY = os.environ.get("SESSION_SECRET_KEY") or secrets.token_urlsafe(48)
+def secret_key() -> str:
+    """SESSION_SECRET_KEY, as a real app reads it; else one the demo made up on its first run
+    and keeps in its data directory, readable by its owner only, so that the cookies of one
+    run still verify in the next."""
+    if os.environ.get("SESSION_SECRET_KEY"):
+        return os.environ["SESSION_SECRET_KEY"]
+    path = DATA_DIR / "secret-key"
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
 
+
+backend = SQLBackend.from_url(f"sqlite+aiosqlite:///{DATA_DIR / 'sessions.db'}")
 sessions = SessionManager(
     ShopSession,
     # secure=False: the demo is served over plain HTTP. Keep the default (True) in production.
-    frontend=CookieFrontend(SECRET_KEY, secure=False),
-    backend=MemoryBackend(),
+    frontend=CookieFrontend(secret_key(), secure=False),
+    backend=backend,
     idle_timeout=30 * 60,
     absolute_timeout=12 * 60 * 60,
+    cleanup_interval=10 * 60,  # expired sessions leave the database every ten minutes
 )
-app = FastAPI(title="fastapi-session-deps demo", lifespan=sessions.lifespan)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    await backend.create_table()  # the demo makes its own table; a real app migrates
+    async with sessions.lifespan(app):
+        yield
+
+
+app = FastAPI(title="fastapi-session-deps demo", lifespan=lifespan)
 app.add_middleware(sessions.middleware)
 
 Session = Annotated[ShopSession, Depends(sessions.get_session)]
@@ -114,6 +144,5 @@ if __name__ == "__main__":
     import uvicorn
 
     print(f"fastapi-session-deps demo: open http://{HOST}:{PORT} in your browser", flush=True)
-    if "SESSION_SECRET_KEY" not in os.environ:
-        print("(no SESSION_SECRET_KEY set: using a random key for this run)", flush=True)
+    print(f"(sessions are kept in {DATA_DIR / 'sessions.db'})", flush=True)
     uvicorn.run(app, host=HOST, port=PORT)

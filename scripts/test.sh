@@ -6,17 +6,23 @@ source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 install_project dev
 cd "$ROOT"
 
-# The tests start their own redis-server processes (a single server and a 3-node cluster)
-# on free loopback ports; install the binaries when the machine lacks them.
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+# The tests start servers of their own on free loopback ports (redis-server, a Redis
+# cluster, PostgreSQL, MariaDB) and drive the demo in headless Chromium; install what the
+# machine lacks. The packages may start system services; the tests never use them.
+have() { command -v "$1" >/dev/null || compgen -G "$2" >/dev/null; }
+missing=()
+have redis-server "/nonexistent" || missing+=(redis-server)
+have redis-cli "/nonexistent" || missing+=(redis-tools)
+have initdb "/usr/lib/postgresql/*/bin/initdb" || missing+=(postgresql)
+have mariadbd "/usr/sbin/mariadbd" || missing+=(mariadb-server)
+have chromium "/nonexistent" || missing+=(chromium chromium-driver)
+if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "== installing redis-server"
+        echo "== installing ${missing[*]}"
         apt-get update -qq
-        # The package may try to start a system service; the tests never use it.
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null || true
-    fi
-    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-        echo "The tests need redis-server and redis-cli on PATH (Debian/Ubuntu: apt-get install redis-server)." >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || true
+    else
+        echo "The tests need: ${missing[*]} (Debian/Ubuntu: apt-get install ${missing[*]})." >&2
         exit 1
     fi
 fi

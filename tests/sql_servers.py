@@ -10,6 +10,7 @@ port and no Unix socket others would look for.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -175,12 +176,16 @@ class PostgresServer:
         self.pid = 0
 
     def pause(self) -> None:
-        for pid in [self.pid, *_children(self.pid)]:
-            os.kill(pid, signal.SIGSTOP)
+        self._signal_all(signal.SIGSTOP)
 
     def resume(self) -> None:
-        for pid in [self.pid, *_children(self.pid)]:
-            os.kill(pid, signal.SIGCONT)
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, number: int) -> None:
+        os.kill(self.pid, number)
+        for pid in _children(self.pid):
+            with contextlib.suppress(ProcessLookupError):  # a backend that just ended
+                os.kill(pid, number)
 
     def remove(self) -> None:
         self.stop()

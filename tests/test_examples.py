@@ -53,9 +53,13 @@ async def test_the_quickstart_works_exactly_as_written() -> None:
     assert quickstart.logged_in.__name__ == "verify_session"
 
 
-async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out() -> None:
+async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
     demo = load("demo")
-    async with client_for(demo) as client:
+    async with demo.lifespan(demo.app), client_for(demo) as client:
         home = await client.get("/")
         assert "Log in" in home.text
         assert "set-cookie" in home.headers  # the visit counter started a session
@@ -83,7 +87,7 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out() -> None:
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
-def test_the_demo_script_serves_on_loopback_and_says_where() -> None:
+def test_the_demo_script_serves_on_loopback_and_says_where(tmp_path: Path) -> None:
     """`python examples/demo.py` starts uvicorn and prints the address to open."""
     port = free_port()
     code = (
@@ -93,7 +97,7 @@ def test_the_demo_script_serves_on_loopback_and_says_where() -> None:
         "uvicorn.run = run\n"
         f"runpy.run_path({str(EXAMPLES / 'demo.py')!r}, run_name='__main__')"
     )
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "DEMO_DATA_DIR": str(tmp_path)}
     env.pop("SESSION_SECRET_KEY", None)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and example
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env

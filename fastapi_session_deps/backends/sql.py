@@ -337,8 +337,8 @@ class SQLBackend(Backend, SessionLocks):
         record's.
         """
         async with self._autocommit.connect() as connection:
-            await connection.exec_driver_sql(self._statements.begin)
             try:
+                await connection.exec_driver_sql(self._statements.begin)
                 if here:
                     merged = await self._patch_locked_row(connection, values)
                 else:
@@ -512,8 +512,8 @@ class SQLBackend(Backend, SessionLocks):
 
     def _forget(self, task: asyncio.Future[Any]) -> None:
         self._abandoned.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved: a late failure of abandoned work is no news
+        with contextlib.suppress(BaseException):
+            task.result()  # retrieved: a late failure of abandoned work is no news
 
     def _unavailable(self, operation: str, exc: BaseException) -> BackendUnavailable:
         # Connection refused or lost, a database shutting down or read-only, a lock timeout,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -287,6 +288,36 @@ async def test_a_damaged_row_is_not_patched_by_a_large_merge(
     assert sql._dialect == "postgresql" or not await sql.update("k", many, ttl=60)
 
 
+@pytest.mark.parametrize("server_url", ["postgres_url", "mariadb_url"])
+async def test_a_key_the_table_cannot_hold_is_a_server_error(
+    server_url: str, clock: Clock, request: pytest.FixtureRequest
+) -> None:
+    # Keys are 43 characters; a longer one is a bug in the caller, not a passing fault.
+    async with open_sql_store(request.getfixturevalue(server_url), clock) as backend:
+        with pytest.raises(BackendError, match="refused set"):
+            await backend.set("k" * 100, {"a": b"1"}, ttl=60)
+
+
+def test_a_row_nested_too_deeply_for_the_parser_is_no_record() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        decode_row("[" * 100_000 + "]" * 100_000, "{}")
+    with pytest.raises(TypeError, match="read as text"):
+        decode_row(None, "{}")
+
+
+async def test_a_table_dropped_under_a_merge_is_unavailable_and_rolled_back(
+    sql: SQLBackend,
+) -> None:
+    await sql.set("k", {"a": b"1"}, ttl=60)
+    await raw(sql, "DROP TABLE {table}")
+    many = {f"f{index}": b"1" for index in range(SERVER_PATCH_LIMIT + 1)}
+    for changed in ({"a": b"2"}, many):  # patched on the server, and here
+        with pytest.raises(BackendUnavailable, match="failed on update"):
+            await sql.update("k", changed, ttl=60)
+    await sql.create_table()
+    assert await sql.get("k") is None
+
+
 async def test_a_value_the_database_cannot_hold_is_a_server_error(
     postgres_url: str, clock: Clock
 ) -> None:
@@ -385,10 +416,14 @@ async def test_a_stopped_database_is_unavailable_then_recovers(
     async with open_sql_store(server.url, clock, timeout=0.5) as backend:
         await backend.set("k", {"a": b"1"}, ttl=60)
         server.stop()
-        begin = time.monotonic()
-        with pytest.raises(BackendUnavailable):
-            await backend.get("k")
-        assert time.monotonic() - begin < 1.0
+        for call_it in (
+            lambda: backend.get("k"),
+            lambda: backend.update("k", {"a": b"2"}, ttl=60),
+        ):
+            begin = time.monotonic()
+            with pytest.raises(BackendUnavailable):
+                await call_it()
+            assert time.monotonic() - begin < 1.0
         server.start()
         for _ in range(3):  # the pool's connections to the old server are dropped first
             try:
@@ -416,14 +451,22 @@ async def test_a_paused_database_is_unavailable_within_the_timeout(
                 with pytest.raises(BackendUnavailable, match=r"within 0\.5 s"):
                     await call_it()
                 assert time.monotonic() - begin < 1.0
+            # A caller that gives up first (its client left) leaves the call behind too.
+            with anyio.move_on_after(0.1):
+                await backend.get("k")
+            left_behind = set(backend._abandoned)
+            closing = asyncio.ensure_future(backend.aclose())  # waits for what is left
+            await anyio.lowlevel.checkpoint()
         finally:
             server.resume()
-        assert await backend.update("k", {"a": b"3"}, ttl=60)  # acknowledged
+        fresh = SQLBackend.from_url(server.url, table_name=backend.table.name, clock=clock)
+        assert await fresh.update("k", {"a": b"3"}, ttl=60)  # acknowledged
         # The merge given up on reaches the resumed server too: it must not undo this one.
-        if backend._abandoned:
-            await asyncio.wait(backend._abandoned, timeout=10)
+        await closing
+        assert all(call.done() for call in left_behind)
         assert not backend._abandoned
-        assert await backend.get("k") == {"a": b"3"}
+        assert await fresh.get("k") == {"a": b"3"}
+        await fresh.aclose()
 
 
 async def test_a_locked_sqlite_database_is_unavailable_within_the_timeout(
@@ -553,3 +596,29 @@ def test_a_url_without_a_driver_gets_the_asyncio_one(tmp_path: Path) -> None:
         ("mariadb://u:p@127.0.0.1:1/db", "mariadb+aiomysql"),
     ]:
         assert SQLBackend.from_url(url).engine.url.drivername == driver
+
+
+@pytest.mark.parametrize("server_url", ["postgres_url", "mariadb_url"])
+async def test_a_merge_stuck_behind_a_long_transaction_gives_up_and_rolls_back(
+    server_url: str, clock: Clock, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(server_url)
+    async with open_sql_store(url, clock, timeout=0.5) as backend:
+        await backend.set("k", {"a": b"1"}, ttl=60)
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as other:
+                await other.begin()  # someone's long transaction holds the row
+                query = "SELECT 1 FROM {table} WHERE id_hash = 'k' FOR UPDATE"
+                await other.execute(sa.text(query.format(table=backend.table.name)))
+                begin = time.monotonic()
+                with pytest.raises(BackendUnavailable, match=r"within 0\.5 s"):
+                    await backend.update("k", {"a": b"2"}, ttl=60)
+                assert time.monotonic() - begin < 1.0
+                await other.rollback()
+        finally:
+            await engine.dispose()
+        if backend._abandoned:
+            await asyncio.wait(backend._abandoned, timeout=10)
+        assert await backend.get("k") == {"a": b"1"}  # the merge was rolled back
+        assert await backend.update("k", {"a": b"3"}, ttl=60)
