@@ -207,28 +207,34 @@ async def raw_round_trip(redis_url: str, count: int) -> float:
     return elapsed
 
 
-async def round_trips(redis_url: str) -> dict[str, dict[str, int]]:
-    result: dict[str, dict[str, int]] = {}
-    for lib in LIBRARIES:
-        if not lib.redis:
-            continue
-        app = build(lib, redis_url)
-        cookie = await login_cookie(app)
-        for path, method in ROUTES[1:3]:
-            await asgi(app, method, path, cookie)  # warm
-        watcher, marker = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
-        await marker.ping()
-        for path, method in ROUTES[1:3]:
-            async with watcher.monitor() as monitor:
-                await asgi(app, method, path, cookie)
-                await marker.echo("end-of-request")
-                trips = 0
-                while "end-of-request" not in (seen := await monitor.next_command())["command"]:
-                    trips += seen["client_type"] != "lua"
-            result.setdefault(lib.name, {})[path] = trips
-        await watcher.aclose()
-        await marker.aclose()
+async def redis_trips(app: Any, redis_url: str, routes: list[tuple[str, str]]) -> dict[str, int]:
+    """Redis commands each route sends (with MONITOR; commands run inside scripts are not
+    round trips, so they are not counted). ``/login`` starts without a cookie."""
+    cookie = await login_cookie(app)
+    for path, method in routes:
+        await asgi(app, method, path, None if path == "/login" else cookie)  # warm
+    watcher, marker = aioredis.Redis.from_url(redis_url), aioredis.Redis.from_url(redis_url)
+    await marker.ping()
+    result = {}
+    for path, method in routes:
+        async with watcher.monitor() as monitor:
+            await asgi(app, method, path, None if path == "/login" else cookie)
+            await marker.echo("end-of-request")
+            trips = 0
+            while "end-of-request" not in (seen := await monitor.next_command())["command"]:
+                trips += seen["client_type"] != "lua"
+        result[path] = trips
+    await watcher.aclose()
+    await marker.aclose()
     return result
+
+
+async def round_trips(redis_url: str) -> dict[str, dict[str, int]]:
+    return {
+        lib.name: await redis_trips(build(lib, redis_url), redis_url, ROUTES[1:3])
+        for lib in LIBRARIES
+        if lib.redis
+    }
 
 
 async def malformed_cookies(redis_url: str) -> dict[str, Counter[int]]:

@@ -2,6 +2,8 @@
 # The side-by-side benchmark, in an environment of its own (bench/.venv) with the peer
 # libraries installed. Starts its own redis-server on a free loopback port.
 #   bash bench/run.sh [--quick] [--no-load] [--output bench/RESULTS.md]
+# and each of our stores side by side (private Redis, PostgreSQL and MariaDB servers):
+#   bash bench/run.sh stores [--quick] [--output bench/STORES.md]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/bench/.venv"
@@ -11,7 +13,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
-"$VENV/bin/python" -m pip install --quiet -e "$ROOT[redis,dev]" \
+"$VENV/bin/python" -m pip install --quiet -e "$ROOT[redis,sql,postgres,mysql,dev]" \
     "starsessions[redis]" fastapi-sessions uvicorn
 
 for tool in redis-server wrk; do
@@ -23,4 +25,8 @@ command -v redis-server >/dev/null || { echo "bench needs redis-server on PATH" 
 command -v wrk >/dev/null || echo "wrk not found: the load part is skipped" >&2
 
 cd "$ROOT"
+if [ "${1:-}" = stores ]; then
+    shift
+    exec "$VENV/bin/python" bench/stores.py "$@"
+fi
 exec "$VENV/bin/python" bench/compare.py "$@"

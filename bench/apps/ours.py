@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI
 
 from fastapi_session_deps import (
+    Backend,
     CookieFrontend,
     MemoryBackend,
     RedisBackend,
@@ -28,7 +29,16 @@ def create_app() -> FastAPI:
         from redis._parsers import _AsyncRESP2Parser
 
         options["parser_class"] = _AsyncRESP2Parser
-    backend = RedisBackend.from_url(redis_url, **options) if redis_url else MemoryBackend()
+    sql_url = os.environ.get("BENCH_SQL_URL")
+    backend: Backend
+    if sql_url:  # the table is made by the bench before the app starts
+        from fastapi_session_deps import SQLBackend
+
+        backend = SQLBackend.from_url(sql_url)
+    elif redis_url:
+        backend = RedisBackend.from_url(redis_url, **options)
+    else:
+        backend = MemoryBackend()
     sessions = SessionManager(
         UserSession,
         frontend=CookieFrontend(SECRET, secure=False),
