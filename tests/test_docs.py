@@ -10,7 +10,8 @@ import pytest
 
 pytestmark = pytest.mark.anyio
 
-DOCS = Path(__file__).parent.parent / "docs"
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
 PROGRAM = re.compile(r'```python title="([\w-]+\.py)"\n(.*?)```', re.DOTALL)
 
 
@@ -95,3 +96,23 @@ def migration_snippet() -> str:
     block = r'```python title="alembic/versions/0001_sessions.py"\n(.*?)```'
     [code] = re.findall(block, page, re.DOTALL)
     return str(code)
+
+
+@pytest.mark.parametrize(
+    ("page", "start", "end"),
+    [
+        ("README.md", "Measured by `bash bench/run.sh stores`", "[Choosing a store]"),
+        ("docs/how-to/choosing-a-store.md", "| store | survives", "## SQL in one paragraph"),
+        ("docs/how-to/choosing-a-store.md", "In one run of `bash bench/run.sh", "The clients,"),
+    ],
+)
+def test_the_store_figures_quoted_come_from_the_recorded_benchmark(
+    page: str, start: str, end: str
+) -> None:
+    text = (ROOT / page).read_text()
+    quoted = text[text.index(start) : text.index(end, text.index(start))]
+    recorded = (ROOT / "bench" / "STORES.md").read_text().replace(",", "")
+    figures = re.findall(r"\d[\d,]*\.\d|\d{1,3}(?:,\d{3})+", quoted)
+    assert len(figures) >= 9
+    for figure in figures:
+        assert figure.replace(",", "") in recorded, f"{page}: {figure} is not in bench/STORES.md"
