@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from .backends.base import Backend as Backend
+from .backends.base import SessionIndex as SessionIndex
 from .backends.base import SessionLocks as SessionLocks
 from .backends.function import FunctionBackend as FunctionBackend
 from .backends.memory import MemoryBackend as MemoryBackend
@@ -27,7 +28,11 @@ from .starlette import SessionMiddleware as SessionMiddleware
 from .starlette import SessionNotLoaded as SessionNotLoaded
 from .starlette import destroy_session as destroy_session
 from .starlette import load_session as load_session
+from .starlette import login_session as login_session
 from .starlette import regenerate_session as regenerate_session
+from .starlette import user_sessions as user_sessions
+from .users import SessionInfo as SessionInfo
+from .users import UserSessions as UserSessions
 
 if TYPE_CHECKING:
     from .backends.http import HTTPBackend as HTTPBackend
@@ -54,6 +59,8 @@ __all__ = [
     "SessionAutoloadMiddleware",
     "SessionBusy",
     "SessionError",
+    "SessionIndex",
+    "SessionInfo",
     "SessionLocks",
     "SessionManager",
     "SessionMiddleware",
@@ -61,9 +68,12 @@ __all__ = [
     "SessionNotLoaded",
     "SessionPolicy",
     "SessionTooLarge",
+    "UserSessions",
     "destroy_session",
     "load_session",
+    "login_session",
     "regenerate_session",
+    "user_sessions",
 ]
 
 __version__ = "0.1.0"

@@ -24,6 +24,7 @@ the record still slide forward with activity.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import math
 import secrets
@@ -37,7 +38,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import Scope
 
 from ._faults import faults
-from .backends.base import Backend, SessionLocks, record_size
+from .backends.base import Backend, SessionIndex, SessionLocks, record_size
 from .exceptions import (
     BackendUnavailable,
     ConfigurationError,
@@ -57,8 +58,20 @@ logger = logging.getLogger("fastapi_session_deps")
 
 #: Reserved field holding the session's creation time (seconds since the epoch).
 CREATED_FIELD = RESERVED_PREFIX + "created"
+#: Reserved fields of a session bound to a user (`SessionEngine.log_in`): the user, when
+#: the session was last seen (written when its expiry is renewed), and, when the policy
+#: records them, the client's address and user agent at log-in. Carried along by
+#: `regenerate`, dropped by `destroy`.
+OWNER_FIELD = RESERVED_PREFIX + "user"
+SEEN_FIELD = RESERVED_PREFIX + "seen"
+ADDRESS_FIELD = RESERVED_PREFIX + "ip"
+AGENT_FIELD = RESERVED_PREFIX + "agent"
 #: The most the creation time adds to a record: its name, and a float's longest JSON.
 _CREATED_SIZE = len(CREATED_FIELD) + 24
+#: The longest user name a session can be bound to (an id, an email address).
+MAX_USER_LENGTH = 255
+#: The longest user agent kept.
+MAX_AGENT_LENGTH = 256
 #: The token and the record's expiry are renewed once a token is this share of the
 #: lifetime old, so a visitor is logged out after between 90 % and 100 % of it idle.
 REISSUE_FRACTION = 0.1
@@ -119,6 +132,16 @@ class SessionState(Generic[T]):
     use: Use = Use.WRITABLE
     fate: Fate = Fate.KEEP
     lock: HeldLock | None = None
+    #: The library's own fields to keep with the record (the owner and what was recorded
+    #: at log-in), creation and last-seen times aside.
+    meta: dict[str, bytes] | None = None
+    #: The user the stored record is bound to (to take it out of their index when it goes).
+    stored_owner: str | None = None
+
+    @property
+    def owner(self) -> str | None:
+        """The user the session is bound to, if any."""
+        return reserved_text(self.meta.get(OWNER_FIELD)) if self.meta else None
 
 
 class RequestSlot:
@@ -170,11 +193,18 @@ class SessionEngine(Generic[T]):
                 f"concurrency='lock' needs a backend with session locks (MemoryBackend, "
                 f"RedisBackend); {type(backend).__name__} has none. Use concurrency='merge'."
             )
+        if policy.user_index and not isinstance(backend, SessionIndex):
+            raise ConfigurationError(
+                f"user_index=True needs a backend that keeps an index of each user's sessions "
+                f"(MemoryBackend, RedisBackend, SQLBackend, HTTPBackend); "
+                f"{type(backend).__name__} has none."
+            )
         self.serializer = serializer
         self.frontend = frontend
         self.backend = backend
         self.policy = policy
         self.locks = locks
+        self.index = backend if policy.user_index and isinstance(backend, SessionIndex) else None
         self.scope_key = f"fastapi_session_deps.{id(self):x}"
         #: The sliding lifetime: the idle timeout, or the frontend's shorter token lifetime
         #: (a cookie's max_age), since a client drops its token after that anyway.
@@ -294,8 +324,18 @@ class SessionEngine(Generic[T]):
         absolute = self.policy.absolute_timeout
         if absolute is not None and now - created_at >= absolute:
             return None
+        meta = _meta_of(fields) or {}
         return SessionState(
-            self, data, fields, created_at, origin=token, memo=memo, use=use, fate=fate
+            self,
+            data,
+            fields,
+            created_at,
+            origin=token,
+            memo=memo,
+            use=use,
+            fate=fate,
+            meta=meta or None,
+            stored_owner=reserved_text(meta.get(OWNER_FIELD)),
         )
 
     # -- explicit operations ---------------------------------------------------------------------
@@ -323,6 +363,33 @@ class SessionEngine(Generic[T]):
         if state.fate is not Fate.END:  # an ended session has nothing left to move
             state.fate = Fate.MOVE
 
+    def log_in(self, state: SessionState[T], user: str, scope: Scope | None = None) -> None:
+        """Bind the session to ``user`` and move it to a new id at commit (a log-in: the
+        fixation defence and the binding in one step). With ``record_client``, the client's
+        address and user agent are taken from ``scope``."""
+        if self.index is None:
+            raise ConfigurationError(
+                "Binding sessions to users needs user_index=True in the session settings."
+            )
+        if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_LENGTH:
+            raise SessionError(
+                f"The user must be a non-empty string of at most {MAX_USER_LENGTH} "
+                f"characters, not {user!r}."
+            )
+        self.regenerate(state)
+        state.fate = Fate.MOVE  # even a session ended earlier in this request
+        meta = {OWNER_FIELD: to_json(user)}
+        if self.policy.record_client and scope is not None:
+            client = scope.get("client")
+            if client:
+                meta[ADDRESS_FIELD] = to_json(str(client[0]))
+            for name, value in scope.get("headers", ()):
+                if name == b"user-agent":
+                    agent = value.decode("latin-1")[:MAX_AGENT_LENGTH]
+                    meta[AGENT_FIELD] = to_json(agent)
+                    break
+        state.meta = meta
+
     def destroy(self, state: SessionState[T]) -> None:
         """End the session: its record is deleted at commit and the token cleared.
 
@@ -331,6 +398,7 @@ class SessionEngine(Generic[T]):
         """
         self.make_writable(state)
         state.fate = Fate.END
+        state.meta = None
         self.serializer.reset(state.data)
         state.snapshot = self.serializer.dump(state.data)
         state.created_at = self.policy.clock()
@@ -377,9 +445,15 @@ class SessionEngine(Generic[T]):
         ended stays ended, and its lock is released."""
         try:
             if state.fate is Fate.END and state.origin is not None:
-                await self.backend.delete(state.origin.key)
+                await self._delete_stored(state, state.origin.key)
         finally:
             await self.release(state)
+
+    async def _delete_stored(self, state: SessionState[T], key: str) -> None:
+        """Delete the stored record ``key``, and take it out of its owner's index."""
+        await self.backend.delete(key)
+        if self.index is not None and state.stored_owner is not None:
+            await self.index.index_remove(state.stored_owner, [key])
 
     async def _save(
         self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
@@ -388,13 +462,13 @@ class SessionEngine(Generic[T]):
             return
         ended = state.fate is Fate.END
         if ended and state.origin is not None:
-            await self.backend.delete(state.origin.key)  # a log-out is kept even on a 5xx
+            await self._delete_stored(state, state.origin.key)  # kept even on a 5xx
         if status >= 500:
             if ended:
                 self._clear(headers, scope)
             return
         fields, changed, removed = self._changes(state)
-        dirty = bool(changed or removed)
+        dirty = bool(changed or removed) or state.meta != _meta_of(state.snapshot)
         if state.use is Use.READ_ONLY:
             if dirty:
                 logger.warning("A read-only session was changed; the change is not saved")
@@ -410,7 +484,7 @@ class SessionEngine(Generic[T]):
             # allows). Nothing is kept; a new session's token is sent already expired, as
             # Starlette sends it, so the client learns of it and drops it at once.
             if stored is not None:
-                await self.backend.delete(stored.key)
+                await self._delete_stored(state, stored.key)
                 self._clear(headers, scope)
             elif dirty:
                 self._send(headers, new_session_id(), now, ttl, scope)
@@ -426,7 +500,7 @@ class SessionEngine(Generic[T]):
             # A new session, or a stored one moving to a new id: the whole record.
             self._check_size(fields)
             try:
-                session_id = await self._write_new(fields, state.created_at, ttl)
+                session_id = await self._write_new(fields, state.created_at, ttl, state.meta)
             except BackendUnavailable as exc:
                 if stored is not None or self.policy.on_backend_error != "anonymous":
                     raise
@@ -434,11 +508,17 @@ class SessionEngine(Generic[T]):
                 faults.report("Session store unavailable; a new session was not stored", exc)
                 return
             if stored is not None:
-                await self.backend.delete(stored.key)
+                await self._delete_stored(state, stored.key)
             self._send(headers, session_id, now, ttl, scope)
             return
 
-        if dirty:
+        index, owner = self.index, state.owner
+        if index is not None and owner is not None and state.fate is Fate.RENEW:
+            # The index keeps the session as long as the record; the record says when it
+            # was last seen. Only when the expiry is renewed, so reads stay one call.
+            changed[SEEN_FIELD] = to_json(now)
+            await index.index_add(owner, stored.key, ttl=ttl)
+        if changed or removed:
             self._check_size(fields)
             if not await self.backend.update(stored.key, changed, removed, ttl=ttl):
                 # Destroyed or expired meanwhile, or moved to a new id by a log-in in
@@ -476,11 +556,26 @@ class SessionEngine(Generic[T]):
             if size > limit:
                 raise SessionTooLarge(size, limit)
 
-    async def _write_new(self, fields: dict[str, bytes], created_at: float, ttl: float) -> str:
-        """Store ``fields`` as a whole record under a new id, and return the id."""
+    async def _write_new(
+        self,
+        fields: dict[str, bytes],
+        created_at: float,
+        ttl: float,
+        meta: dict[str, bytes] | None = None,
+    ) -> str:
+        """Store ``fields`` (and ``meta``) as a whole record under a new id, and return the
+        id. A record with an owner goes into the owner's index first, so that no owned
+        record is ever missing from it."""
         session_id = new_session_id()
+        key = store_key(session_id)
         fields[CREATED_FIELD] = to_json(created_at)
-        await self.backend.set(store_key(session_id), fields, ttl=ttl)
+        if meta:
+            fields.update(meta)
+            owner = reserved_text(meta.get(OWNER_FIELD))
+            if owner is not None and self.index is not None:
+                fields[SEEN_FIELD] = to_json(self.policy.clock())
+                await self.index.index_add(owner, key, ttl=ttl)
+        await self.backend.set(key, fields, ttl=ttl)
         return session_id
 
     def _send(
@@ -543,6 +638,25 @@ class SessionEngine(Generic[T]):
         pending = self._unreleased.pop(key, None)
         if pending is not None and pending[1] > time.monotonic():
             await self._release_quietly(pending[0])
+
+
+def _meta_of(fields: dict[str, bytes]) -> dict[str, bytes] | None:
+    """The owner fields of a loaded record (as `SessionState.meta` holds them)."""
+    meta = {
+        name: fields[name] for name in (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD) if name in fields
+    }
+    return meta or None
+
+
+def reserved_text(raw: bytes | None) -> str | None:
+    """A reserved text field's value (JSON text); ``None`` if absent or damaged."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _no_store(headers: MutableHeaders) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Generic, TypeVar
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
 from ._cleanup import cleaning
@@ -20,6 +21,7 @@ from .middleware import SessionCommitMiddleware
 from .models import SessionModel
 from .policy import PolicySettings, SessionPolicy
 from .serializers import ModelSerializer
+from .users import UserSessions
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -87,6 +89,7 @@ class SessionManager(Generic[M]):
         self.frontend = frontend
         self.backend = backend
         self.policy = self._engine.policy
+        self._users = UserSessions(self._engine)
         self._get_session = self._dependency("get_session")
         self._get_session_readonly = self._dependency("get_session_readonly", readonly=True)
         self._require_session = self._dependency("require_session", required=True)
@@ -195,6 +198,21 @@ class SessionManager(Generic[M]):
         new record is written, and the old one deleted, when the response starts.
         """
         self._engine.regenerate(self._state_of(session))
+
+    async def login(self, session: M, user: str, request: HTTPConnection | None = None) -> None:
+        """Log ``user`` in: bind the session to them and move it to a new id (the fixation
+        defence), in one step. Needs ``user_index=True``.
+
+        The session then appears in ``sessions.users.list(user)`` and can be revoked. Pass
+        the ``request`` to record its client's address and user agent (``record_client``).
+        """
+        scope = None if request is None else request.scope
+        self._engine.log_in(self._state_of(session), user, scope)
+
+    @property
+    def users(self) -> UserSessions:
+        """List and revoke a user's sessions (needs ``user_index=True``)."""
+        return self._users
 
     async def destroy(self, session: M) -> None:
         """End the session: delete its record and expire the cookie (log-out).

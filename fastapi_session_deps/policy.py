@@ -55,6 +55,12 @@ class SessionPolicy:
             by the app's lifespan, in every worker (`Backend.delete_expired`); ``None``, the
             default, for none: run ``python -m fastapi_session_deps cleanup`` from cron
             instead. Only stores that keep expired records (`SQLBackend`) need either.
+        user_index: keep an index of each user's sessions, so that a user's sessions can be
+            listed and revoked (`SessionManager.log_in`, `SessionManager.user_sessions`).
+            Needs a backend that implements `SessionIndex`. Off by default.
+        record_client: with ``user_index``, record the client's address and user agent at
+            log-in, to show in the list of a user's sessions. Off by default: they are
+            personal data.
         clock: seconds since the epoch; tests may pass a fake one.
 
     Raises:
@@ -69,6 +75,8 @@ class SessionPolicy:
     lock_ttl: float = 30.0
     max_record_bytes: int | None = MAX_RECORD_BYTES
     cleanup_interval: float | None = None
+    user_index: bool = False
+    record_client: bool = False
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -98,6 +106,11 @@ class SessionPolicy:
             raise ConfigurationError(
                 f"max_record_bytes={limit!r}: a positive number of bytes, or None."
             )
+        for name in ("user_index", "record_client"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name} must be True or False.")
+        if self.record_client and not self.user_index:
+            raise ConfigurationError("record_client=True needs user_index=True.")
         if not callable(self.clock):
             raise ConfigurationError(f"clock must be a function, not {self.clock!r}.")
         object.__setattr__(self, "idle_timeout", idle)
@@ -133,6 +146,8 @@ class PolicySettings(TypedDict, total=False):
     lock_ttl: float | timedelta
     max_record_bytes: int | None
     cleanup_interval: float | timedelta | None
+    user_index: bool
+    record_client: bool
     clock: Callable[[], float]
 
 

@@ -38,6 +38,7 @@ from .middleware import SessionCommitMiddleware
 from .policy import POLICY_SETTINGS, PolicySettings, SessionPolicy
 from .serializers import DictSerializer
 from .signing import SecretKeys
+from .users import UserSessions
 
 __all__ = [
     "Session",
@@ -46,7 +47,9 @@ __all__ = [
     "SessionNotLoaded",
     "destroy_session",
     "load_session",
+    "login_session",
     "regenerate_session",
+    "user_sessions",
 ]
 
 logger = logging.getLogger("fastapi_session_deps")
@@ -672,3 +675,20 @@ async def destroy_session(connection: HTTPConnection) -> None:
     """
     state = await _loaded_state(connection)
     state.engine.destroy(state)
+
+
+async def login_session(connection: HTTPConnection, user: str) -> None:
+    """Log ``user`` in on the request's session: bind it to them and move it to a new id.
+
+    The same as `SessionManager.login` (needs ``user_index=True``); the client's address
+    and user agent are recorded when ``record_client`` is on.
+    """
+    state = await _loaded_state(connection)
+    state.engine.log_in(state, user, connection.scope)
+
+
+async def user_sessions(connection: HTTPConnection) -> UserSessions:
+    """List and revoke users' sessions through the store of the request's middleware
+    (needs ``user_index=True``): ``await (await user_sessions(request)).list(user)``."""
+    state = await _loaded_state(connection)
+    return UserSessions(state.engine)

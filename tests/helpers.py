@@ -20,7 +20,8 @@ import anyio
 import httpx
 from starlette.types import ASGIApp, Message, Receive
 
-from fastapi_session_deps import Backend, BackendUnavailable, SessionLocks
+from fastapi_session_deps import Backend, BackendUnavailable, SessionIndex, SessionLocks
+from fastapi_session_deps.backends.base import UserRecord
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
@@ -39,7 +40,7 @@ class Clock:
         self.now += seconds
 
 
-class CountingBackend(Backend, SessionLocks):
+class CountingBackend(Backend, SessionLocks, SessionIndex):
     """Delegates every call to a real backend and counts them by name."""
 
     def __init__(self, inner: Backend) -> None:
@@ -93,6 +94,21 @@ class CountingBackend(Backend, SessionLocks):
         self.calls["release_lock"] += 1
         assert isinstance(self.inner, SessionLocks)
         await self.inner.release_lock(key, token)
+
+    async def index_add(self, user: str, key: str, *, ttl: float) -> None:
+        self.calls["index_add"] += 1
+        assert isinstance(self.inner, SessionIndex)
+        await self.inner.index_add(user, key, ttl=ttl)
+
+    async def index_remove(self, user: str, keys: Collection[str]) -> None:
+        self.calls["index_remove"] += 1
+        assert isinstance(self.inner, SessionIndex)
+        await self.inner.index_remove(user, keys)
+
+    async def index_list(self, user: str) -> list[UserRecord]:
+        self.calls["index_list"] += 1
+        assert isinstance(self.inner, SessionIndex)
+        return await self.inner.index_list(user)
 
 
 class SwitchableBackend(CountingBackend):

@@ -26,7 +26,15 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 
 import anyio
 
-__all__ = ["MAX_RECORD_BYTES", "Backend", "SessionLocks", "poll_for_lock", "record_size"]
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "Backend",
+    "SessionIndex",
+    "SessionLocks",
+    "UserRecord",
+    "poll_for_lock",
+    "record_size",
+]
 
 #: The default size limit of one session's record: field names and values, in bytes.
 #: The engine refuses to write more, and treats a larger record it reads as no session;
@@ -141,3 +149,34 @@ class SessionLocks(ABC):
         in flight (it timed out against a paused store, which will run it later), and a
         lock taken then would have no one to release it.
         """
+
+
+#: One of a user's sessions as `SessionIndex.index_list` gives it: the store key, the
+#: record's fields, and the seconds it has left.
+UserRecord = tuple[str, dict[str, bytes], float]
+
+
+class SessionIndex(ABC):
+    """An index of each user's sessions: a backend that can list and revoke a user's
+    sessions implements this.
+
+    The index names records; the records stay the truth. A listing reads the records the
+    index names, and drops from the index those that are gone, so an index entry left
+    behind by a fault (a record deleted, the index not yet told) is never listed, only
+    pruned. The engine adds a session to the index *before* it writes the record, so a
+    record with an owner is always in its owner's index.
+    """
+
+    @abstractmethod
+    async def index_add(self, user: str, key: str, *, ttl: float) -> None:
+        """Add the record ``key`` to ``user``'s index, for at least ``ttl`` seconds (the
+        record's time-to-live; called again when it is renewed)."""
+
+    @abstractmethod
+    async def index_remove(self, user: str, keys: Collection[str]) -> None:
+        """Remove ``keys`` from ``user``'s index (their records are deleted, or moving)."""
+
+    @abstractmethod
+    async def index_list(self, user: str) -> list[UserRecord]:
+        """The live records in ``user``'s index, in no particular order: each one's key,
+        fields and seconds left. Entries whose record is gone are removed from the index."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 
 from ..exceptions import ConfigurationError
-from .base import Backend, SessionLocks
+from .base import Backend, SessionIndex, SessionLocks, UserRecord
 
 __all__ = ["MemoryBackend"]
 
@@ -27,6 +27,8 @@ SWEEP_BATCH = 16
 #: The default bound on the number of records: about 10 MB of typical sessions (see the
 #: design notes for the measured bytes per session).
 DEFAULT_MAX_SESSIONS = 10_000
+#: Users kept in the index before every user's entries are pruned (at least).
+MIN_USERS_KEPT = 1024
 #: How long a token released before it held its lock is kept from taking it.
 TOMBSTONE_SECONDS = 300.0
 
@@ -44,7 +46,7 @@ class _Holder:
     released: anyio.Event
 
 
-class MemoryBackend(Backend, SessionLocks):
+class MemoryBackend(Backend, SessionLocks, SessionIndex):
     """Session records in the memory of one process.
 
     For development, tests and single-process apps: the data is lost on restart and is not
@@ -52,7 +54,8 @@ class MemoryBackend(Backend, SessionLocks):
     started with several workers (``uvicorn --workers 2``, ``gunicorn -w 2``,
     ``WEB_CONCURRENCY=2``), it logs a warning: each worker would hold sessions of its own.
 
-    It also provides the per-session locks of ``concurrency="lock"``, within this process.
+    It also provides the per-session locks of ``concurrency="lock"``, and the index of each
+    user's sessions, within this process.
 
     Records are copied in and out as bytes, so requests never share live objects. Expired
     records are never returned; they are removed when read, and by a sweep of at most
@@ -91,6 +94,9 @@ class MemoryBackend(Backend, SessionLocks):
         self._holders: dict[str, _Holder] = {}
         #: Tokens released before they held their lock, with when to forget them.
         self._given_up: OrderedDict[str, float] = OrderedDict()
+        #: Each user's store keys, with the time until which each entry is kept even if its
+        #: record is not (yet) there.
+        self._users: dict[str, dict[str, float]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryBackend(max_sessions={self.max_sessions!r})"
@@ -181,6 +187,45 @@ class MemoryBackend(Backend, SessionLocks):
         while self._given_up and next(iter(self._given_up.values())) <= now:
             self._given_up.popitem(last=False)
         self._given_up[token] = now + TOMBSTONE_SECONDS
+
+    async def index_add(self, user: str, key: str, *, ttl: float) -> None:
+        with self._lock:
+            now = self._clock()
+            self._prune(user, now)
+            self._users.setdefault(user, {})[key] = now + ttl
+            if len(self._users) > max(self.max_sessions or 0, MIN_USERS_KEPT):
+                for other in list(self._users):
+                    self._prune(other, now)
+
+    async def index_remove(self, user: str, keys: Collection[str]) -> None:
+        with self._lock:
+            known = self._users.get(user, {})
+            for key in keys:
+                known.pop(key, None)
+            if not known:
+                self._users.pop(user, None)
+
+    async def index_list(self, user: str) -> list[UserRecord]:
+        with self._lock:
+            now = self._clock()
+            self._prune(user, now)
+            found: list[UserRecord] = []
+            for key in self._users.get(user, {}):
+                entry = self._live(key, now)
+                if entry is not None:
+                    found.append((key, dict(entry.fields), entry.expires_at - now))
+            return found
+
+    def _prune(self, user: str, now: float) -> None:
+        """Forget ``user``'s entries whose time is up and whose record is gone. (An entry
+        still in its time may be a record about to be written: it is kept.)"""
+        keys = self._users.get(user)
+        if keys is None:
+            return
+        for key in [k for k, until in keys.items() if until <= now and not self._live(k, now)]:
+            del keys[key]
+        if not keys:
+            del self._users[user]
 
     def _live(self, key: str, now: float) -> _Entry | None:
         entry = self._records.get(key)

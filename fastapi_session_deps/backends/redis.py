@@ -19,7 +19,7 @@ from ..exceptions import (
     ConfigurationError,
     MissingDependencyError,
 )
-from .base import Backend, SessionLocks, poll_for_lock
+from .base import Backend, SessionIndex, SessionLocks, UserRecord, poll_for_lock
 
 try:
     import redis.asyncio as aioredis
@@ -99,6 +99,23 @@ redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 0
 """
 
+#: Add a session to a user's index (a sorted set of store keys, scored by when each
+#: record expires, by the server's clock), and prune it: KEYS = the index; ARGV = store
+#: key, ttl_ms. An entry is dropped one ttl after its record's expiry, not at once: a
+#: renewal whose index update failed leaves the record at most that much past its score.
+#: The index itself expires then too.
+_INDEX_ADD = """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'zset' then redis.call('DEL', KEYS[1]) end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl))
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], tonumber(last[2]) + ttl)
+return 1
+"""
+
 #: How long a tombstone lasts: longer than any command can sit in a paused server's queue
 #: and still matter, since a late lock would only live lock_ttl anyway.
 _TOMBSTONE_MS = 300_000
@@ -107,7 +124,7 @@ _TOMBSTONE_MS = 300_000
 _SCRIPT_FAILED = re.compile(r"user_script|Error (?:running|compiling) script")
 
 
-class RedisBackend(Backend, SessionLocks):
+class RedisBackend(Backend, SessionLocks, SessionIndex):
     """Session records in Redis, as one hash per session with Redis's own expiry.
 
     Every operation is a single round trip: a plain read is ``HGETALL``; a read that also
@@ -117,6 +134,13 @@ class RedisBackend(Backend, SessionLocks):
     script only by its owner. Keys are ``<key_prefix>{<hash of the session id>}``: the braces
     are a Redis Cluster hash tag, so any key that must change with the record lands in the
     same slot.
+
+    The index of a user's sessions (``user_index=True``) is a sorted set per user,
+    ``<key_prefix>user:{<hash of the user>}``, of store keys scored by expiry. On a Redis
+    Cluster it lives in another slot than the records, so the two are never changed in
+    one step: a session enters the index before its record is written and leaves it after
+    the record is deleted, and a listing reads the records the index names (one pipelined
+    round trip), so an entry whose record is gone is never listed.
 
     Every call is bounded by ``timeout``; a timeout or any Redis error becomes
     `BackendUnavailable` (a 503 at the app). Requests succeed again as soon as Redis does:
@@ -163,6 +187,7 @@ class RedisBackend(Backend, SessionLocks):
         self._merge = _Script(client, _MERGE)
         self._acquire = _Script(client, _ACQUIRE)
         self._release = _Script(client, _RELEASE)
+        self._index_add = _Script(client, _INDEX_ADD)
 
     @classmethod
     def from_url(
@@ -264,6 +289,51 @@ class RedisBackend(Backend, SessionLocks):
         await self._call(
             "release_lock", lambda: self._release(keys=keys, args=[token, _TOMBSTONE_MS])
         )
+
+    def index_key(self, user: str) -> str:
+        """The Redis key of a user's index: named by a hash, not by the user."""
+        digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.key_prefix}user:{{{digest}}}"
+
+    async def index_add(self, user: str, key: str, *, ttl: float) -> None:
+        keys = [self.index_key(user)]
+        args: list[str | bytes | int] = [key, _milliseconds(ttl)]
+        await self._call("index_add", lambda: self._index_add(keys=keys, args=args))
+
+    async def index_remove(self, user: str, keys: Collection[str]) -> None:
+        if keys:
+            name = self.index_key(user)
+            try:
+                await self._call("index_remove", lambda: self.client.zrem(name, *keys))
+            except _WrongType:
+                await self._call("index_remove", lambda: self.client.delete(name))
+
+    async def index_list(self, user: str) -> list[UserRecord]:
+        name = self.index_key(user)
+        try:
+            members: Any = await self._call("index_list", lambda: self.client.zrange(name, 0, -1))
+        except _WrongType:
+            logger.warning("Deleted a user index that was not a sorted set")
+            await self._call("index_list", lambda: self.client.delete(name))
+            return []
+        keys = [_field_name(member) for member in members]
+        if not keys:
+            return []
+
+        async def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(self.redis_key(key))
+                pipe.pttl(self.redis_key(key))
+            return await pipe.execute(raise_on_error=False)
+
+        replies = await self._call("index_list", read)
+        found: list[UserRecord] = []
+        for key, fields, left in zip(keys, replies[::2], replies[1::2], strict=True):
+            if isinstance(fields, dict) and fields and isinstance(left, int) and left > 0:
+                record = {_field_name(field): value for field, value in fields.items()}
+                found.append((key, record, left / 1000))
+        return found
 
     def _lock_keys(self, key: str, token: str) -> list[str]:
         lock = self.lock_key(key)

@@ -25,7 +25,7 @@ from ..exceptions import (
 )
 from ..serializers import RESERVED_PREFIX
 from ._json_record import join_fields, split_fields
-from .base import Backend, SessionLocks, poll_for_lock
+from .base import Backend, SessionIndex, SessionLocks, UserRecord, poll_for_lock
 
 try:
     import sqlalchemy as sa
@@ -72,7 +72,8 @@ def session_tables(
 
     ``<table_name>``: ``id_hash`` (the primary key: the SHA-256 of the session id, never the
     id), ``data`` (the session's fields, a JSON object of text), ``meta`` (the library's
-    fields, likewise) and ``expires_at`` (seconds since the epoch, indexed).
+    fields, likewise), ``expires_at`` (seconds since the epoch, indexed) and ``user_id``
+    (the user the session is bound to, if any, indexed: the index of a user's sessions).
     ``<table_name>_locks``: the locks of ``concurrency="lock"``, one row per held lock.
 
     On MySQL and MariaDB both tables use ``utf8mb4`` with a binary collation, since keys are
@@ -91,6 +92,8 @@ def session_tables(
         sa.Column("data", text_json, nullable=False),
         sa.Column("meta", text_json, nullable=False),
         sa.Column("expires_at", sa.Double(), nullable=False, index=True),
+        # The user a session is bound to (``user_index=True``), for listing their sessions.
+        sa.Column("user_id", sa.String(255), nullable=True, index=True),
         # SQLite keeps JSON as text and would take anything; the others check it already.
         sa.CheckConstraint(
             "json_valid(data) AND json_valid(meta)", name=f"ck_{table_name}_json"
@@ -108,7 +111,7 @@ def session_tables(
     return records, locks
 
 
-class SQLBackend(Backend, SessionLocks):
+class SQLBackend(Backend, SessionLocks, SessionIndex):
     """Session records in a SQL table: SQLite, PostgreSQL, MySQL or MariaDB.
 
     One row per session, keyed by the hash of its id, with its fields as JSON and an
@@ -296,7 +299,7 @@ class SQLBackend(Backend, SessionLocks):
     async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
         data, meta = split_fields(fields)
         until = self._clock() + ttl
-        values = {"k": key, "d": data, "m": meta, "until": until}
+        values = {"k": key, "d": data, "m": meta, "until": until, "u": _owner(meta)}
         await self._run("set", self._statements.upsert, values, _count)
 
     async def update(
@@ -377,6 +380,27 @@ class SQLBackend(Backend, SessionLocks):
 
     async def delete(self, key: str) -> None:
         await self._run("delete", self._statements.delete, {"k": key}, _count)
+
+    # -- the index of a user's sessions: the user_id column --------------------------------------
+
+    async def index_add(self, user: str, key: str, *, ttl: float) -> None:
+        """Nothing to do: the record's own ``user_id`` column is the index."""
+
+    async def index_remove(self, user: str, keys: Collection[str]) -> None:
+        """Nothing to do: a deleted record leaves the index with its row."""
+
+    async def index_list(self, user: str) -> list[UserRecord]:
+        now = self._clock()
+        rows = await self._run(
+            "index_list", self._statements.by_user, {"u": user, "now": now}, _all
+        )
+        found: list[UserRecord] = []
+        for key, data, meta, expires_at in rows:
+            try:
+                found.append((key, decode_row(data, meta), expires_at - now))
+            except (TypeError, ValueError):
+                continue  # damaged: no session, as its own next read will find
+        return found
 
     async def delete_expired(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
         """Delete the rows of expired sessions (and of expired locks), and return how many
@@ -540,6 +564,9 @@ class _Statements:
         # an error from a driver's JSON decoder (asyncpg decodes jsonb itself otherwise).
         as_text = (sa.cast(c.data, sa.Text()), sa.cast(c.meta, sa.Text()))
         self.select = sa.select(*as_text, c.expires_at).where(live)
+        self.by_user = sa.select(c.id_hash, *as_text, c.expires_at).where(
+            c.user_id == sa.bindparam("u", type_=c.user_id.type), c.expires_at > now
+        )
         # Renew only forward, and never a row that expired meanwhile.
         self.renew = sa.update(table).where(live, c.expires_at < until).values(expires_at=until)
 
@@ -548,12 +575,16 @@ class _Statements:
             "data": sa.bindparam("d", type_=c.data.type),
             "meta": sa.bindparam("m", type_=c.meta.type),
             "expires_at": until,
+            "user_id": sa.bindparam("u", type_=c.user_id.type),
         }
         if dialect == "mysql":
             mysql_upsert = mysql.insert(table).values(row)
             inserted = mysql_upsert.inserted
             self.upsert: sa.Executable = mysql_upsert.on_duplicate_key_update(
-                data=inserted.data, meta=inserted.meta, expires_at=inserted.expires_at
+                data=inserted.data,
+                meta=inserted.meta,
+                expires_at=inserted.expires_at,
+                user_id=inserted.user_id,
             )
         else:
             insert = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(row)
@@ -563,6 +594,7 @@ class _Statements:
                     "data": insert.excluded.data,
                     "meta": insert.excluded.meta,
                     "expires_at": insert.excluded.expires_at,
+                    "user_id": insert.excluded.user_id,
                 },
             )
 
@@ -671,6 +703,22 @@ def _first(result: sa.CursorResult[Any]) -> Any:
 
 def _count(result: sa.CursorResult[Any]) -> int:
     return int(result.rowcount)
+
+
+def _all(result: sa.CursorResult[Any]) -> list[Any]:
+    return list(result.all())
+
+
+def _owner(meta: dict[str, str]) -> str | None:
+    """The user a record's library fields bind it to (the ``user`` field, JSON text)."""
+    raw = meta.get("user")
+    if raw is None:
+        return None
+    try:
+        user = json.loads(raw)
+    except ValueError:
+        return None
+    return user[:255] if isinstance(user, str) else None
 
 
 def _refused_as_wrong(exc: sa_exc.DBAPIError) -> bool:
