@@ -4,26 +4,41 @@ On every store that keeps an index of users' sessions, through the typed API and
 ``request.session``, with the test's clock.
 """
 
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fastapi_session_deps import (
     ConfigurationError,
     CookieFrontend,
     FunctionBackend,
+    MemoryBackend,
+    RedisBackend,
     SessionError,
     SessionManager,
     SessionMiddleware,
+    SQLBackend,
     login_session,
     user_sessions,
 )
+from fastapi_session_deps._engine import (
+    ADDRESS_FIELD,
+    AGENT_FIELD,
+    CREATED_FIELD,
+    OWNER_FIELD,
+    SEEN_FIELD,
+)
+from fastapi_session_deps.backends.memory import MIN_USERS_KEPT
 from fastapi_session_deps.users import session_handle
 
-from .conftest import AppSession, ManagerFactory, PassTime
+from .conftest import AppSession, ManagerFactory, PassTime, open_store
 from .helpers import SECRET, Clock
 
 pytestmark = pytest.mark.anyio
@@ -203,8 +218,6 @@ async def test_a_thousand_sessions_of_one_user_are_listed_in_one_store_call(
 
 
 async def test_request_session_logs_in_and_lists_through_the_middleware(clock: Clock) -> None:
-    from fastapi_session_deps import MemoryBackend
-
     app = FastAPI()
     app.add_middleware(
         SessionMiddleware,
@@ -292,3 +305,146 @@ async def test_a_log_in_takes_a_user_name_of_up_to_255_characters(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         assert (await client.post("/login")).status_code == 200
+
+
+# -- the index, store by store ---------------------------------------------------------------
+
+FIELD_VALUES = st.one_of(
+    st.binary(max_size=40),
+    st.sampled_from([b"null", b"1e999", b'"x"', b"[]", b"{}", b"-1", b"true", b'"\\ud800"']),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda f: repr(f).encode()),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    created=FIELD_VALUES,
+    seen=FIELD_VALUES,
+    owner=st.one_of(st.just(b'"alice"'), FIELD_VALUES),
+    ip=FIELD_VALUES,
+    agent=FIELD_VALUES,
+)
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_damaged_library_fields_never_break_a_listing(
+    anyio_backend: str, created: bytes, seen: bytes, owner: bytes, ip: bytes, agent: bytes
+) -> None:
+    backend = MemoryBackend()
+    sessions = SessionManager(
+        AppSession,
+        frontend=CookieFrontend(secret_key=SECRET),
+        backend=backend,
+        user_index=True,
+    )
+    fields = {
+        CREATED_FIELD: created,
+        SEEN_FIELD: seen,
+        OWNER_FIELD: owner,
+        ADDRESS_FIELD: ip,
+        AGENT_FIELD: agent,
+        "counter": b"1",
+    }
+    await backend.index_add("alice", "k" * 64, ttl=60)
+    await backend.set("k" * 64, fields, ttl=60)
+    listed = await sessions.users.list("alice")
+    assert len(listed) <= 1
+    for info in listed:  # only a record that names alice and has a creation time is listed
+        assert owner == b'"alice"'
+        assert math.isfinite(info.created_at)
+        assert math.isfinite(info.last_seen)
+        assert info.ip is None or isinstance(info.ip, str)
+    # Logging out everywhere ends every record that names alice, listable or not.
+    named = owner == b'"alice"'
+    assert await sessions.users.revoke_all("alice") == int(named)
+    assert (await backend.get("k" * 64) is None) == named
+
+
+async def test_past_its_absolute_timeout_a_session_is_not_listed(
+    make_manager: ManagerFactory, pass_time: PassTime
+) -> None:
+    sessions = make_manager(idle_timeout=600, absolute_timeout=1000, user_index=True)
+    app = devices_app(sessions)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await client.post("/login")
+        listed = (await client.get("/devices")).json()
+        assert listed[0]["expires_at"] == pytest.approx(listed[0]["created_at"] + 600)
+        await pass_time(500)
+        assert (await client.get("/me")).status_code == 200  # renewed: 600 s more idle
+        listed = (await client.get("/devices")).json()
+        assert listed[0]["expires_at"] == pytest.approx(listed[0]["created_at"] + 1000)
+        await pass_time(550)
+        assert await sessions.users.list("alice") == []
+
+
+async def test_current_must_be_a_session_object(sessions: SessionManager[AppSession]) -> None:
+    with pytest.raises(SessionError, match="session object"):
+        await sessions.users.list("alice", current=object())
+
+
+@pytest.mark.parametrize("setting", ["user_index", "record_client"])
+async def test_the_index_settings_are_booleans(make_manager: ManagerFactory, setting: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{setting} must be True or False"):
+        make_manager(**{setting: "yes"})
+
+
+async def test_the_memory_index_forgets_users_whose_sessions_are_all_gone(clock: Clock) -> None:
+    backend = MemoryBackend(max_sessions=None, clock=clock)
+    for n in range(MIN_USERS_KEPT):
+        await backend.index_add(f"user-{n}", f"key-{n}", ttl=10)
+    await backend.index_remove("nobody", ["key-0"])
+    clock.advance(11)  # every entry is past its time, and none has a record
+    await backend.set("live", {"x": b"1"}, ttl=60)
+    await backend.index_add("last", "live", ttl=60)
+    assert list(backend._users) == ["last"]
+    assert [key for key, _, _ in await backend.index_list("last")] == ["live"]
+
+
+async def test_a_redis_index_of_another_type_is_deleted_not_an_error(
+    request: pytest.FixtureRequest, clock: Clock
+) -> None:
+    async with open_store("redis", request, clock) as store:
+        assert isinstance(store, RedisBackend)
+        assert await store.index_list("alice") == []  # no index at all
+        await store.client.set(store.index_key("alice"), b"not a sorted set")
+        assert await store.index_list("alice") == []
+        assert await store.client.exists(store.index_key("alice")) == 0
+        await store.client.set(store.index_key("alice"), b"not a sorted set")
+        await store.index_remove("alice", ["k"])
+        assert await store.client.exists(store.index_key("alice")) == 0
+        await store.client.set(store.index_key("alice"), b"not a sorted set")
+        await store.index_add("alice", "k", ttl=60)
+        assert await store.client.type(store.index_key("alice")) == b"zset"
+
+
+@pytest.mark.parametrize("store_name", ["sqlite", "postgres", "mariadb"])
+async def test_a_damaged_sql_row_is_left_out_of_a_listing(
+    request: pytest.FixtureRequest, clock: Clock, store_name: str
+) -> None:
+    async with open_store(store_name, request, clock) as store:
+        assert isinstance(store, SQLBackend)
+        await store.set("good", {"\x00user": b'"alice"', "\x00created": b"1"}, ttl=60)
+        await store.set("owner-damaged", {"\x00user": b"not json"}, ttl=60)
+        table = store.table
+        async with store.engine.begin() as connection:
+            await connection.execute(
+                table.insert().values(
+                    id_hash="bad", data=[], meta={}, expires_at=clock() + 60, user_id="alice"
+                )
+            )
+            owners = dict(
+                (await connection.execute(sa.select(table.c.id_hash, table.c.user_id))).all()
+            )
+        assert owners["owner-damaged"] is None
+        assert [key for key, _, _ in await store.index_list("alice")] == ["good"]
+
+
+async def test_a_record_the_store_keeps_past_the_absolute_timeout_is_not_listed(
+    make_manager: ManagerFactory, counting: Any, clock: Clock
+) -> None:
+    # A renewal whose write failed can leave a record in the store past its session's end.
+    sessions = make_manager(idle_timeout=600, absolute_timeout=1000, user_index=True)
+    fields = {OWNER_FIELD: b'"alice"', CREATED_FIELD: str(clock() - 1500).encode()}
+    await counting.index_add("alice", "k" * 64, ttl=600)
+    await counting.set("k" * 64, fields, ttl=600)
+    assert await sessions.users.list("alice") == []
+    assert await sessions.users.revoke_all("alice") == 1  # and it can still be ended
