@@ -2,7 +2,8 @@
 
 STORE (memory | redis | sql), REDIS_URL, KEY_PREFIX, SQL_URL, SQL_TABLE and POLICY (merge |
 lock). The typed session
-counts increments in one field; the `request.session` one gets a key per request.
+counts increments in one field; the `request.session` one gets a key per request. A user's
+sessions can be signed in, and all but the current one revoked.
 """
 
 import os
@@ -47,6 +48,7 @@ sessions = SessionManager(
     frontend=CookieFrontend(SECRET, secure=False),
     backend=backend,
     concurrency=POLICY,  # type: ignore[arg-type]
+    user_index=True,
 )
 app = FastAPI(lifespan=sessions.lifespan)
 app.add_middleware(sessions.middleware)
@@ -89,3 +91,21 @@ async def mark(index: int, request: Request) -> None:
 async def marks(request: Request) -> int:
     await load_session(request)
     return len(request.session)
+
+
+@app.post("/sign-in")
+async def sign_in(session: Annotated[Counter, Depends(sessions.get_session)]) -> None:
+    await sessions.login(session, "alice")
+
+
+@app.post("/sign-out-others")
+async def sign_out_others(session: Annotated[Counter, Depends(sessions.require_session)]) -> int:
+    return await sessions.users.revoke_all("alice", keep=session)
+
+
+@app.get("/signed-in")
+async def signed_in(
+    session: Annotated[Counter, Depends(sessions.get_session_readonly)],
+) -> dict[str, object]:
+    users = await sessions.users.list("alice", current=session)
+    return {"pid": os.getpid(), "signed_in": any(info.current for info in users)}

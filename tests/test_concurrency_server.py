@@ -50,6 +50,19 @@ async def hammer(client: httpx.AsyncClient, paths: list[str]) -> list[int]:
     return statuses
 
 
+async def store_settings(store: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The app's environment for ``store``: its server, and a table of its own on SQL."""
+    if store == "redis":
+        return {"REDIS_URL": request.getfixturevalue("redis_url")}
+    if store in SQL_STORES:
+        url = sql_url(store, request)
+        backend = SQLBackend.from_url(url, table_name=f"c_{uuid.uuid4().hex[:12]}")
+        await backend.create_table()
+        await backend.aclose()
+        return {"STORE": "sql", "SQL_URL": url, "SQL_TABLE": backend.table.name}
+    return {}
+
+
 CASES = [
     ("memory", 1),  # a memory store is one process's: two workers would not share it
     ("redis", 1),
@@ -65,15 +78,7 @@ CASES = [
 async def test_concurrent_updates_of_one_session(
     store: str, workers: int, policy: str, request: pytest.FixtureRequest
 ) -> None:
-    settings = {}
-    if store == "redis":
-        settings["REDIS_URL"] = request.getfixturevalue("redis_url")
-    elif store in SQL_STORES:
-        url = sql_url(store, request)
-        backend = SQLBackend.from_url(url, table_name=f"c_{uuid.uuid4().hex[:12]}")
-        await backend.create_table()
-        await backend.aclose()
-        settings.update(STORE="sql", SQL_URL=url, SQL_TABLE=backend.table.name)
+    settings = await store_settings(store, request)
     with serve(store, policy, workers, **settings) as base:
         limits = httpx.Limits(max_connections=CONCURRENCY)
         async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
@@ -94,6 +99,29 @@ async def test_concurrent_updates_of_one_session(
             assert counted == REQUESTS  # the lock loses no update at all
         else:
             assert counted <= REQUESTS  # last writer wins on one field: reported, not zero
+
+
+@pytest.mark.parametrize("store", ["redis", "postgres"])
+async def test_a_session_revoked_on_one_worker_is_refused_by_every_worker(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    settings = await store_settings(store, request)
+    with serve(store, "merge", 2, **settings) as base:
+        async with (
+            httpx.AsyncClient(base_url=base) as phone,
+            httpx.AsyncClient(base_url=base) as laptop,
+        ):
+            await phone.post("/sign-in")
+            await laptop.post("/sign-in")
+            assert (await phone.get("/signed-in")).json()["signed_in"]
+            assert (await laptop.post("/sign-out-others")).json() == 1
+            answers = []
+            for _ in range(40):  # fresh connections, so both workers answer
+                async with httpx.AsyncClient(base_url=base, cookies=phone.cookies) as fresh:
+                    answers.append((await fresh.get("/signed-in")).json())
+            assert (await laptop.get("/signed-in")).json()["signed_in"]
+    assert len({answer["pid"] for answer in answers}) == 2
+    assert not any(answer["signed_in"] for answer in answers)
 
 
 def report_lines() -> list[str]:
