@@ -21,6 +21,7 @@ from .frontends.cookie import CookieFrontend as CookieFrontend
 from .frontends.header import HeaderFrontend as HeaderFrontend
 from .manager import SessionManager as SessionManager
 from .models import SessionModel as SessionModel
+from .policy import SessionEvent as SessionEvent
 from .policy import SessionPolicy as SessionPolicy
 from .starlette import Session as Session
 from .starlette import SessionAutoloadMiddleware as SessionAutoloadMiddleware
@@ -59,6 +60,7 @@ __all__ = [
     "SessionAutoloadMiddleware",
     "SessionBusy",
     "SessionError",
+    "SessionEvent",
     "SessionIndex",
     "SessionInfo",
     "SessionLocks",

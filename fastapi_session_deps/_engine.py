@@ -30,7 +30,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 from pydantic_core import to_json
@@ -48,11 +48,12 @@ from .exceptions import (
     SessionTooLarge,
 )
 from .frontends.base import Frontend
-from .policy import SessionPolicy
+from .policy import SessionEvent, SessionPolicy
 from .serializers import RESERVED_PREFIX, Serializer
-from .signing import VerifiedToken, new_session_id, store_key
+from .signing import VerifiedToken, new_session_id, session_handle, store_key
 
 T = TypeVar("T")
+EventKind = Literal["created", "regenerated", "destroyed", "revoked", "expired"]
 
 logger = logging.getLogger("fastapi_session_deps")
 
@@ -296,6 +297,11 @@ class SessionEngine(Generic[T]):
         state = self._decode(token, fields, now, use, Fate.RENEW if renew else Fate.KEEP)
         if state is None:
             await self.backend.delete(token.key)  # drop it: logged once, then gone
+            return None
+        absolute = self.policy.absolute_timeout
+        if absolute is not None and now - state.created_at >= absolute:
+            await self._delete_stored(state, token.key, "expired")
+            return None
         return state
 
     def _decode(
@@ -320,9 +326,6 @@ class SessionEngine(Generic[T]):
             # Written by an older model or damaged: the visitor simply starts afresh.
             reason = exc if isinstance(exc, InvalidSessionData) else "no valid creation time"
             logger.warning("Discarding an undecodable session record: %s", reason)
-            return None
-        absolute = self.policy.absolute_timeout
-        if absolute is not None and now - created_at >= absolute:
             return None
         meta = _meta_of(fields) or {}
         return SessionState(
@@ -445,15 +448,20 @@ class SessionEngine(Generic[T]):
         ended stays ended, and its lock is released."""
         try:
             if state.fate is Fate.END and state.origin is not None:
-                await self._delete_stored(state, state.origin.key)
+                await self._delete_stored(state, state.origin.key, "destroyed")
         finally:
             await self.release(state)
 
-    async def _delete_stored(self, state: SessionState[T], key: str) -> None:
-        """Delete the stored record ``key``, and take it out of its owner's index."""
+    async def _delete_stored(
+        self, state: SessionState[T], key: str, event: EventKind | None = None
+    ) -> None:
+        """Delete the stored record ``key``, take it out of its owner's index, and tell
+        ``on_event`` why, if it is an ``event``."""
         await self.backend.delete(key)
         if self.index is not None and state.stored_owner is not None:
             await self.index.index_remove(state.stored_owner, [key])
+        if event is not None:
+            await self.emit(event, key, state.stored_owner)
 
     async def _save(
         self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
@@ -462,7 +470,7 @@ class SessionEngine(Generic[T]):
             return
         ended = state.fate is Fate.END
         if ended and state.origin is not None:
-            await self._delete_stored(state, state.origin.key)  # kept even on a 5xx
+            await self._delete_stored(state, state.origin.key, "destroyed")  # even on a 5xx
         if status >= 500:
             if ended:
                 self._clear(headers, scope)
@@ -484,7 +492,7 @@ class SessionEngine(Generic[T]):
             # allows). Nothing is kept; a new session's token is sent already expired, as
             # Starlette sends it, so the client learns of it and drops it at once.
             if stored is not None:
-                await self._delete_stored(state, stored.key)
+                await self._delete_stored(state, stored.key, "expired")
                 self._clear(headers, scope)
             elif dirty:
                 self._send(headers, new_session_id(), now, ttl, scope)
@@ -509,6 +517,11 @@ class SessionEngine(Generic[T]):
                 return
             if stored is not None:
                 await self._delete_stored(state, stored.key)
+            new_key = store_key(session_id)
+            if stored is None:
+                await self.emit("created", new_key, state.owner)
+            else:
+                await self.emit("regenerated", new_key, state.owner, previous=stored.key)
             self._send(headers, session_id, now, ttl, scope)
             return
 
@@ -590,6 +603,28 @@ class SessionEngine(Generic[T]):
     def _clear(self, headers: MutableHeaders, scope: Scope) -> None:
         self.frontend.clear(headers, scope=scope)
         _no_store(headers)
+
+    # -- events ----------------------------------------------------------------------------------
+
+    async def emit(
+        self, kind: EventKind, key: str, user: str | None, previous: str | None = None
+    ) -> None:
+        """Tell ``on_event`` that ``kind`` happened to the session stored under ``key``; a
+        hook that fails is logged, never the request's failure."""
+        hook = self.policy.on_event
+        if hook is None:
+            return
+        event = SessionEvent(
+            kind,
+            session_handle(key),
+            user,
+            self.policy.clock(),
+            None if previous is None else session_handle(previous),
+        )
+        try:
+            await hook(event)
+        except Exception:
+            logger.exception("The on_event hook failed on a %r event", kind)
 
     # -- locks -----------------------------------------------------------------------------------
 

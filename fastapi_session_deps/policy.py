@@ -8,7 +8,7 @@ the policy from them; ``sessions.policy`` shows the result. A new setting is a f
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Literal, TypedDict
@@ -17,10 +17,38 @@ from ._time import to_seconds
 from .backends.base import MAX_RECORD_BYTES
 from .exceptions import ConfigurationError
 
-__all__ = ["BackendErrorPolicy", "ConcurrencyPolicy", "PolicySettings", "SessionPolicy"]
+__all__ = [
+    "BackendErrorPolicy",
+    "ConcurrencyPolicy",
+    "PolicySettings",
+    "SessionEvent",
+    "SessionPolicy",
+]
 
 BackendErrorPolicy = Literal["fail", "anonymous"]
 ConcurrencyPolicy = Literal["merge", "lock"]
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """Something that happened to a session, for ``on_event``. Never the id or a token.
+
+    Attributes:
+        kind: ``"created"`` (a new session stored), ``"regenerated"`` (moved to a new id,
+            a log-in included), ``"destroyed"`` (ended by `destroy`), ``"revoked"`` (ended
+            from a list of a user's sessions) or ``"expired"`` (found past its absolute
+            timeout when it was read: detected, not announced the instant it happens).
+        handle: the session's public handle (after a regeneration, the new one).
+        user: the user the session is bound to, if any.
+        at: when it happened (the policy's clock).
+        previous: for ``"regenerated"``, the handle it had before.
+    """
+
+    kind: Literal["created", "regenerated", "destroyed", "revoked", "expired"]
+    handle: str
+    user: str | None
+    at: float
+    previous: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +89,10 @@ class SessionPolicy:
         record_client: with ``user_index``, record the client's address and user agent at
             log-in, to show in the list of a user's sessions. Off by default: they are
             personal data.
+        on_event: an async function called with a `SessionEvent` when a session is
+            created, regenerated, destroyed or revoked, or found expired. It runs in the
+            request, after the store has done its part; an exception from it is logged and
+            never fails the request.
         clock: seconds since the epoch; tests may pass a fake one.
 
     Raises:
@@ -77,6 +109,7 @@ class SessionPolicy:
     cleanup_interval: float | None = None
     user_index: bool = False
     record_client: bool = False
+    on_event: Callable[[SessionEvent], Awaitable[None]] | None = None
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -111,6 +144,8 @@ class SessionPolicy:
                 raise ConfigurationError(f"{name} must be True or False.")
         if self.record_client and not self.user_index:
             raise ConfigurationError("record_client=True needs user_index=True.")
+        if self.on_event is not None and not callable(self.on_event):
+            raise ConfigurationError(f"on_event must be an async function, not {self.on_event!r}.")
         if not callable(self.clock):
             raise ConfigurationError(f"clock must be a function, not {self.clock!r}.")
         object.__setattr__(self, "idle_timeout", idle)
@@ -148,6 +183,7 @@ class PolicySettings(TypedDict, total=False):
     cleanup_interval: float | timedelta | None
     user_index: bool
     record_client: bool
+    on_event: Callable[[SessionEvent], Awaitable[None]] | None
     clock: Callable[[], float]
 
 

@@ -103,6 +103,16 @@ def store_key(session_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+def session_handle(key: str) -> str:
+    """The public handle of the session stored under ``key``: 22 URL-safe characters.
+
+    A digest of the store key (itself a digest of the id), so it can be shown, put in a URL
+    or logged without giving anyone the session or its record's key.
+    """
+    digest = hashlib.sha256(b"fastapi-session-deps handle\x00" + key.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
 def resolve_secret_keys(secret_key: SecretKeys | None) -> list[bytes]:
     """Turn the ``secret_key`` argument (or the environment) into a list of keys.
 

@@ -11,9 +11,7 @@ takes the user and the handle, so a user can only ever name sessions of their ow
 
 from __future__ import annotations
 
-import base64
 import builtins
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -32,14 +30,9 @@ from ._engine import (
 )
 from .backends.base import SessionIndex, UserRecord
 from .exceptions import ConfigurationError, SessionError
+from .signing import session_handle
 
 __all__ = ["SessionInfo", "UserSessions", "session_handle"]
-
-
-def session_handle(key: str) -> str:
-    """The public handle of the session stored under ``key``: 22 URL-safe characters."""
-    digest = hashlib.sha256(b"fastapi-session-deps handle\x00" + key.encode()).digest()
-    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
 
 @dataclass(frozen=True)
@@ -130,6 +123,8 @@ class UserSessions:
             await self._engine.backend.delete(key)
         if keys:
             await self._index.index_remove(user, keys)
+        for key in keys:
+            await self._engine.emit("revoked", key, user)
 
     def _info(
         self,

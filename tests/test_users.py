@@ -22,6 +22,7 @@ from fastapi_session_deps import (
     MemoryBackend,
     RedisBackend,
     SessionError,
+    SessionEvent,
     SessionManager,
     SessionMiddleware,
     SQLBackend,
@@ -81,6 +82,11 @@ def devices_app(sessions: SessionManager[AppSession]) -> FastAPI:
 
     @app.get("/me")
     async def me(session: Required) -> dict[str, int]:
+        return {"counter": session.counter}
+
+    @app.post("/count")
+    async def count(session: Session) -> dict[str, int]:
+        session.counter += 1
         return {"counter": session.counter}
 
     return app
@@ -448,3 +454,73 @@ async def test_a_record_the_store_keeps_past_the_absolute_timeout_is_not_listed(
     await counting.set("k" * 64, fields, ttl=600)
     assert await sessions.users.list("alice") == []
     assert await sessions.users.revoke_all("alice") == 1  # and it can still be ended
+
+
+# -- lifecycle events ------------------------------------------------------------------------
+
+
+async def test_each_event_fires_once_with_the_handle_and_never_a_token(
+    make_manager: ManagerFactory, pass_time: PassTime
+) -> None:
+    events: list[SessionEvent] = []
+
+    async def record(event: SessionEvent) -> None:
+        events.append(event)
+
+    sessions = make_manager(
+        idle_timeout=600, absolute_timeout=1200, user_index=True, on_event=record
+    )
+    app = devices_app(sessions)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as phone,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as laptop,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as tablet,
+    ):
+        await phone.post("/login")  # a new session, logged in: created
+        await laptop.post("/login")
+        await tablet.post("/login")
+        assert [e.kind for e in events] == ["created"] * 3
+        await laptop.post("/regenerate")
+        await laptop.post("/revoke-others")  # phone and tablet
+        await laptop.post("/logout")
+        await phone.post("/count")  # an anonymous session: created
+        for _ in range(2):
+            await pass_time(500)
+            await phone.get("/me")  # renewed by the read alone: not an event
+        await pass_time(300)  # past the absolute timeout, with the record still there
+        assert (await phone.get("/me")).status_code == 401
+    kinds = [e.kind for e in events]
+    assert kinds == ["created"] * 3 + ["regenerated"] + ["revoked"] * 2 + [
+        "destroyed",
+        "created",
+        "expired",
+    ]
+    regenerated = events[3]
+    assert regenerated.previous == events[1].handle != regenerated.handle
+    assert {e.handle for e in events[4:6]} == {events[0].handle, events[2].handle}
+    assert events[6].handle == regenerated.handle
+    assert [e.user for e in events] == ["alice"] * 7 + [None, None]
+    assert events[8].handle == events[7].handle
+    tokens = "".join(c.value or "" for c in [*phone.cookies.jar, *laptop.cookies.jar])
+    assert not any(e.handle in tokens for e in events)
+
+
+async def test_a_failing_hook_is_logged_and_the_request_goes_on(
+    make_manager: ManagerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(event: SessionEvent) -> None:
+        raise RuntimeError("the audit log is down")
+
+    sessions = make_manager(user_index=True, on_event=broken)
+    app = devices_app(sessions)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await client.post("/login")).status_code == 200
+        assert (await client.get("/me")).status_code == 200
+    assert "The on_event hook failed on a 'created' event" in caplog.text
+
+
+async def test_on_event_must_be_callable(make_manager: ManagerFactory) -> None:
+    with pytest.raises(ConfigurationError, match="on_event must be an async function"):
+        make_manager(on_event="audit")
