@@ -40,7 +40,7 @@ from fastapi_session_deps.backends.memory import MIN_USERS_KEPT
 from fastapi_session_deps.users import session_handle
 
 from .conftest import AppSession, ManagerFactory, PassTime, open_store
-from .helpers import SECRET, Clock
+from .helpers import SECRET, Clock, http_scope
 
 pytestmark = pytest.mark.anyio
 
@@ -411,6 +411,7 @@ async def test_a_redis_index_of_another_type_is_deleted_not_an_error(
     async with open_store("redis", request, clock) as store:
         assert isinstance(store, RedisBackend)
         assert await store.index_list("alice") == []  # no index at all
+        await store.index_remove("alice", [])  # nothing to remove: no call
         await store.client.set(store.index_key("alice"), b"not a sorted set")
         assert await store.index_list("alice") == []
         assert await store.client.exists(store.index_key("alice")) == 0
@@ -524,3 +525,55 @@ async def test_a_failing_hook_is_logged_and_the_request_goes_on(
 async def test_on_event_must_be_callable(make_manager: ManagerFactory) -> None:
     with pytest.raises(ConfigurationError, match="on_event must be an async function"):
         make_manager(on_event="audit")
+
+
+async def test_a_client_without_address_or_agent_is_recorded_as_unknown(
+    sessions: SessionManager[AppSession],
+) -> None:
+    app = devices_app(sessions)
+    scope = http_scope("/login", "POST")
+    scope["client"] = None  # a server on a Unix socket
+    cookies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        cookies.extend(v for k, v in message.get("headers", []) if k == b"set-cookie")
+
+    await app(scope, receive, send)
+    (info,) = await sessions.users.list("alice")
+    assert (info.ip, info.user_agent) == (None, None)
+    assert cookies
+
+
+async def test_an_owned_record_regenerated_without_the_index_stays_out_of_it(
+    make_manager: ManagerFactory, counting: Any
+) -> None:
+    indexed = make_manager(user_index=True)
+    plain = make_manager()  # the same store, user_index off (turned off after a deploy)
+    transport = httpx.ASGITransport(app=devices_app(indexed))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await client.post("/login")
+        cookie = dict(client.cookies)
+    (before,) = await indexed.users.list("alice")
+    transport = httpx.ASGITransport(app=devices_app(plain))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", cookies=cookie
+    ) as client:
+        counting.reset()
+        assert (await client.post("/regenerate")).status_code == 200
+        assert (await client.get("/me")).json() == {"counter": 1}
+    assert counting.calls["index_add"] == 0
+    # The old one left with its record. (On SQL the new record's user_id column, which is
+    # the index there, still names alice.)
+    assert before.handle not in {info.handle for info in await indexed.users.list("alice")}
+
+
+async def test_an_index_entry_whose_record_is_not_written_yet_is_not_listed(
+    clock: Clock,
+) -> None:
+    backend = MemoryBackend(clock=clock)
+    await backend.index_add("alice", "pending", ttl=60)
+    assert await backend.index_list("alice") == []
+    assert list(backend._users["alice"]) == ["pending"]  # kept: its record may be on its way
