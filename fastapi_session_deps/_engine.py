@@ -197,7 +197,7 @@ class SessionEngine(Generic[T]):
         if policy.user_index and not isinstance(backend, SessionIndex):
             raise ConfigurationError(
                 f"user_index=True needs a backend that keeps an index of each user's sessions "
-                f"(MemoryBackend, RedisBackend, SQLBackend); "
+                f"(MemoryBackend, RedisBackend, SQLBackend, HTTPBackend); "
                 f"{type(backend).__name__} has none."
             )
         self.serializer = serializer

@@ -12,7 +12,19 @@ import binascii
 import json
 from typing import Any
 
-__all__ = ["decode_fields", "encode_fields", "json_object", "max_body_bytes", "record_fields"]
+__all__ = [
+    "MAX_LISTING_BYTES",
+    "decode_fields",
+    "encode_fields",
+    "json_object",
+    "listed_records",
+    "max_body_bytes",
+    "record_fields",
+]
+
+#: The largest answer to a listing of a user's sessions: the library's fields of each (a
+#: few hundred bytes) for thousands of sessions.
+MAX_LISTING_BYTES = 16 * 1024 * 1024
 
 
 def encode_fields(fields: dict[str, bytes]) -> dict[str, str]:
@@ -56,3 +68,25 @@ def record_fields(document: dict[str, Any]) -> dict[str, bytes]:
     if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
         raise ValueError("fields is not a mapping of text")
     return decode_fields(fields)
+
+
+def listed_records(document: dict[str, Any]) -> list[tuple[str, dict[str, bytes], float]]:
+    """The records of a ``{"sessions": [{"key", "fields", "ttl"}, ...]}`` answer.
+
+    Raises:
+        ValueError: anything else.
+    """
+    sessions = document.get("sessions")
+    if not isinstance(sessions, list):
+        raise ValueError("sessions is not a list")
+    found = []
+    for entry in sessions:
+        if not isinstance(entry, dict):
+            raise ValueError("a listed session is not an object")
+        key, ttl = entry.get("key"), entry.get("ttl")
+        if not isinstance(key, str) or isinstance(ttl, bool) or not isinstance(ttl, int | float):
+            raise ValueError("a listed session lacks its key or ttl")
+        if not 0 < ttl < float("inf"):
+            raise ValueError("a listed session's ttl is out of range")
+        found.append((key, record_fields(entry), float(ttl)))
+    return found

@@ -18,7 +18,15 @@ The protocol (every request carries ``Authorization: Bearer <token>``):
 ``DELETE /v1/sessions/{key}``           204, whether or not it existed.
 ``POST /v1/locks/{key}``                ``{"token", "ttl", "wait"}``: 200 ``{"held": bool}``.
 ``DELETE /v1/locks/{key}?token=...``    release, if that token holds it. 204.
+``PUT /v1/index/{key}``                 ``{"user", "ttl"}``: add the record to the user's index.
+                                        204.
+``POST /v1/index/remove``               ``{"user", "keys": [...]}``: take them out of it. 204.
+``POST /v1/index/list``                 ``{"user"}``: 200 ``{"sessions": [{"key", "fields",
+                                        "ttl"}]}``, the user's live records, with only the
+                                        library's own fields (names starting with NUL).
 ======================================  =========================================================
+
+The index endpoints answer 501 when the service's store keeps no index of users' sessions.
 
 Keys are the hashes the library stores sessions under: a key never reveals a session id.
 
@@ -43,11 +51,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._engine import MAX_USER_LENGTH
 from ._http import retry_later_response, send_json
 from ._wire import decode_fields, encode_fields, max_body_bytes
-from .backends.base import MAX_RECORD_BYTES, Backend, SessionLocks
+from .backends.base import MAX_RECORD_BYTES, Backend, SessionIndex, SessionLocks
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError
+from .serializers import RESERVED_PREFIX
 from .signing import MIN_SECRET_KEY_BYTES
 
 __all__ = ["create_app", "from_env"]
@@ -69,6 +79,20 @@ class Record(BaseModel):
 class Changes(BaseModel):
     changed: dict[str, str] = {}
     removed: list[str] = []
+
+
+class IndexEntry(BaseModel):
+    user: str = Field(min_length=1, max_length=MAX_USER_LENGTH)
+    ttl: float = Field(gt=0, le=366 * 86400)
+
+
+class IndexRemoval(BaseModel):
+    user: str = Field(min_length=1, max_length=MAX_USER_LENGTH)
+    keys: list[str] = Field(max_length=100_000)
+
+
+class IndexQuery(BaseModel):
+    user: str = Field(min_length=1, max_length=MAX_USER_LENGTH)
 
 
 class LockRequest(BaseModel):
@@ -197,7 +221,37 @@ def create_app(
         await locks().release_lock(checked(key), token)
         return Response(status_code=204)
 
+    def index() -> SessionIndex:
+        if not isinstance(backend, SessionIndex):
+            raise HTTPException(501, "This store keeps no index of users' sessions")
+        return backend
+
+    @app.put("/v1/index/{key}", status_code=204)
+    async def index_add(key: str, entry: IndexEntry) -> Response:
+        await index().index_add(entry.user, checked(key), ttl=entry.ttl)
+        return Response(status_code=204)
+
+    @app.post("/v1/index/remove", status_code=204)
+    async def index_remove(removal: IndexRemoval) -> Response:
+        await index().index_remove(removal.user, [checked(key) for key in removal.keys])
+        return Response(status_code=204)
+
+    @app.post("/v1/index/list")
+    async def index_list(query: IndexQuery) -> dict[str, Any]:
+        records = await index().index_list(query.user)
+        return {
+            "sessions": [
+                {"key": key, "fields": encode_fields(_library_fields(fields)), "ttl": left}
+                for key, fields, left in records
+            ]
+        }
+
     return _Guard(app, f"Bearer {token}".encode(), max_body_bytes(max_record_bytes))
+
+
+def _library_fields(fields: dict[str, bytes]) -> dict[str, bytes]:
+    """Only the library's own fields: a listing needs no session data."""
+    return {name: value for name, value in fields.items() if name.startswith(RESERVED_PREFIX)}
 
 
 class _Guard:

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastapi_session_deps import (
+    Backend,
     ConfigurationError,
     CookieFrontend,
     FunctionBackend,
@@ -39,10 +40,17 @@ from fastapi_session_deps._engine import (
 from fastapi_session_deps.backends.memory import MIN_USERS_KEPT
 from fastapi_session_deps.users import session_handle
 
-from .conftest import AppSession, ManagerFactory, PassTime, open_store
+from .conftest import STORES, AppSession, ManagerFactory, PassTime, open_store
 from .helpers import SECRET, Clock, http_scope
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=[*STORES, "http-memory", "http-redis"])
+async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
+    """Every store that keeps an index of users' sessions, the session service included."""
+    async with open_store(request.param, request, clock) as store:
+        yield store
 
 
 def devices_app(sessions: SessionManager[AppSession]) -> FastAPI:

@@ -9,9 +9,21 @@ from typing import Any
 
 import anyio
 
-from .._wire import encode_fields, json_object, max_body_bytes, record_fields
-from ..exceptions import BackendUnavailable, ConfigurationError, MissingDependencyError
-from .base import MAX_RECORD_BYTES, Backend, SessionLocks
+from .._wire import (
+    MAX_LISTING_BYTES,
+    encode_fields,
+    json_object,
+    listed_records,
+    max_body_bytes,
+    record_fields,
+)
+from ..exceptions import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    MissingDependencyError,
+)
+from .base import MAX_RECORD_BYTES, Backend, SessionIndex, SessionLocks, UserRecord
 
 try:
     import httpx
@@ -33,7 +45,7 @@ class _Answer:
     oversized: bool = False
 
 
-class HTTPBackend(Backend, SessionLocks):
+class HTTPBackend(Backend, SessionLocks, SessionIndex):
     """Session records in a session service (`fastapi_session_deps.service`), over HTTP.
 
     One pooled ``httpx.AsyncClient`` carries every call; each call has a ``timeout``, and
@@ -168,6 +180,33 @@ class HTTPBackend(Backend, SessionLocks):
         )
         self._expect(response, "release_lock", 204)
 
+    async def index_add(self, user: str, key: str, *, ttl: float) -> None:
+        response = await self._request(
+            "PUT", f"/v1/index/{key}", {}, json={"user": user, "ttl": ttl}, retry=True
+        )
+        self._expect(response, "index_add", 204)
+
+    async def index_remove(self, user: str, keys: Collection[str]) -> None:
+        if keys:
+            response = await self._request(
+                "POST", "/v1/index/remove", {}, json={"user": user, "keys": list(keys)}, retry=True
+            )
+            self._expect(response, "index_remove", 204)
+
+    async def index_list(self, user: str) -> list[UserRecord]:
+        response = await self._request(
+            "POST",
+            "/v1/index/list",
+            {},
+            json={"user": user},
+            retry=True,
+            max_answer=MAX_LISTING_BYTES,
+        )
+        try:
+            return listed_records(self._json(response, "index_list", 200))
+        except ValueError as exc:
+            raise self._malformed("index_list", str(exc)) from exc
+
     async def aclose(self) -> None:
         if self._owns_client:
             self._owns_client = False
@@ -183,8 +222,10 @@ class HTTPBackend(Backend, SessionLocks):
         *,
         retry: bool = False,
         extra_time: float = 0.0,
+        max_answer: int | None = None,
         **options: Any,
     ) -> _Answer:
+        limit = self._max_answer if max_answer is None else max_answer
         attempts = 1 + (self.retries if retry else 0)
         problem = "no attempt"
         for _ in range(attempts):
@@ -196,13 +237,13 @@ class HTTPBackend(Backend, SessionLocks):
                         body = bytearray()
                         async for chunk in response.aiter_bytes():
                             body += chunk
-                            if len(body) > self._max_answer:
+                            if len(body) > limit:
                                 break  # read no further than any record needs
                         answer = _Answer(
                             response.status_code,
                             response.headers.get("content-type", ""),
                             bytes(body),
-                            oversized=len(body) > self._max_answer,
+                            oversized=len(body) > limit,
                         )
             except (httpx.HTTPError, TimeoutError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
@@ -218,7 +259,7 @@ class HTTPBackend(Backend, SessionLocks):
                     backend="HTTPBackend",
                     operation=method,
                 )
-            if answer.status >= 500:
+            if answer.status >= 500 and answer.status != 501:  # 501: never, not "not now"
                 problem = f"service answered {answer.status}"
                 continue
             return answer
@@ -236,6 +277,18 @@ class HTTPBackend(Backend, SessionLocks):
             raise self._malformed(operation, str(exc)) from exc
 
     def _expect(self, answer: _Answer, operation: str, status: int) -> None:
+        if answer.status == 501:
+            # The service's store cannot do this at all (no locks, no index): a
+            # misconfiguration, never "try again shortly".
+            try:
+                why = str(json_object(answer.content_type, answer.body).get("detail"))
+            except ValueError:
+                why = "not implemented"
+            raise BackendError(
+                f"The session service cannot do {operation}: {why}",
+                backend="HTTPBackend",
+                operation=operation,
+            )
         if answer.status != status:
             raise self._malformed(operation, f"unexpected status {answer.status}")
         if answer.oversized:

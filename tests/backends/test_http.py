@@ -14,13 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastapi_session_deps import (
+    BackendError,
     BackendUnavailable,
     ConfigurationError,
     CookieFrontend,
     MemoryBackend,
     SessionManager,
 )
-from fastapi_session_deps._wire import json_object, max_body_bytes, record_fields
+from fastapi_session_deps._wire import json_object, listed_records, max_body_bytes, record_fields
 from fastapi_session_deps.backends.base import MAX_RECORD_BYTES
 from fastapi_session_deps.backends.http import HTTPBackend
 from fastapi_session_deps.service import create_app
@@ -95,7 +96,7 @@ async def test_a_store_without_locks_answers_501() -> None:
     with served_in_thread(create_app(NoLocksBackend(), token=SERVICE_TOKEN)) as url:
         backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
         try:
-            with pytest.raises(BackendUnavailable, match="service answered 501"):
+            with pytest.raises(BackendError, match=r"cannot do acquire_lock: .*no session locks"):
                 await backend.acquire_lock("k", "t", ttl=5, wait=0)
         finally:
             await backend.aclose()
@@ -523,3 +524,66 @@ def test_any_service_answer_is_a_record_or_a_value_error(content_type: str, body
     except ValueError:
         return
     assert all(isinstance(v, bytes) for v in fields.values())
+
+
+LISTINGS = st.one_of(
+    ANSWERS,
+    st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "key": st.one_of(st.text(max_size=8), st.integers()),
+                "ttl": st.one_of(
+                    st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text()
+                ),
+                "fields": st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=3),
+            },
+        ),
+        max_size=3,
+    ).map(lambda sessions: json.dumps({"sessions": sessions}).encode()),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content_type=st.sampled_from(["application/json", "text/plain"]), body=LISTINGS)
+def test_any_listing_answer_is_records_or_a_value_error(content_type: str, body: bytes) -> None:
+    try:
+        records = listed_records(json_object(content_type, body))
+    except ValueError:
+        return
+    for key, fields, left in records:
+        assert isinstance(key, str)
+        assert all(isinstance(v, bytes) for v in fields.values())
+        assert 0 < left < float("inf")
+
+
+async def test_a_service_whose_store_keeps_no_index_says_so() -> None:
+    with served_in_thread(create_app(NoLocksBackend(), token=SERVICE_TOKEN)) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            for call_it in (
+                lambda: backend.index_add("alice", "k", ttl=60),
+                lambda: backend.index_remove("alice", ["k"]),
+                lambda: backend.index_list("alice"),
+            ):
+                with pytest.raises(BackendError, match="keeps no index of users' sessions"):
+                    await call_it()
+            await backend.index_remove("alice", [])  # nothing to remove: no call
+        finally:
+            await backend.aclose()
+
+
+async def test_a_listing_carries_only_the_librarys_fields() -> None:
+    store = MemoryBackend()
+    with served_in_thread(create_app(store, token=SERVICE_TOKEN)) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            await backend.index_add("alice", "k", ttl=60)
+            await backend.set("k", {"\x00user": b'"alice"', "cart": b'["secret"]'}, ttl=60)
+            ((key, fields, left),) = await backend.index_list("alice")
+            with pytest.raises(BackendUnavailable, match="malformed"):
+                await backend.index_remove("alice", ["not/a key"])
+        finally:
+            await backend.aclose()
+    assert (key, fields) == ("k", {"\x00user": b'"alice"'})
+    assert 0 < left <= 60
