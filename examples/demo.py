@@ -3,21 +3,34 @@
 Run it with ``bash scripts/demo.sh`` (or ``python examples/demo.py`` in an environment that
 has the package with its ``demo`` extra), then open http://127.0.0.1:8000. Sessions live in
 ``data/sessions.db``: stop the demo, start it again, and the browser is still logged in.
+"Your devices" lists every browser signed in as you and signs any of them out; "Session"
+shows this browser's session as the library sees it.
 """
 
 import html
+import json
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs
 
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
-from fastapi_session_deps import CookieFrontend, SessionManager, SessionModel, SQLBackend
+from fastapi_session_deps import (
+    CookieFrontend,
+    SessionInfo,
+    SessionManager,
+    SessionModel,
+    SQLBackend,
+)
 
 HOST, PORT = "127.0.0.1", int(os.environ.get("DEMO_PORT", "8000"))
 #: The demo's data: the SQLite database, and the key that signs its cookies.
@@ -57,18 +70,39 @@ sessions = SessionManager(
     idle_timeout=30 * 60,
     absolute_timeout=12 * 60 * 60,
     cleanup_interval=10 * 60,  # expired sessions leave the database every ten minutes
+    user_index=True,  # "Your devices": each user's sessions, listed and revoked
+    record_client=True,  # with the address and browser each signed in from
 )
+STORE = f"SQLite, {DATA_DIR / 'sessions.db'}"
+
+
+async def make_table() -> None:
+    """The demo makes its own table (a real app migrates); one left by an older demo
+    without the user_id column is made again: demo sessions only."""
+
+    def columns(connection: sa.Connection) -> set[str]:
+        inspector = sa.inspect(connection)
+        if not inspector.has_table(backend.table.name):
+            return set()
+        return {column["name"] for column in inspector.get_columns(backend.table.name)}
+
+    async with backend.engine.connect() as connection:
+        found = await connection.run_sync(columns)
+    if found and not set(backend.table.c.keys()) <= found:
+        await backend.drop_table()
+    await backend.create_table()
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    await backend.create_table()  # the demo makes its own table; a real app migrates
+    await make_table()
     async with sessions.lifespan(app):
         yield
 
 
 app = FastAPI(title="fastapi-session-deps demo", lifespan=lifespan)
 app.add_middleware(sessions.middleware)
+app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
 Session = Annotated[ShopSession, Depends(sessions.get_session)]
 LoggedIn = Annotated[ShopSession, Depends(sessions.verifier(lambda s: s.username is not None))]
@@ -80,33 +114,56 @@ async def form(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(body).items()}
 
 
-def page(body: str) -> HTMLResponse:
+def page(body: str, session: ShopSession, here: str = "/") -> HTMLResponse:
+    """A page of the demo: the bar (with who is signed in), then ``body``."""
+    links = [("/", "Shop"), ("/devices", "Your devices"), ("/session", "Session")]
+    nav = "".join(
+        f"<a href={href}{' class=here' if href == here else ''}>{label}</a>"
+        for href, label in links
+        if href == "/" or session.username is not None or href == "/session"
+    )
+    who = (
+        f"Signed in as <strong>{html.escape(session.username)}</strong>"
+        if session.username
+        else "Not signed in"
+    )
+    flash = f"<p class=flash>{html.escape(session.flash)}</p>" if session.flash else ""
+    session.flash = None  # shown once
     return HTMLResponse(
-        "<!doctype html><meta charset=utf-8><title>Session demo</title>"
-        "<style>body{font:16px system-ui;max-width:36em;margin:3em auto}"
-        "form{margin:1em 0}.flash{background:#eef;padding:.5em}</style>" + body
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width, initial-scale=1'>"
+        "<title>Session demo</title><link rel=stylesheet href=/static/demo.css>"
+        "<header><div class=bar><a class=brand href=/>session<span>·</span>shop</a>"
+        f"<nav>{nav}</nav><span class=who>{who}</span></div></header>"
+        f"<main>{flash}{body}</main>"
+        "<footer>fastapi-session-deps demo · sessions in SQLite, kept across restarts</footer>"
     )
 
 
 @app.get("/", response_class=HTMLResponse)
 async def home(session: Session) -> HTMLResponse:
     session.visits += 1
-    flash = f"<p class=flash>{html.escape(session.flash)}</p>" if session.flash else ""
-    session.flash = None
     if session.username is None:
         return page(
-            f"{flash}<h1>Welcome</h1><p>Visits this session: {session.visits}</p>"
-            "<form method=post action=/login><input name=username placeholder='your name' "
-            "required> <button>Log in</button></form>"
+            "<div class=card><h1>Welcome</h1>"
+            f"<p class=lead>Visits this session: {session.visits}</p>"
+            "<form class=inline method=post action=/login>"
+            "<input name=username placeholder='your name' required>"
+            "<button>Log in</button></form></div>",
+            session,
         )
     items = "".join(f"<li>{html.escape(item)}</li>" for item in session.cart) or "<li>empty</li>"
     return page(
-        f"{flash}<h1>Hello, {html.escape(session.username)}</h1>"
-        f"<p>Visits this session: {session.visits} · <a href=/profile>profile (JSON)</a></p>"
-        f"<h2>Cart</h2><ul>{items}</ul>"
-        "<form method=post action=/cart><input name=item placeholder='an item' required> "
+        f"<div class=card><h1>Hello, {html.escape(session.username)}</h1>"
+        f"<p class=lead>Visits this session: {session.visits} · "
+        "<a href=/profile>profile (JSON)</a></p>"
+        f"<h2>Cart</h2><ul class=cart>{items}</ul>"
+        "<form class=inline method=post action=/cart>"
+        "<input name=item placeholder='an item' required>"
         "<button>Add to cart</button></form>"
-        "<form method=post action=/logout><button>Log out</button></form>"
+        "<div class=actions><form method=post action=/logout>"
+        "<button class=quiet>Log out</button></form></div></div>",
+        session,
     )
 
 
@@ -114,7 +171,8 @@ async def home(session: Session) -> HTMLResponse:
 async def login(request: Request, session: Session) -> RedirectResponse:
     username = (await form(request)).get("username", "").strip()[:40]
     if username:
-        await sessions.regenerate(session)  # a new id at log-in: no session fixation
+        # A new id, bound to the user: no session fixation, and listed in "Your devices".
+        await sessions.login(session, username, request)
         session.username = username
         session.flash = f"Logged in as {username}."
     return RedirectResponse("/", status_code=303)
@@ -138,6 +196,134 @@ async def logout(session: Session) -> RedirectResponse:
     await sessions.destroy(session)
     session.flash = "You have been logged out."  # lives in a fresh, anonymous session
     return RedirectResponse("/", status_code=303)
+
+
+# -- your devices, and the session as the library sees it -------------------------------------
+
+
+def device_name(agent: str | None) -> str:
+    """A browser and system a person recognises, from a User-Agent header."""
+    if not agent:
+        return "Unknown device"
+    browsers = [("Edg/", "Edge"), ("HeadlessChrome", "Headless Chrome"), ("Chrome/", "Chrome")]
+    browsers += [("Firefox/", "Firefox"), ("Safari/", "Safari"), ("curl/", "curl")]
+    systems = [("Android", "Android"), ("iPhone", "iPhone"), ("Windows", "Windows")]
+    systems += [("Mac OS X", "macOS"), ("Linux", "Linux")]
+    browser = next((name for mark, name in browsers if mark in agent), "A browser")
+    system = next((name for mark, name in systems if mark in agent), None)
+    return f"{browser} on {system}" if system else browser
+
+
+def ago(moment: float) -> str:
+    seconds = max(0, int(time.time() - moment))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d")
+
+
+def device_row(info: SessionInfo) -> str:
+    name = html.escape(device_name(info.user_agent))
+    badge = " <span class=badge>this device</span>" if info.current else ""
+    action = (
+        "<span class=muted>—</span>"
+        if info.current
+        else f"<form method=post action=/devices/{info.handle}/sign-out>"
+        "<button class=danger>Sign out</button></form>"
+    )
+    return (
+        f"<tr{' class=current' if info.current else ''} data-handle={info.handle}>"
+        f"<td><div class=device>{name}{badge}</div>"
+        f"<div class=agent>{html.escape(info.user_agent or '')}</div></td>"
+        f"<td>{html.escape(info.ip or 'unknown')}</td>"
+        f"<td>{ago(info.created_at)}</td><td>{ago(info.last_seen)}</td><td>{action}</td></tr>"
+    )
+
+
+@app.get("/devices", response_class=HTMLResponse)
+async def devices(session: LoggedIn) -> HTMLResponse:
+    assert session.username is not None  # noqa: S101 - LoggedIn checked it
+    listed = await sessions.users.list(session.username, current=session)
+    others = sum(not info.current for info in listed)
+    rows = "".join(device_row(info) for info in listed)
+    everywhere = (
+        "<form method=post action=/devices/sign-out-others>"
+        f"<button class=danger>Sign out everywhere else ({others})</button></form>"
+        if others
+        else "<span class=muted>This is the only device signed in.</span>"
+    )
+    return page(
+        "<div class=card><h1>Your devices</h1>"
+        f"<p class=lead>Where {html.escape(session.username)} is signed in. Sign out any "
+        "device you do not recognise: its next request starts signed out.</p>"
+        "<table><tr><th>Device</th><th>Address</th><th>Signed in</th><th>Last seen</th>"
+        f"<th></th></tr>{rows}</table><div class=actions>{everywhere}</div></div>",
+        session,
+        "/devices",
+    )
+
+
+@app.post("/devices/{handle}/sign-out")
+async def sign_out_device(handle: str, session: LoggedIn) -> RedirectResponse:
+    assert session.username is not None  # noqa: S101 - LoggedIn checked it
+    if await sessions.users.revoke(session.username, handle):
+        session.flash = "That device has been signed out."
+    return RedirectResponse("/devices", status_code=303)
+
+
+@app.post("/devices/sign-out-others")
+async def sign_out_others(session: LoggedIn) -> RedirectResponse:
+    assert session.username is not None  # noqa: S101 - LoggedIn checked it
+    count = await sessions.users.revoke_all(session.username, keep=session)
+    session.flash = f"Signed out {count} other device{'s' if count != 1 else ''}."
+    return RedirectResponse("/devices", status_code=303)
+
+
+def in_words(seconds: float) -> str:
+    minutes = max(0, round(seconds / 60))
+    hours, minutes = divmod(minutes, 60)
+    return (
+        " ".join(
+            part for part in (f"{hours} h" * bool(hours), f"{minutes} min" * bool(minutes)) if part
+        )
+        or "0 min"
+    )
+
+
+@app.get("/session", response_class=HTMLResponse)
+async def session_page(session: Session) -> HTMLResponse:
+    data = html.escape(json.dumps(session.model_dump(exclude={"flash"}), indent=2))
+    facts = [("Store", html.escape(STORE))]
+    mine = None
+    if session.username is not None:
+        listed = await sessions.users.list(session.username, current=session)
+        mine = next((info for info in listed if info.current), None)
+    if mine is not None:
+        left = mine.expires_at - time.time()
+        facts += [
+            ("Handle", f"<code>{mine.handle}</code>"),
+            ("Bound to", html.escape(mine.user)),
+            ("Created", ago(mine.created_at)),
+            ("Last seen", ago(mine.last_seen)),
+            ("Expires in", f"{in_words(left)} if left idle"),
+            ("Idle timeout", in_words(sessions.policy.idle_timeout)),
+            ("Absolute timeout", in_words(sessions.policy.absolute_timeout or 0)),
+        ]
+    else:
+        facts.append(("Bound to", "nobody: log in to bind this session to a user"))
+    rows = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
+    return page(
+        "<div class=card><h1>This session</h1>"
+        "<p class=lead>What the library keeps for this browser. The cookie carries only a "
+        "signed id; the store keys the record by a hash of it, and lists it by a handle "
+        f"derived from that.</p><dl class=facts>{rows}</dl>"
+        f"<h2>Data</h2><pre>{data}</pre></div>",
+        session,
+        "/session",
+    )
 
 
 if __name__ == "__main__":

@@ -75,3 +75,86 @@ async def test_a_logged_in_browser_stays_logged_in_across_a_restart(tmp_path: Pa
             await page.click("text=Log out")
             await page.wait_for_selector("text=You have been logged out.")
         await context.close()
+
+
+async def test_a_device_signed_out_from_another_is_logged_out(tmp_path: Path) -> None:
+    port = free_port()
+    async with chromium() as browser:
+        laptop = await browser.new_context(user_agent=LAPTOP)
+        phone = await browser.new_context(user_agent=PHONE)
+        with demo(port, tmp_path) as base:
+            for context in (phone, laptop):
+                page = await context.new_page()
+                await page.goto(base + "/")
+                await page.fill("input[name=username]", "Ada")
+                await page.click("text=Log in")
+                await page.wait_for_selector("text=Hello, Ada")
+            phone_page, laptop_page = phone.pages[0], laptop.pages[0]
+
+            await laptop_page.click("nav >> text=Your devices")
+            rows = laptop_page.locator("tr[data-handle]")
+            await rows.first.wait_for()
+            assert await rows.count() == 2
+            texts = await rows.all_inner_texts()
+            assert "Chrome on Linux" in texts[0]
+            assert "this device" in texts[0]
+            assert "Safari on iPhone" in texts[1]
+            assert "127.0.0.1" in texts[1]
+            await laptop_page.screenshot(path=shot("demo-devices"), full_page=True)
+
+            await rows.nth(1).locator("text=Sign out").click()
+            await laptop_page.wait_for_selector("text=That device has been signed out.")
+            assert await laptop_page.locator("tr[data-handle]").count() == 1
+            await laptop_page.screenshot(path=shot("demo-devices-after"), full_page=True)
+
+            await phone_page.reload()
+            await phone_page.wait_for_selector("text=Welcome")  # signed out
+            await laptop_page.goto(base + "/")
+            await laptop_page.wait_for_selector("text=Hello, Ada")  # still signed in
+
+            await laptop_page.click("nav >> text=Session")
+            await laptop_page.wait_for_selector("text=This session")
+            facts = await laptop_page.locator("dl.facts").inner_text()
+            assert "Ada" in facts
+            assert "SQLite" in facts
+            assert "if left idle" in facts
+            await laptop_page.screenshot(path=shot("demo-session"), full_page=True)
+            styled = await laptop_page.evaluate(
+                "getComputedStyle(document.querySelector('.card')).borderRadius"
+            )
+            assert styled == "12px"  # the stylesheet the app serves was applied
+        await laptop.close()
+        await phone.close()
+
+
+async def test_sign_out_everywhere_else_leaves_only_this_browser(tmp_path: Path) -> None:
+    port = free_port()
+    async with chromium() as browser:
+        contexts = [await browser.new_context() for _ in range(3)]
+        with demo(port, tmp_path) as base:
+            for context in contexts:
+                page = await context.new_page()
+                await page.goto(base + "/")
+                await page.fill("input[name=username]", "Grace")
+                await page.click("text=Log in")
+                await page.wait_for_selector("text=Hello, Grace")
+            mine = contexts[0].pages[0]
+            await mine.goto(base + "/devices")
+            await mine.click("text=Sign out everywhere else (2)")
+            await mine.wait_for_selector("text=Signed out 2 other devices.")
+            await mine.wait_for_selector("text=This is the only device signed in.")
+            for context in contexts[1:]:
+                await context.pages[0].reload()
+                await context.pages[0].wait_for_selector("text=Welcome")
+        for context in contexts:
+            await context.close()
+
+
+LAPTOP = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/156.0.0.0 Safari/537.36"
+)
+PHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1"
+)

@@ -200,3 +200,28 @@ async def test_the_tutorial_style_app_logs_in_counts_visits_and_logs_out() -> No
         logout = await client.post("/logout")
         assert "expires=Thu, 01 Jan 1970 00:00:00 GMT" in logout.headers["set-cookie"]
         assert (await client.get("/profile")).status_code == 401
+
+
+async def test_the_demo_remakes_a_table_left_by_an_older_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "sessions.db") as old:  # without the user_id column
+        old.execute(
+            "CREATE TABLE sessions (id_hash VARCHAR(64) PRIMARY KEY, data JSON NOT NULL, "
+            "meta JSON NOT NULL, expires_at FLOAT NOT NULL)"
+        )
+    old.close()
+    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
+    demo = load("demo")
+    async with demo.lifespan(demo.app), client_for(demo) as client:
+        await client.post("/login", content="username=Ada", headers=FORM)
+        devices = await client.get("/devices")
+        assert devices.status_code == 200
+        assert "this device" in devices.text
+    with sqlite3.connect(tmp_path / "sessions.db") as new:
+        columns = {row[1] for row in new.execute("PRAGMA table_info(sessions)")}
+    new.close()
+    assert "user_id" in columns
