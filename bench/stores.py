@@ -8,7 +8,9 @@ expired sessions are cleaned up while the site stays in use.
    transaction included);
 3. cleanup: a table of 1,000,000 expired sessions emptied by the ``cleanup`` command (a
    process of its own, batches of 1,000) while 20 clients keep reading their sessions
-   through uvicorn; rows/s, and the clients' p50/p99 before and during.
+   through uvicorn; rows/s, and the clients' p50/p99 before and during;
+4. a user's sessions (``user_index=True``): what a log-in costs with the index, and what
+   listing 10 and 1,000 sessions of one user costs, in time and in round trips.
 
 Run it with ``bash bench/run.sh stores`` (``--quick`` for a short run with 100,000 rows).
 """
@@ -141,6 +143,105 @@ async def round_trips(stores: list[Store], redis_url: str) -> dict[str, dict[str
             result[store.name] = await redis_trips(build(store), redis_url, ROUTES)
         elif store.module != "bare":
             result[store.name] = dict.fromkeys((path for path, _ in ROUTES), 0)
+    return result
+
+
+# -- 4: a user's sessions ------------------------------------------------------------------
+
+USER = "bench-user"
+
+
+class _Sends:
+    """Counts the round trips of Redis clients: each packed send is one."""
+
+    count = 0
+
+
+def counting_connection() -> type:
+    import redis.asyncio as aioredis
+
+    class Counting(aioredis.Connection):
+        async def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+            _Sends.count += 1
+            await super().send_packed_command(*args, **kwargs)
+
+    return Counting
+
+
+def indexed(store: Store) -> Store:
+    return Store(store.name, store.module, {**store.env, "BENCH_USER_INDEX": "1"})
+
+
+def manager_of(app: Any) -> Any:
+    return app.user_middleware[0].cls.__self__
+
+
+async def listing_trips(app: Any) -> int:
+    """Round trips of one listing: SQL statements, or Redis sends, or none."""
+    manager = manager_of(app)
+    backend = manager.backend
+    if isinstance(backend, SQLBackend):
+        sent = 0
+
+        def count(*_: Any) -> None:
+            nonlocal sent
+            sent += 1
+
+        sa.event.listen(backend.engine.sync_engine, "before_cursor_execute", count)
+        try:
+            await manager.users.list(USER)
+        finally:
+            sa.event.remove(backend.engine.sync_engine, "before_cursor_execute", count)
+        return sent
+    client = getattr(backend, "client", None)
+    if client is None:
+        return 0  # memory: no I/O
+    pool = client.connection_pool
+    if pool.connection_class.__name__ != "Counting":  # new connections count their sends
+        pool.connection_class = counting_connection()
+        await pool.disconnect()
+        pool.reset()  # forget the connections made so far: new ones are counting ones
+        await manager.users.list(USER)  # connect
+    before = _Sends.count
+    await manager.users.list(USER)
+    return _Sends.count - before
+
+
+async def user_sessions(stores: list[Store], repeats: int) -> dict[str, dict[str, float]]:
+    """µs of a log-in with and without the index; a listing of 10 and of 1,000 sessions."""
+    result: dict[str, dict[str, float]] = {}
+    for store in stores:
+        if store.module == "bare":
+            continue
+        if store.sql_url:
+            await make_table(store.sql_url)
+        plain, bound = build(store), build(indexed(store))
+        samples: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            samples.setdefault("login", []).append(
+                await time_route(plain, "POST", "/login", None, 200)
+            )
+            samples.setdefault("login, indexed", []).append(
+                await time_route(bound, "POST", "/login", None, 200)
+            )
+        manager = manager_of(bound)
+        await manager.users.revoke_all(USER)
+        row = {name: statistics.median(values) for name, values in samples.items()}
+        for size in (10, 1000):
+            await manager.users.revoke_all(USER)
+            for _ in range(size):
+                await asgi(bound, "POST", "/login", None)
+            if len(await manager.users.list(USER)) != size:
+                raise RuntimeError(f"{store.name}: not {size} sessions listed")
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                await manager.users.list(USER)
+                times.append((time.perf_counter() - started) * 1e6)
+            row[f"list {size}"] = statistics.median(times)
+            row[f"trips {size}"] = await listing_trips(bound)
+        await manager.users.revoke_all(USER)
+        result[store.name] = row
     return result
 
 
@@ -284,6 +385,7 @@ def versions() -> str:
 def report(
     timing: dict[str, dict[str, float]],
     trips: dict[str, dict[str, int]],
+    users: dict[str, dict[str, float]],
     cleanup: dict[str, dict[str, Any]],
     settings: str,
 ) -> str:
@@ -314,6 +416,22 @@ def report(
     lines += [
         f"| {name} | " + " | ".join(str(row[p]) for p, _ in ROUTES) + " |"
         for name, row in trips.items()
+    ]
+    lines += [
+        "",
+        "### A user's sessions (`user_index=True`)",
+        "",
+        "µs per `/login` in process without and with the index; a listing of one user's 10",
+        "and 1,000 sessions (`sessions.users.list`), in µs, and its round trips (SQL",
+        "statements, Redis sends: `ZRANGE`, then one pipeline of the records).",
+        "",
+        "| store | /login | /login, indexed | list 10 | round trips | list 1,000 | round trips |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {name} | {row['login']:.1f} | {row['login, indexed']:.1f} | {row['list 10']:.1f} | "
+        f"{row['trips 10']:.0f} | {row['list 1000']:,.1f} | {row['trips 1000']:.0f} |"
+        for name, row in users.items()
     ]
     lines += [
         "",
@@ -354,6 +472,7 @@ async def main(options: argparse.Namespace) -> None:
             await make_table(url)
         timing = await per_request(stores, repeats, count)
         trips = await round_trips(stores, redis.url)
+        users = await user_sessions(stores, repeats)
         cleanup = {
             name: await cleanup_under_load(url, {"BENCH_SQL_URL": url}, rows, 5)
             for name, url in sql.items()
@@ -366,7 +485,7 @@ async def main(options: argparse.Namespace) -> None:
         f"{count} requests per route; cleanup of {rows:,} rows; "
         f"took {time.monotonic() - started:.0f} s"
     )
-    text = report(timing, trips, cleanup, settings)
+    text = report(timing, trips, users, cleanup, settings)
     print(text)
     if options.output:
         await anyio.Path(options.output).write_text(text)

@@ -104,6 +104,7 @@ def migration_snippet() -> str:
         ("README.md", "Measured by `bash bench/run.sh stores`", "[Choosing a store]"),
         ("docs/how-to/choosing-a-store.md", "| store | survives", "## SQL in one paragraph"),
         ("docs/how-to/choosing-a-store.md", "In one run of `bash bench/run.sh", "The clients,"),
+        ("docs/how-to/user-sessions.md", "| store | log-in |", "On Redis an indexed"),
     ],
 )
 def test_the_store_figures_quoted_come_from_the_recorded_benchmark(

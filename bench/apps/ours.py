@@ -44,6 +44,7 @@ def create_app() -> FastAPI:
         frontend=CookieFrontend(SECRET, secure=False),
         backend=backend,
         concurrency=os.environ.get("BENCH_POLICY", "merge"),  # type: ignore[arg-type]
+        user_index=bool(os.environ.get("BENCH_USER_INDEX")),
     )
     app = FastAPI(lifespan=sessions.lifespan)
     app.add_middleware(sessions.middleware)
@@ -64,7 +65,10 @@ def create_app() -> FastAPI:
 
     @app.post("/login")
     async def login(session: Session) -> dict[str, bool]:
-        await sessions.regenerate(session)
+        if sessions.policy.user_index:  # bound to its user, and in the user's index
+            await sessions.login(session, "bench-user")
+        else:
+            await sessions.regenerate(session)
         session.user_id = 1
         return {"ok": True}
 
