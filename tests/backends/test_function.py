@@ -203,7 +203,7 @@ records = st.one_of(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answer=records)
-def test_any_answer_from_get_is_a_record_or_no_session_never_an_error(answer: Any) -> None:
+async def test_any_answer_from_get_is_a_record_or_no_session_never_an_error(answer: Any) -> None:
     deleted: list[str] = []
 
     async def get(key: str) -> Any:
@@ -216,11 +216,7 @@ def test_any_answer_from_get_is_a_record_or_no_session_never_an_error(answer: An
         deleted.append(key)
 
     backend = FunctionBackend(get, save, delete, clock=Clock())
-
-    async def read() -> dict[str, bytes] | None:
-        return await backend.get("k")
-
-    fields = anyio.run(read)
+    fields = await backend.get("k")
     if fields is None:
         return
     # It decoded: then it had exactly the shape this backend writes, and was live.

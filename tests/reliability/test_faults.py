@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
 CLIENTS = 20
 STORE_TIMEOUT = 0.5
 #: Seconds of load before each fault, and after the last.
-PHASE_SECONDS = 2.0
+PHASE_SECONDS = 1.0
 
 
 @dataclass
