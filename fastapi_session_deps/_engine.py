@@ -29,6 +29,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
@@ -136,8 +137,18 @@ class SessionState(Generic[T]):
     #: The library's own fields to keep with the record (the owner and what was recorded
     #: at log-in), creation and last-seen times aside.
     meta: dict[str, bytes] | None = None
-    #: The user the stored record is bound to (to take it out of their index when it goes).
-    stored_owner: str | None = None
+    #: The stored record's own library fields (owner, creation, client), for its index
+    #: entry and its events when it goes.
+    stored_meta: dict[str, bytes] | None = None
+
+    @property
+    def stored_owner(self) -> str | None:
+        """The user the stored record is bound to, if any."""
+        return reserved_text(self.stored_meta.get(OWNER_FIELD)) if self.stored_meta else None
+
+    def library_fields(self) -> dict[str, bytes]:
+        """The library's fields this session will be stored with: for its events."""
+        return {**(self.meta or {}), CREATED_FIELD: to_json(self.created_at)}
 
     @property
     def owner(self) -> str | None:
@@ -338,7 +349,7 @@ class SessionEngine(Generic[T]):
             use=use,
             fate=fate,
             meta=meta or None,
-            stored_owner=reserved_text(meta.get(OWNER_FIELD)),
+            stored_meta={**meta, CREATED_FIELD: fields[CREATED_FIELD]},
         )
 
     # -- explicit operations ---------------------------------------------------------------------
@@ -461,7 +472,7 @@ class SessionEngine(Generic[T]):
         if self.index is not None and state.stored_owner is not None:
             await self.index.index_remove(state.stored_owner, [key])
         if event is not None:
-            await self.emit(event, key, state.stored_owner)
+            await self.emit(event, key, state.stored_meta or {})
 
     async def _save(
         self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
@@ -519,9 +530,11 @@ class SessionEngine(Generic[T]):
                 await self._delete_stored(state, stored.key)
             new_key = store_key(session_id)
             if stored is None:
-                await self.emit("created", new_key, state.owner)
+                await self.emit("created", new_key, state.library_fields())
             else:
-                await self.emit("regenerated", new_key, state.owner, previous=stored.key)
+                await self.emit(
+                    "regenerated", new_key, state.library_fields(), previous=stored.key
+                )
             self._send(headers, session_id, now, ttl, scope)
             return
 
@@ -607,19 +620,32 @@ class SessionEngine(Generic[T]):
     # -- events ----------------------------------------------------------------------------------
 
     async def emit(
-        self, kind: EventKind, key: str, user: str | None, previous: str | None = None
+        self,
+        kind: EventKind,
+        key: str,
+        fields: Mapping[str, bytes],
+        previous: str | None = None,
     ) -> None:
-        """Tell ``on_event`` that ``kind`` happened to the session stored under ``key``; a
-        hook that fails is logged, never the request's failure."""
+        """Tell ``on_event`` that ``kind`` happened to the session stored under ``key``,
+        with what its library ``fields`` say of it; a hook that fails is logged, never the
+        request's failure."""
         hook = self.policy.on_event
         if hook is None:
             return
+        created = fields.get(CREATED_FIELD)
+        try:
+            created_at = None if created is None else float(json.loads(created))
+        except (TypeError, ValueError):
+            created_at = None
         event = SessionEvent(
-            kind,
-            session_handle(key),
-            user,
-            self.policy.clock(),
-            None if previous is None else session_handle(previous),
+            kind=kind,
+            handle=session_handle(key),
+            user=reserved_text(fields.get(OWNER_FIELD)),
+            at=self.policy.clock(),
+            previous=None if previous is None else session_handle(previous),
+            created_at=created_at,
+            ip=reserved_text(fields.get(ADDRESS_FIELD)),
+            user_agent=reserved_text(fields.get(AGENT_FIELD)),
         )
         try:
             await hook(event)

@@ -42,6 +42,9 @@ class SessionEvent:
         user: the user the session is bound to, if any.
         at: when it happened (the policy's clock).
         previous: for ``"regenerated"``, the handle it had before.
+        created_at: when the session began, if known.
+        ip: the client's address at log-in, when ``record_client`` recorded it.
+        user_agent: the client's user agent at log-in, likewise.
     """
 
     kind: Literal["created", "regenerated", "destroyed", "revoked", "expired"]
@@ -49,6 +52,9 @@ class SessionEvent:
     user: str | None
     at: float
     previous: str | None = None
+    created_at: float | None = None
+    ip: str | None = None
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True)

@@ -98,9 +98,9 @@ class UserSessions:
 
     async def revoke(self, user: str, handle: str) -> bool:
         """End the user's session named ``handle``; ``False`` if it has none by that name."""
-        for key, _fields, _left in await self._live(user):
-            if session_handle(key) == handle:
-                await self._end(user, [key])
+        for record in await self._live(user):
+            if session_handle(record[0]) == handle:
+                await self._end(user, [record])
                 return True
         return False
 
@@ -108,9 +108,9 @@ class UserSessions:
         """End every session of the user, except ``keep`` (a session object, to log out
         everywhere else); return how many were ended."""
         kept = _stored_key(keep)
-        keys = [key for key, _fields, _left in await self._live(user) if key != kept]
-        await self._end(user, keys)
-        return len(keys)
+        records = [record for record in await self._live(user) if record[0] != kept]
+        await self._end(user, records)
+        return len(records)
 
     async def _live(self, user: str) -> builtins.list[UserRecord]:
         if not isinstance(user, str) or not user:
@@ -118,13 +118,13 @@ class UserSessions:
         records = await self._index.index_list(user)
         return [record for record in records if reserved_text(record[1].get(OWNER_FIELD)) == user]
 
-    async def _end(self, user: str, keys: builtins.list[str]) -> None:
-        for key in keys:
+    async def _end(self, user: str, records: builtins.list[UserRecord]) -> None:
+        for key, _fields, _left in records:
             await self._engine.backend.delete(key)
-        if keys:
-            await self._index.index_remove(user, keys)
-        for key in keys:
-            await self._engine.emit("revoked", key, user)
+        if records:
+            await self._index.index_remove(user, [key for key, _fields, _left in records])
+        for key, fields, _left in records:
+            await self._engine.emit("revoked", key, fields)
 
     def _info(
         self,

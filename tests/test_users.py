@@ -343,11 +343,17 @@ async def test_damaged_library_fields_never_break_a_listing(
     anyio_backend: str, created: bytes, seen: bytes, owner: bytes, ip: bytes, agent: bytes
 ) -> None:
     backend = MemoryBackend()
+    events: list[SessionEvent] = []
+
+    async def record(event: SessionEvent) -> None:
+        events.append(event)
+
     sessions = SessionManager(
         AppSession,
         frontend=CookieFrontend(secret_key=SECRET),
         backend=backend,
         user_index=True,
+        on_event=record,
     )
     fields = {
         CREATED_FIELD: created,
@@ -370,6 +376,7 @@ async def test_damaged_library_fields_never_break_a_listing(
     named = owner == b'"alice"'
     assert await sessions.users.revoke_all("alice") == int(named)
     assert (await backend.get("k" * 64) is None) == named
+    assert [event.kind for event in events] == ["revoked"] * named
 
 
 async def test_past_its_absolute_timeout_a_session_is_not_listed(
@@ -477,7 +484,11 @@ async def test_each_event_fires_once_with_the_handle_and_never_a_token(
         events.append(event)
 
     sessions = make_manager(
-        idle_timeout=600, absolute_timeout=1200, user_index=True, on_event=record
+        idle_timeout=600,
+        absolute_timeout=1200,
+        user_index=True,
+        record_client=True,
+        on_event=record,
     )
     app = devices_app(sessions)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -510,6 +521,13 @@ async def test_each_event_fires_once_with_the_handle_and_never_a_token(
     assert {e.handle for e in events[4:6]} == {events[0].handle, events[2].handle}
     assert events[6].handle == regenerated.handle
     assert [e.user for e in events] == ["alice"] * 7 + [None, None]
+    # With the session's metadata: when it began, and the client it was created by.
+    assert {e.ip for e in events[:7]} == {"127.0.0.1"}
+    assert all(e.user_agent and e.user_agent.startswith("python-httpx/") for e in events[:7])
+    assert (events[8].ip, events[8].user_agent) == (None, None)  # anonymous: not recorded
+    assert events[4].created_at in {events[0].at, events[2].at}  # a revoked one's start
+    assert events[3].created_at == events[1].at  # a regeneration keeps the creation time
+    assert events[8].created_at == events[7].at
     assert events[8].handle == events[7].handle
     tokens = "".join(c.value or "" for c in [*phone.cookies.jar, *laptop.cookies.jar])
     assert not any(e.handle in tokens for e in events)

@@ -528,6 +528,7 @@ def test_any_service_answer_is_a_record_or_a_value_error(content_type: str, body
 
 LISTINGS = st.one_of(
     ANSWERS,
+    st.lists(JSON, max_size=3).map(lambda sessions: json.dumps({"sessions": sessions}).encode()),
     st.lists(
         st.fixed_dictionaries(
             {},
@@ -587,3 +588,28 @@ async def test_a_listing_carries_only_the_librarys_fields() -> None:
             await backend.aclose()
     assert (key, fields) == ("k", {"\x00user": b'"alice"'})
     assert 0 < left <= 60
+
+
+@pytest.mark.parametrize("kind", ["no-fields", "not-an-object", "not-json"])
+async def test_a_garbage_listing_is_unavailable_never_a_500(kind: str) -> None:
+    with served_in_thread(misbehaving(kind, [])) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            with pytest.raises(BackendUnavailable, match="malformed"):
+                await backend.index_list("alice")
+        finally:
+            await backend.aclose()
+
+
+async def test_a_501_without_a_json_body_still_names_the_operation() -> None:
+    GARBAGE["plain-501"] = (501, "text/plain", b"no")
+    try:
+        with served_in_thread(misbehaving("plain-501", [])) as url:
+            backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+            try:
+                with pytest.raises(BackendError, match="cannot do index_add: not implemented"):
+                    await backend.index_add("alice", "k", ttl=5)
+            finally:
+                await backend.aclose()
+    finally:
+        del GARBAGE["plain-501"]
