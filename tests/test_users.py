@@ -101,6 +101,23 @@ def devices_app(sessions: SessionManager[AppSession]) -> FastAPI:
 
 
 @pytest.fixture
+def on_memory(clock: Clock) -> ManagerFactory:
+    """Managers on a memory store, for what does not depend on the store."""
+
+    def factory(**options: Any) -> SessionManager[AppSession]:
+        options.setdefault("frontend", CookieFrontend(secret_key=SECRET, secure=False))
+        options.setdefault("backend", MemoryBackend(clock=clock))
+        return SessionManager(AppSession, clock=clock, **options)
+
+    return factory
+
+
+@pytest.fixture
+def memory_sessions(on_memory: ManagerFactory) -> SessionManager[AppSession]:
+    return on_memory(user_index=True, record_client=True)
+
+
+@pytest.fixture
 def sessions(make_manager: ManagerFactory) -> SessionManager[AppSession]:
     return make_manager(idle_timeout=1800, user_index=True, record_client=True)
 
@@ -276,9 +293,9 @@ def test_a_store_without_an_index_is_refused_at_configuration(clock: Clock) -> N
 
 
 async def test_logging_in_without_the_index_names_the_setting(
-    make_manager: ManagerFactory,
+    on_memory: ManagerFactory,
 ) -> None:
-    sessions = make_manager()
+    sessions = on_memory()
     app = devices_app(sessions)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -287,14 +304,16 @@ async def test_logging_in_without_the_index_names_the_setting(
         await sessions.users.list("alice")
 
 
-async def test_record_client_needs_the_index(make_manager: ManagerFactory) -> None:
+async def test_record_client_needs_the_index(on_memory: ManagerFactory) -> None:
     with pytest.raises(ConfigurationError, match="record_client=True needs user_index=True"):
-        make_manager(record_client=True)
+        on_memory(record_client=True)
 
 
-async def test_users_must_be_non_empty_strings(sessions: SessionManager[AppSession]) -> None:
+async def test_users_must_be_non_empty_strings(
+    memory_sessions: SessionManager[AppSession],
+) -> None:
     with pytest.raises(SessionError, match="non-empty string"):
-        await sessions.users.list("")
+        await memory_sessions.users.list("")
 
 
 def test_a_handle_is_a_digest_of_the_store_key_not_the_key() -> None:
@@ -306,15 +325,15 @@ def test_a_handle_is_a_digest_of_the_store_key_not_the_key() -> None:
 
 @pytest.mark.parametrize("user", ["", "x" * 256, 42])
 async def test_a_log_in_takes_a_user_name_of_up_to_255_characters(
-    sessions: SessionManager[AppSession], user: Any
+    memory_sessions: SessionManager[AppSession], user: Any
 ) -> None:
     app = FastAPI()
-    app.add_middleware(sessions.middleware)
+    app.add_middleware(memory_sessions.middleware)
 
     @app.post("/login")
-    async def login(session: Annotated[AppSession, Depends(sessions.get_session)]) -> None:
+    async def login(session: Annotated[AppSession, Depends(memory_sessions.get_session)]) -> None:
         with pytest.raises(SessionError, match="at most 255 characters"):
-            await sessions.login(session, user)
+            await memory_sessions.login(session, user)
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -397,15 +416,17 @@ async def test_past_its_absolute_timeout_a_session_is_not_listed(
         assert await sessions.users.list("alice") == []
 
 
-async def test_current_must_be_a_session_object(sessions: SessionManager[AppSession]) -> None:
+async def test_current_must_be_a_session_object(
+    memory_sessions: SessionManager[AppSession],
+) -> None:
     with pytest.raises(SessionError, match="session object"):
-        await sessions.users.list("alice", current=object())
+        await memory_sessions.users.list("alice", current=object())
 
 
 @pytest.mark.parametrize("setting", ["user_index", "record_client"])
-async def test_the_index_settings_are_booleans(make_manager: ManagerFactory, setting: str) -> None:
+async def test_the_index_settings_are_booleans(on_memory: ManagerFactory, setting: str) -> None:
     with pytest.raises(ConfigurationError, match=f"{setting} must be True or False"):
-        make_manager(**{setting: "yes"})
+        on_memory(**{setting: "yes"})
 
 
 async def test_the_memory_index_forgets_users_whose_sessions_are_all_gone(clock: Clock) -> None:
@@ -534,12 +555,12 @@ async def test_each_event_fires_once_with_the_handle_and_never_a_token(
 
 
 async def test_a_failing_hook_is_logged_and_the_request_goes_on(
-    make_manager: ManagerFactory, caplog: pytest.LogCaptureFixture
+    on_memory: ManagerFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def broken(event: SessionEvent) -> None:
         raise RuntimeError("the audit log is down")
 
-    sessions = make_manager(user_index=True, on_event=broken)
+    sessions = on_memory(user_index=True, on_event=broken)
     app = devices_app(sessions)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -548,15 +569,15 @@ async def test_a_failing_hook_is_logged_and_the_request_goes_on(
     assert "The on_event hook failed on a 'created' event" in caplog.text
 
 
-async def test_on_event_must_be_callable(make_manager: ManagerFactory) -> None:
+async def test_on_event_must_be_callable(on_memory: ManagerFactory) -> None:
     with pytest.raises(ConfigurationError, match="on_event must be an async function"):
-        make_manager(on_event="audit")
+        on_memory(on_event="audit")
 
 
 async def test_a_client_without_address_or_agent_is_recorded_as_unknown(
-    sessions: SessionManager[AppSession],
+    memory_sessions: SessionManager[AppSession],
 ) -> None:
-    app = devices_app(sessions)
+    app = devices_app(memory_sessions)
     scope = http_scope("/login", "POST")
     scope["client"] = None  # a server on a Unix socket
     cookies: list[bytes] = []
@@ -568,7 +589,7 @@ async def test_a_client_without_address_or_agent_is_recorded_as_unknown(
         cookies.extend(v for k, v in message.get("headers", []) if k == b"set-cookie")
 
     await app(scope, receive, send)
-    (info,) = await sessions.users.list("alice")
+    (info,) = await memory_sessions.users.list("alice")
     assert (info.ip, info.user_agent) == (None, None)
     assert cookies
 
