@@ -177,6 +177,14 @@ async def time_route(app: Any, method: str, path: str, cookie: str | None, count
 
 async def in_process(redis_url: str, repeats: int, count: int) -> dict[str, dict[str, float]]:
     apps = {lib.name: build(lib, redis_url) for lib in LIBRARIES}
+    return await interleaved(apps, repeats, count)
+
+
+async def interleaved(
+    apps: dict[str, Any], repeats: int, count: int
+) -> dict[str, dict[str, float]]:
+    """µs per request of each app on each route: the median of ``repeats`` rounds of
+    ``count`` requests, every app in every round, after a warm-up."""
     cookies = {name: await login_cookie(app) for name, app in apps.items()}
     samples: dict[tuple[str, str], list[float]] = {}
     for name, app in apps.items():  # warm up: connections, scripts, caches
@@ -443,27 +451,7 @@ def report(results: Results, settings: str) -> str:
         results.losses,
         results.load,
     )
-    lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}.",
-        f"Versions: {versions()}.",
-        f"Settings: {settings}.",
-        "",
-        "### µs per request in process (median), and over bare FastAPI",
-        "",
-        "| library | " + " | ".join(path for path, _ in ROUTES) + " |",
-        "| --- |" + " ---: |" * len(ROUTES),
-    ]
-    bare = timing["bare FastAPI"]
-    for name, row in timing.items():
-        cells = []
-        for path, _ in ROUTES:
-            over = (
-                ""
-                if name == "bare FastAPI"
-                else f" ({row[path] - bare[path]:+.1f}, x{row[path] / bare[path]:.2f})"
-            )
-            cells.append(f"{row[path]:.1f}{over}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines = report_header(settings, versions()) + timing_table(timing, "library")
     lines += layer_table(results.layers, timing)
     lines += [
         "",
@@ -530,6 +518,39 @@ def report(results: Results, settings: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_header(settings: str, versions_text: str) -> list[str]:
+    """The machine, the versions and the settings of a run."""
+    return [
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}.",
+        f"Versions: {versions_text}.",
+        f"Settings: {settings}.",
+    ]
+
+
+def timing_table(timing: dict[str, dict[str, float]], first: str) -> list[str]:
+    """µs per request of each row of ``timing``, with the difference and the ratio to the
+    row of bare FastAPI."""
+    lines = [
+        "",
+        "### µs per request in process (median), and over bare FastAPI",
+        "",
+        f"| {first} | " + " | ".join(path for path, _ in ROUTES) + " |",
+        "| --- |" + " ---: |" * len(ROUTES),
+    ]
+    bare = timing["bare FastAPI"]
+    for name, row in timing.items():
+        cells = []
+        for path, _ in ROUTES:
+            over = (
+                ""
+                if name == "bare FastAPI"
+                else f" ({row[path] - bare[path]:+.1f}, x{row[path] / bare[path]:.2f})"
+            )
+            cells.append(f"{row[path]:.1f}{over}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 #: Each row of "where the time goes" and the row it adds to.
 LAYER_BASES = {
     "+ session middleware (route not using it)": "bare FastAPI",
@@ -593,10 +614,14 @@ async def main(options: argparse.Namespace) -> None:
     results = Results(
         timing, layers, per_session, trips, raw_trip, malformed, stopped, losses, load
     )
-    text = report(results, settings)
+    await publish(report(results, settings), options.output)
+
+
+async def publish(text: str, output: str | None) -> None:
+    """Print a report, and write it to ``output`` too if given."""
     print(text)
-    if options.output:
-        await anyio.Path(options.output).write_text(text)
+    if output:
+        await anyio.Path(output).write_text(text)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import os
 import platform
 import re
 import statistics
@@ -37,7 +36,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import anyio  # noqa: E402
 import httpx  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
@@ -45,9 +43,13 @@ from bench.compare import (  # noqa: E402
     ROUTES,
     asgi,
     environment,
+    interleaved,
     login_cookie,
+    publish,
     redis_trips,
+    report_header,
     time_route,
+    timing_table,
 )
 from fastapi_session_deps import SQLBackend  # noqa: E402
 from tests.helpers import uvicorn_server  # noqa: E402
@@ -93,21 +95,7 @@ async def make_table(url: str) -> None:
 async def per_request(
     stores: list[Store], repeats: int, count: int
 ) -> dict[str, dict[str, float]]:
-    apps = {store.name: build(store) for store in stores}
-    cookies = {name: await login_cookie(app) for name, app in apps.items()}
-    for name, app in apps.items():  # warm up: connections, prepared statements, scripts
-        for path, method in ROUTES:
-            await time_route(app, method, path, cookies[name], max(50, count // 10))
-    samples: dict[tuple[str, str], list[float]] = {}
-    for _ in range(repeats):
-        for path, method in ROUTES:
-            for name, app in apps.items():
-                value = await time_route(app, method, path, cookies[name], count)
-                samples.setdefault((name, path), []).append(value)
-    return {
-        name: {path: statistics.median(samples[(name, path)]) for path, _ in ROUTES}
-        for name in apps
-    }
+    return await interleaved({store.name: build(store) for store in stores}, repeats, count)
 
 
 async def sql_statements(app: Any) -> dict[str, int]:
@@ -389,23 +377,7 @@ def report(
     cleanup: dict[str, dict[str, Any]],
     settings: str,
 ) -> str:
-    lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}.",
-        f"Versions: {versions()}.",
-        f"Settings: {settings}.",
-        "",
-        "### µs per request in process (median), and over bare FastAPI",
-        "",
-        "| store | " + " | ".join(path for path, _ in ROUTES) + " |",
-        "| --- |" + " ---: |" * len(ROUTES),
-    ]
-    bare = timing["bare FastAPI"]
-    for name, row in timing.items():
-        cells = [
-            f"{row[p]:.1f}" + ("" if name == "bare FastAPI" else f" ({row[p] - bare[p]:+.1f})")
-            for p, _ in ROUTES
-        ]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines = report_header(settings, versions()) + timing_table(timing, "store")
     lines += [
         "",
         "### Round trips per request (Redis commands; SQL statements, BEGIN/COMMIT included)",
@@ -485,10 +457,7 @@ async def main(options: argparse.Namespace) -> None:
         f"{count} requests per route; cleanup of {rows:,} rows; "
         f"took {time.monotonic() - started:.0f} s"
     )
-    text = report(timing, trips, users, cleanup, settings)
-    print(text)
-    if options.output:
-        await anyio.Path(options.output).write_text(text)
+    await publish(report(timing, trips, users, cleanup, settings), options.output)
 
 
 if __name__ == "__main__":

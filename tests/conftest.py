@@ -208,11 +208,18 @@ async def open_store(
         await client.aclose()
 
 
-@pytest.fixture(params=STORES)
-async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
-    """Every store the behaviour suite runs against, on the test's clock where it has one."""
+async def each_store(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
+    """The store ``request.param`` names, on the test's clock where it has one."""
     async with open_store(request.param, request, clock) as store:
         yield store
+
+
+#: Every store, and the session service over memory and over Redis: for a module whose
+#: tests are about the engine, as ``backend = pytest.fixture(...)(each_store)``.
+WITH_THE_SERVICE = [*STORES, "http-memory", "http-redis"]
+
+#: Every store the behaviour suite runs against.
+backend = pytest.fixture(params=STORES, name="backend")(each_store)
 
 
 PassTime = Callable[[float], Awaitable[None]]
@@ -294,20 +301,25 @@ def counting(backend: Backend) -> CountingBackend:
 ManagerFactory = Callable[..., SessionManager[AppSession]]
 
 
-@pytest.fixture
-def make_manager(counting: CountingBackend, clock: Clock) -> ManagerFactory:
-    """Build a manager on the counting store and the test clock; keywords override."""
+def manager_factory(backend: Backend, clock: Clock) -> ManagerFactory:
+    """Build managers on ``backend`` and the test clock; keywords override."""
 
     def factory(**options: Any) -> SessionManager[AppSession]:
         frontend_options = options.pop("frontend_options", {})
         options.setdefault(
             "frontend", CookieFrontend(secret_key=SECRET, secure=False, **frontend_options)
         )
-        options.setdefault("backend", counting)
+        options.setdefault("backend", backend)
         options.setdefault("clock", clock)
         return SessionManager(AppSession, **options)
 
     return factory
+
+
+@pytest.fixture
+def make_manager(counting: CountingBackend, clock: Clock) -> ManagerFactory:
+    """Build a manager on the counting store and the test clock; keywords override."""
+    return manager_factory(counting, clock)
 
 
 def build_app(sessions: SessionManager[AppSession]) -> FastAPI:

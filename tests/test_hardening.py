@@ -5,7 +5,6 @@ service over HTTP on memory and on Redis).
 """
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -32,18 +31,22 @@ from fastapi_session_deps import (
 from fastapi_session_deps._faults import faults
 from fastapi_session_deps.signing import TokenSigner, new_session_id, store_key
 
-from .conftest import STORES, AppSession, ManagerFactory, StoreRecords, build_app, open_store
+from .conftest import (
+    WITH_THE_SERVICE,
+    AppSession,
+    ManagerFactory,
+    StoreRecords,
+    build_app,
+    each_store,
+)
 from .helpers import OLD_SECRET, SECRET, Clock, CountingBackend, call, cookie_header
 from .test_manager import app_with_a_slow_route, session_id_of
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=[*STORES, "http-memory", "http-redis"])
-async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
-    """Every store, the session service included: the rows are about the engine."""
-    async with open_store(request.param, request, clock) as store:
-        yield store
+# Every store, the session service included.
+backend = pytest.fixture(params=WITH_THE_SERVICE, name="backend")(each_store)
 
 
 def redis_of(backend: Backend) -> RedisBackend:

@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastapi_session_deps import (
-    Backend,
     ConfigurationError,
     CookieFrontend,
     FunctionBackend,
@@ -40,17 +39,22 @@ from fastapi_session_deps._engine import (
 from fastapi_session_deps.backends.memory import MIN_USERS_KEPT
 from fastapi_session_deps.users import session_handle
 
-from .conftest import STORES, AppSession, ManagerFactory, PassTime, open_store
+from .conftest import (
+    WITH_THE_SERVICE,
+    AppSession,
+    ManagerFactory,
+    PassTime,
+    each_store,
+    manager_factory,
+    open_store,
+)
 from .helpers import SECRET, Clock, http_scope
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=[*STORES, "http-memory", "http-redis"])
-async def backend(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[Backend]:
-    """Every store that keeps an index of users' sessions, the session service included."""
-    async with open_store(request.param, request, clock) as store:
-        yield store
+# Every store, the session service included.
+backend = pytest.fixture(params=WITH_THE_SERVICE, name="backend")(each_store)
 
 
 def devices_app(sessions: SessionManager[AppSession]) -> FastAPI:
@@ -103,13 +107,7 @@ def devices_app(sessions: SessionManager[AppSession]) -> FastAPI:
 @pytest.fixture
 def on_memory(clock: Clock) -> ManagerFactory:
     """Managers on a memory store, for what does not depend on the store."""
-
-    def factory(**options: Any) -> SessionManager[AppSession]:
-        options.setdefault("frontend", CookieFrontend(secret_key=SECRET, secure=False))
-        options.setdefault("backend", MemoryBackend(clock=clock))
-        return SessionManager(AppSession, clock=clock, **options)
-
-    return factory
+    return manager_factory(MemoryBackend(clock=clock), clock)
 
 
 @pytest.fixture
