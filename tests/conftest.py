@@ -1,5 +1,6 @@
 """Shared fixtures: the clock, the store under test, and a ready-made app."""
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -90,11 +91,13 @@ def postgres_url() -> Iterator[str]:
     """A real PostgreSQL for the whole run: ``POSTGRES_URL`` if set, else our own."""
     if os.environ.get("POSTGRES_URL"):
         yield os.environ["POSTGRES_URL"]
+        drop_run_tables(os.environ["POSTGRES_URL"])
         return
     server = PostgresServer().start()
     try:
         yield server.url
     finally:
+        RUN_TABLES.pop(server.url, None)
         server.remove()
 
 
@@ -103,11 +106,13 @@ def mariadb_url() -> Iterator[str]:
     """A real MariaDB (or MySQL) for the whole run: ``MYSQL_URL`` if set, else our own."""
     if os.environ.get("MYSQL_URL"):
         yield os.environ["MYSQL_URL"]
+        drop_run_tables(os.environ["MYSQL_URL"])
         return
     server = MariaDBServer().start()
     try:
         yield server.url
     finally:
+        RUN_TABLES.pop(server.url, None)
         server.remove()
 
 
@@ -119,22 +124,40 @@ def sql_url(name: str, request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{name}_url"))
 
 
+#: The run's own tables on each database server (URL -> table name): made once (so a
+#: shared server loses nothing), emptied for each test, dropped when the run ends.
+RUN_TABLES: dict[str, str] = {}
+
+
 @asynccontextmanager
 async def open_sql_store(url: str, clock: Clock, **options: Any) -> AsyncIterator[SQLBackend]:
-    """A `SQLBackend` on tables of its own (so a shared server loses nothing), dropped
-    afterwards."""
-    backend = SQLBackend.from_url(
-        url, table_name=f"sessions_{uuid.uuid4().hex[:12]}", clock=clock, **options
-    )
-    await backend.create_table()
+    """A `SQLBackend` on empty tables: the run's own on a server (DDL there costs more
+    than a test), a new file's on SQLite."""
+    name = f"sessions_{uuid.uuid4().hex[:12]}"
+    if not url.startswith("sqlite"):
+        name = RUN_TABLES.setdefault(url, name)
+    backend = SQLBackend.from_url(url, table_name=name, clock=clock, **options)
+    await backend.create_table()  # unless it exists (a test may have dropped it)
+    async with backend.engine.begin() as connection:
+        for table in (backend.table, backend.lock_table):
+            await connection.execute(table.delete())
     try:
         yield backend
     finally:
         await backend.aclose()
-        # On an engine of its own: the test may have closed the backend's.
-        cleaner = SQLBackend.from_url(url, table_name=backend.table.name)
-        await cleaner.drop_table()
-        await cleaner.aclose()
+
+
+def drop_run_tables(url: str) -> None:
+    """Drop the run's tables on the server at ``url`` (one the tests did not start)."""
+    name = RUN_TABLES.pop(url, None)
+    if name is not None:
+
+        async def drop() -> None:
+            backend = SQLBackend.from_url(url, table_name=name)
+            await backend.drop_table()
+            await backend.aclose()
+
+        asyncio.run(drop())
 
 
 @asynccontextmanager
