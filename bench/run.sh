@@ -4,6 +4,8 @@
 #   bash bench/run.sh [--quick] [--no-load] [--output bench/RESULTS.md]
 # and each of our stores side by side (private Redis, PostgreSQL and MariaDB servers):
 #   bash bench/run.sh stores [--quick] [--output bench/STORES.md]
+# and what each optional feature costs per request (encryption at rest):
+#   bash bench/run.sh features [--quick] [--output bench/FEATURES.md]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/bench/.venv"
@@ -13,7 +15,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
-"$VENV/bin/python" -m pip install --quiet -e "$ROOT[redis,sql,postgres,mysql,dev]" \
+"$VENV/bin/python" -m pip install --quiet -e "$ROOT[redis,sql,postgres,mysql,encryption,dev]" \
     "starsessions[redis]" fastapi-sessions uvicorn
 
 for tool in redis-server wrk; do
@@ -25,8 +27,11 @@ command -v redis-server >/dev/null || { echo "bench needs redis-server on PATH" 
 command -v wrk >/dev/null || echo "wrk not found: the load part is skipped" >&2
 
 cd "$ROOT"
-if [ "${1:-}" = stores ]; then
-    shift
-    exec "$VENV/bin/python" bench/stores.py "$@"
-fi
+case "${1:-}" in
+    stores | features)
+        script="bench/$1.py"
+        shift
+        exec "$VENV/bin/python" "$script" "$@"
+        ;;
+esac
 exec "$VENV/bin/python" bench/compare.py "$@"

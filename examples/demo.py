@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,11 +26,13 @@ from fastapi.staticfiles import StaticFiles
 
 from fastapi_session_deps import (
     CookieFrontend,
+    EncryptedBackend,
     SessionInfo,
     SessionManager,
     SessionModel,
     SQLBackend,
 )
+from fastapi_session_deps.backends.encrypted import new_key
 
 HOST, PORT = "127.0.0.1", int(os.environ.get("DEMO_PORT", "8000"))
 #: The demo's data: the SQLite database, and the key that signs its cookies.
@@ -44,28 +46,35 @@ class ShopSession(SessionModel):
     flash: str | None = None
 
 
-def secret_key() -> str:
-    """SESSION_SECRET_KEY, as a real app reads it; else one the demo made up on its first run
-    and keeps in its data directory, readable by its owner only, so that the cookies of one
-    run still verify in the next."""
-    if os.environ.get("SESSION_SECRET_KEY"):
-        return os.environ["SESSION_SECRET_KEY"]
-    path = DATA_DIR / "secret-key"
+def kept_key(variable: str, filename: str, make: Callable[[], str]) -> str:
+    """A key from the environment, as a real app reads it; else one the demo made up on
+    its first run and keeps in its data directory, readable by its owner only, so that
+    what one run signed or sealed still opens in the next."""
+    if os.environ.get(variable):
+        return os.environ[variable]
+    path = DATA_DIR / filename
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return path.read_text().strip()
     with os.fdopen(descriptor, "w") as file:
-        file.write(secrets.token_urlsafe(48))
+        file.write(make())
     return path.read_text().strip()
 
 
-backend = SQLBackend.from_url(f"sqlite+aiosqlite:///{DATA_DIR / 'sessions.db'}")
+store = SQLBackend.from_url(f"sqlite+aiosqlite:///{DATA_DIR / 'sessions.db'}")
+# Every value in the database is sealed with AES-256-GCM.
+backend = EncryptedBackend(
+    store, keys=[kept_key("SESSION_ENCRYPTION_KEYS", "encryption-key", new_key)]
+)
 sessions = SessionManager(
     ShopSession,
     # secure=False: the demo is served over plain HTTP. Keep the default (True) in production.
-    frontend=CookieFrontend(secret_key(), secure=False),
+    frontend=CookieFrontend(
+        kept_key("SESSION_SECRET_KEY", "secret-key", lambda: secrets.token_urlsafe(48)),
+        secure=False,
+    ),
     backend=backend,
     idle_timeout=30 * 60,
     absolute_timeout=12 * 60 * 60,
@@ -73,7 +82,7 @@ sessions = SessionManager(
     user_index=True,  # "Your devices": each user's sessions, listed and revoked
     record_client=True,  # with the address and browser each signed in from
 )
-STORE = f"SQLite, {DATA_DIR / 'sessions.db'}"
+STORE = f"SQLite, {DATA_DIR / 'sessions.db'}, every value encrypted (AES-256-GCM)"
 
 
 async def make_table() -> None:
@@ -82,15 +91,15 @@ async def make_table() -> None:
 
     def columns(connection: sa.Connection) -> set[str]:
         inspector = sa.inspect(connection)
-        if not inspector.has_table(backend.table.name):
+        if not inspector.has_table(store.table.name):
             return set()
-        return {column["name"] for column in inspector.get_columns(backend.table.name)}
+        return {column["name"] for column in inspector.get_columns(store.table.name)}
 
-    async with backend.engine.connect() as connection:
+    async with store.engine.connect() as connection:
         found = await connection.run_sync(columns)
-    if found and not set(backend.table.c.keys()) <= found:
-        await backend.drop_table()
-    await backend.create_table()
+    if found and not set(store.table.c.keys()) <= found:
+        await store.drop_table()
+    await store.create_table()
 
 
 @asynccontextmanager

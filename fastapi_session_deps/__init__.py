@@ -36,6 +36,7 @@ from .users import SessionInfo as SessionInfo
 from .users import UserSessions as UserSessions
 
 if TYPE_CHECKING:
+    from .backends.encrypted import EncryptedBackend as EncryptedBackend
     from .backends.http import HTTPBackend as HTTPBackend
     from .backends.redis import RedisBackend as RedisBackend
     from .backends.sql import SQLBackend as SQLBackend
@@ -46,6 +47,7 @@ __all__ = [
     "BackendUnavailable",
     "ConfigurationError",
     "CookieFrontend",
+    "EncryptedBackend",
     "Frontend",
     "FunctionBackend",
     "HTTPBackend",
@@ -92,6 +94,10 @@ def __getattr__(name: str) -> object:
         from .backends.http import HTTPBackend
 
         return HTTPBackend
+    if name == "EncryptedBackend":
+        from .backends.encrypted import EncryptedBackend
+
+        return EncryptedBackend
     if name == "SQLBackend":
         from .backends.sql import SQLBackend
 

@@ -27,6 +27,7 @@ def demo(port: int, data: Path) -> Iterator[str]:
     ``data``), until the block ends; stop it by its pid."""
     env = {**os.environ, "DEMO_PORT": str(port), "DEMO_DATA_DIR": str(data)}
     env.pop("SESSION_SECRET_KEY", None)
+    env.pop("SESSION_ENCRYPTION_KEYS", None)
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and demo
         [sys.executable, str(DEMO)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -66,6 +67,10 @@ async def test_a_logged_in_browser_stays_logged_in_across_a_restart(tmp_path: Pa
             await page.screenshot(path=shot("demo-logged-in"), full_page=True)
         assert (tmp_path / "sessions.db").exists()
         assert oct((tmp_path / "secret-key").stat().st_mode & 0o777) == "0o600"
+        assert oct((tmp_path / "encryption-key").stat().st_mode & 0o777) == "0o600"
+        stored = b"".join(path.read_bytes() for path in tmp_path.glob("sessions.db*"))
+        assert b"Ada" in stored  # readable: the user a session is bound to
+        assert b"tea" not in stored  # the cart is sealed at rest
 
         with demo(port, tmp_path) as base:  # the same data, a new process
             await page.goto(base + "/")

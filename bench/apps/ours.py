@@ -39,6 +39,10 @@ def create_app() -> FastAPI:
         backend = RedisBackend.from_url(redis_url, **options)
     else:
         backend = MemoryBackend()
+    if os.environ.get("BENCH_ENCRYPTION_KEY"):  # every stored value sealed with AES-GCM
+        from fastapi_session_deps import EncryptedBackend
+
+        backend = EncryptedBackend(backend, keys=[os.environ["BENCH_ENCRYPTION_KEY"]])
     sessions = SessionManager(
         UserSession,
         frontend=CookieFrontend(SECRET, secure=False),
