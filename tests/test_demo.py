@@ -51,6 +51,11 @@ def demo(port: int, data: Path) -> Iterator[str]:
             process.stderr.close()
 
 
+def database_bytes(data: Path) -> bytes:
+    """Every byte of the demo's database, its write-ahead log included."""
+    return b"".join(path.read_bytes() for path in sorted(data.glob("sessions.db*")))
+
+
 async def test_a_logged_in_browser_stays_logged_in_across_a_restart(tmp_path: Path) -> None:
     port = free_port()
     async with chromium() as browser:
@@ -68,7 +73,7 @@ async def test_a_logged_in_browser_stays_logged_in_across_a_restart(tmp_path: Pa
         assert (tmp_path / "sessions.db").exists()
         assert oct((tmp_path / "secret-key").stat().st_mode & 0o777) == "0o600"
         assert oct((tmp_path / "encryption-key").stat().st_mode & 0o777) == "0o600"
-        stored = b"".join(path.read_bytes() for path in tmp_path.glob("sessions.db*"))
+        stored = database_bytes(tmp_path)
         assert b"Ada" in stored  # readable: the user a session is bound to
         assert b"tea" not in stored  # the cart is sealed at rest
 
