@@ -31,6 +31,8 @@ from fastapi_session_deps import (
     SessionManager,
     SessionModel,
     SQLBackend,
+    flash,
+    get_flashed_messages,
 )
 from fastapi_session_deps.backends.encrypted import new_key
 
@@ -43,7 +45,6 @@ class ShopSession(SessionModel):
     username: str | None = None
     cart: list[str] = []
     visits: int = 0
-    flash: str | None = None
 
 
 def kept_key(variable: str, filename: str, make: Callable[[], str]) -> str:
@@ -136,15 +137,17 @@ def page(body: str, session: ShopSession, here: str = "/") -> HTMLResponse:
         if session.username
         else "Not signed in"
     )
-    flash = f"<p class=flash>{html.escape(session.flash)}</p>" if session.flash else ""
-    session.flash = None  # shown once
+    shown = "".join(
+        f"<p class='flash {html.escape(message.category)}'>{html.escape(message.text)}</p>"
+        for message in get_flashed_messages(session)  # shown once
+    )
     return HTMLResponse(
         "<!doctype html><html lang=en><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
         "<title>Session demo</title><link rel=stylesheet href=/static/demo.css>"
         "<header><div class=bar><a class=brand href=/>session<span>·</span>shop</a>"
         f"<nav>{nav}</nav><span class=who>{who}</span></div></header>"
-        f"<main>{flash}{body}</main>"
+        f"<main>{shown}{body}</main>"
         "<footer>fastapi-session-deps demo · sessions in SQLite, kept across restarts</footer>"
     )
 
@@ -183,7 +186,7 @@ async def login(request: Request, session: Session) -> RedirectResponse:
         # A new id, bound to the user: no session fixation, and listed in "Your devices".
         await sessions.login(session, username, request)
         session.username = username
-        session.flash = f"Logged in as {username}."
+        flash(session, f"Logged in as {username}.")
     return RedirectResponse("/", status_code=303)
 
 
@@ -203,7 +206,7 @@ async def add_to_cart(request: Request, session: LoggedIn) -> RedirectResponse:
 @app.post("/logout")
 async def logout(session: Session) -> RedirectResponse:
     await sessions.destroy(session)
-    session.flash = "You have been logged out."  # lives in a fresh, anonymous session
+    flash(session, "You have been logged out.")  # lives in a fresh, anonymous session
     return RedirectResponse("/", status_code=303)
 
 
@@ -279,7 +282,7 @@ async def devices(session: LoggedIn) -> HTMLResponse:
 async def sign_out_device(handle: str, session: LoggedIn) -> RedirectResponse:
     assert session.username is not None  # noqa: S101 - LoggedIn checked it
     if await sessions.users.revoke(session.username, handle):
-        session.flash = "That device has been signed out."
+        flash(session, "That device has been signed out.")
     return RedirectResponse("/devices", status_code=303)
 
 
@@ -287,7 +290,7 @@ async def sign_out_device(handle: str, session: LoggedIn) -> RedirectResponse:
 async def sign_out_others(session: LoggedIn) -> RedirectResponse:
     assert session.username is not None  # noqa: S101 - LoggedIn checked it
     count = await sessions.users.revoke_all(session.username, keep=session)
-    session.flash = f"Signed out {count} other device{'s' if count != 1 else ''}."
+    flash(session, f"Signed out {count} other device{'s' if count != 1 else ''}.")
     return RedirectResponse("/devices", status_code=303)
 
 
@@ -304,7 +307,7 @@ def in_words(seconds: float) -> str:
 
 @app.get("/session", response_class=HTMLResponse)
 async def session_page(session: Session) -> HTMLResponse:
-    data = html.escape(json.dumps(session.model_dump(exclude={"flash"}), indent=2))
+    data = html.escape(json.dumps(session.model_dump(), indent=2))
     facts = [("Store", html.escape(STORE))]
     mine = None
     if session.username is not None:

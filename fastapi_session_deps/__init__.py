@@ -16,6 +16,9 @@ from .exceptions import MissingMiddlewareError as MissingMiddlewareError
 from .exceptions import SessionBusy as SessionBusy
 from .exceptions import SessionError as SessionError
 from .exceptions import SessionTooLarge as SessionTooLarge
+from .flash import FlashMessage as FlashMessage
+from .flash import flash as flash
+from .flash import get_flashed_messages as get_flashed_messages
 from .frontends.base import Frontend as Frontend
 from .frontends.cookie import CookieFrontend as CookieFrontend
 from .frontends.header import HeaderFrontend as HeaderFrontend
@@ -48,6 +51,7 @@ __all__ = [
     "ConfigurationError",
     "CookieFrontend",
     "EncryptedBackend",
+    "FlashMessage",
     "Frontend",
     "FunctionBackend",
     "HTTPBackend",
@@ -74,6 +78,8 @@ __all__ = [
     "SessionTooLarge",
     "UserSessions",
     "destroy_session",
+    "flash",
+    "get_flashed_messages",
     "load_session",
     "login_session",
     "regenerate_session",

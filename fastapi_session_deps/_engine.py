@@ -68,6 +68,11 @@ OWNER_FIELD = RESERVED_PREFIX + "user"
 SEEN_FIELD = RESERVED_PREFIX + "seen"
 ADDRESS_FIELD = RESERVED_PREFIX + "ip"
 AGENT_FIELD = RESERVED_PREFIX + "agent"
+#: Reserved field of the flash messages waiting to be shown (`flash`): kept across a
+#: regeneration (a log-in's redirect), dropped by `destroy`.
+FLASH_FIELD = RESERVED_PREFIX + "flash"
+#: The library's fields a session carries with it (`SessionState.meta`).
+META_FIELDS = (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD, FLASH_FIELD)
 #: The most the creation time adds to a record: its name, and a float's longest JSON.
 _CREATED_SIZE = len(CREATED_FIELD) + 24
 #: The longest user name a session can be bound to (an id, an email address).
@@ -393,6 +398,8 @@ class SessionEngine(Generic[T]):
         self.regenerate(state)
         state.fate = Fate.MOVE  # even a session ended earlier in this request
         meta = {OWNER_FIELD: to_json(user)}
+        if state.meta and FLASH_FIELD in state.meta:  # a message for after the log-in
+            meta[FLASH_FIELD] = state.meta[FLASH_FIELD]
         if self.policy.record_client and scope is not None:
             client = scope.get("client")
             if client:
@@ -487,7 +494,8 @@ class SessionEngine(Generic[T]):
                 self._clear(headers, scope)
             return
         fields, changed, removed = self._changes(state)
-        dirty = bool(changed or removed) or state.meta != _meta_of(state.snapshot)
+        self._meta_changes(state, changed, removed)
+        dirty = bool(changed or removed)
         if state.use is Use.READ_ONLY:
             if dirty:
                 logger.warning("A read-only session was changed; the change is not saved")
@@ -572,6 +580,17 @@ class SessionEngine(Generic[T]):
             if name not in fields and not name.startswith(RESERVED_PREFIX)
         ]
         return fields, changed, removed
+
+    @staticmethod
+    def _meta_changes(
+        state: SessionState[T], changed: dict[str, bytes], removed: list[str]
+    ) -> None:
+        """Add the library's fields that changed (an owner bound, flash messages added or
+        shown) to ``changed`` and ``removed``."""
+        now, then = state.meta or {}, _meta_of(state.snapshot) or {}
+        if now != then:
+            changed.update({name: raw for name, raw in now.items() if then.get(name) != raw})
+            removed.extend(name for name in then if name not in now)
 
     def _check_size(self, fields: dict[str, bytes]) -> None:
         """Refuse a record over ``max_record_bytes``, as it would be stored (its creation
@@ -702,10 +721,8 @@ class SessionEngine(Generic[T]):
 
 
 def _meta_of(fields: dict[str, bytes]) -> dict[str, bytes] | None:
-    """The owner fields of a loaded record (as `SessionState.meta` holds them)."""
-    meta = {
-        name: fields[name] for name in (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD) if name in fields
-    }
+    """The library's fields of a loaded record (as `SessionState.meta` holds them)."""
+    meta = {name: fields[name] for name in META_FIELDS if name in fields}
     return meta or None
 
 

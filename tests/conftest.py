@@ -249,7 +249,7 @@ PassTime = Callable[[float], Awaitable[None]]
 StoreRecords = Callable[[], Awaitable[dict[str, dict[str, bytes]]]]
 
 
-def _inner(store: Backend) -> Backend:
+def inner_store(store: Backend) -> Backend:
     """The store that really holds the records: through counting wrappers and the service."""
     while True:
         if isinstance(store, CountingBackend):
@@ -265,7 +265,7 @@ def store_records(backend: Backend) -> StoreRecords:
     """Read every record of the store under test, raw keys and all."""
 
     async def read() -> dict[str, dict[str, bytes]]:
-        store = _inner(backend)
+        store = inner_store(backend)
         if isinstance(store, MemoryBackend):
             return {key: dict(entry.fields) for key, entry in store._records.items()}
         if isinstance(store, SQLBackend):
@@ -301,7 +301,7 @@ def pass_time(backend: Backend, clock: Clock) -> PassTime:
 
     async def advance(seconds: float) -> None:
         clock.advance(seconds)
-        store = _inner(backend)
+        store = inner_store(backend)
         if not isinstance(store, RedisBackend):
             return
         async for key in store.client.scan_iter(match=store.key_prefix + "*"):
