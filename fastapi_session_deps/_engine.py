@@ -139,8 +139,8 @@ class SessionState(Generic[T]):
     use: Use = Use.WRITABLE
     fate: Fate = Fate.KEEP
     lock: HeldLock | None = None
-    #: The library's own fields to keep with the record (the owner and what was recorded
-    #: at log-in), creation and last-seen times aside.
+    #: The library's own fields to keep with the record (`META_FIELDS`: the owner, what
+    #: was recorded at log-in, flash messages), creation and last-seen times aside.
     meta: dict[str, bytes] | None = None
     #: The stored record's own library fields (owner, creation, client), for its index
     #: entry and its events when it goes.
@@ -310,7 +310,7 @@ class SessionEngine(Generic[T]):
         fields = await self.backend.get(token.key, ttl=self.lifetime if renew else None)
         if fields is None:
             return None
-        state = self._decode(token, fields, now, use, Fate.RENEW if renew else Fate.KEEP)
+        state = self._decode(token, fields, use, Fate.RENEW if renew else Fate.KEEP)
         if state is None:
             await self.backend.delete(token.key)  # drop it: logged once, then gone
             return None
@@ -321,7 +321,7 @@ class SessionEngine(Generic[T]):
         return state
 
     def _decode(
-        self, token: VerifiedToken, fields: dict[str, bytes], now: float, use: Use, fate: Fate
+        self, token: VerifiedToken, fields: dict[str, bytes], use: Use, fate: Fate
     ) -> SessionState[T] | None:
         """The state of a stored record, or ``None`` (logged) if it is no session any more."""
         limit = self.policy.max_record_bytes

@@ -183,3 +183,27 @@ async def test_a_damaged_flash_field_shows_nothing_never_an_error(raw: bytes) ->
         shown = await client.get("/")
     assert shown.status_code == 200
     assert all(isinstance(text, str) for _, text in shown.json())
+
+
+async def test_a_message_flashed_before_a_log_in_is_shown_after_it(
+    make_manager: ManagerFactory,
+) -> None:
+    sessions = make_manager(user_index=True)
+    app = FastAPI()
+    app.add_middleware(sessions.middleware)
+
+    @app.post("/login")
+    async def login(session: Annotated[AppSession, Depends(sessions.get_session)]) -> None:
+        flash(session, "Password accepted.")
+        await sessions.login(session, "ada")
+        flash(session, "Welcome, Ada.")
+
+    @app.get("/")
+    async def home(session: Annotated[AppSession, Depends(sessions.get_session)]) -> list[str]:
+        return [message.text for message in get_flashed_messages(session)]
+
+    async with await client_for(app) as client:
+        await client.post("/login")
+        assert (await client.get("/")).json() == ["Password accepted.", "Welcome, Ada."]
+    (info,) = await sessions.users.list("ada")
+    assert info.user == "ada"

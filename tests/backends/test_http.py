@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Depends
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fastapi_session_deps import (
@@ -547,6 +547,8 @@ LISTINGS = st.one_of(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(content_type=st.sampled_from(["application/json", "text/plain"]), body=LISTINGS)
+@example(content_type="application/json", body=b'{"sessions": [{"key": "k", "ttl": -1}]}')
+@example(content_type="application/json", body=b'{"sessions": [{"key": "k", "ttl": 1e999}]}')
 def test_any_listing_answer_is_records_or_a_value_error(content_type: str, body: bytes) -> None:
     try:
         records = listed_records(json_object(content_type, body))
