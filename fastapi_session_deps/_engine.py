@@ -651,18 +651,13 @@ class SessionEngine(Generic[T]):
         hook = self.policy.on_event
         if hook is None:
             return
-        created = fields.get(CREATED_FIELD)
-        try:
-            created_at = None if created is None else float(json.loads(created))
-        except (TypeError, ValueError):
-            created_at = None
         event = SessionEvent(
             kind=kind,
             handle=session_handle(key),
             user=reserved_text(fields.get(OWNER_FIELD)),
             at=self.policy.clock(),
             previous=None if previous is None else session_handle(previous),
-            created_at=created_at,
+            created_at=reserved_number(fields.get(CREATED_FIELD)),
             ip=reserved_text(fields.get(ADDRESS_FIELD)),
             user_agent=reserved_text(fields.get(AGENT_FIELD)),
         )
@@ -724,6 +719,19 @@ def _meta_of(fields: dict[str, bytes]) -> dict[str, bytes] | None:
     """The library's fields of a loaded record (as `SessionState.meta` holds them)."""
     meta = {name: fields[name] for name in META_FIELDS if name in fields}
     return meta or None
+
+
+def reserved_number(raw: bytes | None) -> float | None:
+    """A reserved time field's value (a finite JSON number); ``None`` if absent or damaged."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def reserved_text(raw: bytes | None) -> str | None:

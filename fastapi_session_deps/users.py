@@ -12,11 +12,8 @@ takes the user and the handle, so a user can only ever name sessions of their ow
 from __future__ import annotations
 
 import builtins
-import math
 from dataclasses import dataclass
 from typing import Any
-
-from pydantic_core import from_json
 
 from ._engine import (
     ADDRESS_FIELD,
@@ -25,6 +22,7 @@ from ._engine import (
     OWNER_FIELD,
     SEEN_FIELD,
     SessionEngine,
+    reserved_number,
     reserved_text,
     state_of,
 )
@@ -136,7 +134,7 @@ class UserSessions:
         mine: str | None,
     ) -> SessionInfo | None:
         expires_at = now + left
-        created = _number(fields, CREATED_FIELD)
+        created = reserved_number(fields.get(CREATED_FIELD))
         if created is None:
             return None  # damaged: its next read treats it as no session
         absolute = self._engine.policy.absolute_timeout
@@ -148,7 +146,7 @@ class UserSessions:
             handle=session_handle(key),
             user=user,
             created_at=created,
-            last_seen=_number(fields, SEEN_FIELD) or created,
+            last_seen=reserved_number(fields.get(SEEN_FIELD)) or created,
             expires_at=expires_at,
             ip=reserved_text(fields.get(ADDRESS_FIELD)),
             user_agent=reserved_text(fields.get(AGENT_FIELD)),
@@ -164,13 +162,3 @@ def _stored_key(session: object) -> str | None:
     if state is None:
         raise SessionError("Pass the session object a dependency gave, or request.session.")
     return None if state.origin is None else state.origin.key
-
-
-def _number(fields: dict[str, bytes], name: str) -> float | None:
-    try:
-        value = from_json(fields[name])
-    except (KeyError, ValueError):
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
