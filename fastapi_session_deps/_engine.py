@@ -73,6 +73,8 @@ AGENT_FIELD = RESERVED_PREFIX + "agent"
 FLASH_FIELD = RESERVED_PREFIX + "flash"
 #: The library's fields a session carries with it (`SessionState.meta`).
 META_FIELDS = (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD, FLASH_FIELD)
+#: Those a log-in sets afresh.
+_LOG_IN_FIELDS = (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD)
 #: The most the creation time adds to a record: its name, and a float's longest JSON.
 _CREATED_SIZE = len(CREATED_FIELD) + 24
 #: The longest user name a session can be bound to (an id, an email address).
@@ -397,9 +399,11 @@ class SessionEngine(Generic[T]):
             )
         self.regenerate(state)
         state.fate = Fate.MOVE  # even a session ended earlier in this request
-        meta = {OWNER_FIELD: to_json(user)}
-        if state.meta and FLASH_FIELD in state.meta:  # a message for after the log-in
-            meta[FLASH_FIELD] = state.meta[FLASH_FIELD]
+        # The owner and the client are the log-in's; the rest (flash messages) is kept.
+        meta = {
+            name: raw for name, raw in (state.meta or {}).items() if name not in _LOG_IN_FIELDS
+        }
+        meta[OWNER_FIELD] = to_json(user)
         if self.policy.record_client and scope is not None:
             client = scope.get("client")
             if client:
