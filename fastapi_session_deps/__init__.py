@@ -7,6 +7,11 @@ from .backends.base import SessionIndex as SessionIndex
 from .backends.base import SessionLocks as SessionLocks
 from .backends.function import FunctionBackend as FunctionBackend
 from .backends.memory import MemoryBackend as MemoryBackend
+from .csrf import CSRFError as CSRFError
+from .csrf import CSRFProtection as CSRFProtection
+from .csrf import csrf_error_response as csrf_error_response
+from .csrf import csrf_exempt as csrf_exempt
+from .csrf import csrf_token as csrf_token
 from .exceptions import BackendError as BackendError
 from .exceptions import BackendUnavailable as BackendUnavailable
 from .exceptions import ConfigurationError as ConfigurationError
@@ -48,6 +53,8 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendUnavailable",
+    "CSRFError",
+    "CSRFProtection",
     "ConfigurationError",
     "CookieFrontend",
     "EncryptedBackend",
@@ -77,6 +84,9 @@ __all__ = [
     "SessionPolicy",
     "SessionTooLarge",
     "UserSessions",
+    "csrf_error_response",
+    "csrf_exempt",
+    "csrf_token",
     "destroy_session",
     "flash",
     "get_flashed_messages",

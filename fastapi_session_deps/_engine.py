@@ -23,6 +23,7 @@ the record still slide forward with activity.
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import logging
@@ -71,8 +72,13 @@ AGENT_FIELD = RESERVED_PREFIX + "agent"
 #: Reserved field of the flash messages waiting to be shown (`flash`): kept across a
 #: regeneration (a log-in's redirect), dropped by `destroy`.
 FLASH_FIELD = RESERVED_PREFIX + "flash"
+#: Reserved field of the session's CSRF secret (`csrf`): replaced by `regenerate`,
+#: dropped by `destroy`.
+CSRF_FIELD = RESERVED_PREFIX + "csrf"
+#: Bytes of a CSRF secret.
+CSRF_SECRET_BYTES = 32
 #: The library's fields a session carries with it (`SessionState.meta`).
-META_FIELDS = (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD, FLASH_FIELD)
+META_FIELDS = (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD, FLASH_FIELD, CSRF_FIELD)
 #: Those a log-in sets afresh.
 _LOG_IN_FIELDS = (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD)
 #: The most the creation time adds to a record: its name, and a float's longest JSON.
@@ -182,6 +188,17 @@ def state_of(data: object) -> SessionState[Any] | None:
     """The state of a session object handed out by a dependency or the middleware."""
     state = _registry.get(id(data))
     return state if state is not None and state.data is data else None
+
+
+def bound_state(session: object) -> SessionState[Any]:
+    """The state of a session a helper (`flash`, `csrf_token`) was given, or an error
+    naming what to pass instead."""
+    state = state_of(session)
+    if state is None:
+        raise SessionError(
+            "Pass the session a dependency gave, or request.session once it is loaded."
+        )
+    return state
 
 
 class SessionEngine(Generic[T]):
@@ -383,6 +400,11 @@ class SessionEngine(Generic[T]):
         self.make_writable(state)
         if state.fate is not Fate.END:  # an ended session has nothing left to move
             state.fate = Fate.MOVE
+        if state.meta and CSRF_FIELD in state.meta:  # a token seen before must not carry on
+            state.meta = {
+                **state.meta,
+                CSRF_FIELD: csrf_field(secrets.token_bytes(CSRF_SECRET_BYTES)),
+            }
 
     def log_in(self, state: SessionState[T], user: str, scope: Scope | None = None) -> None:
         """Bind the session to ``user`` and move it to a new id at commit (a log-in: the
@@ -723,6 +745,11 @@ def _meta_of(fields: dict[str, bytes]) -> dict[str, bytes] | None:
     """The library's fields of a loaded record (as `SessionState.meta` holds them)."""
     meta = {name: fields[name] for name in META_FIELDS if name in fields}
     return meta or None
+
+
+def csrf_field(secret: bytes) -> bytes:
+    """A CSRF secret as its field holds it: base64url (unpadded) JSON text."""
+    return to_json(base64.urlsafe_b64encode(secret).rstrip(b"=").decode("ascii"))
 
 
 def reserved_number(raw: bytes | None) -> float | None:

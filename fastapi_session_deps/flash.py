@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from ._engine import FLASH_FIELD, SessionState, state_of
+from ._engine import FLASH_FIELD, SessionState, bound_state
 from .exceptions import SessionError
 
 __all__ = ["FlashMessage", "flash", "get_flashed_messages"]
@@ -58,11 +58,7 @@ def get_flashed_messages(session: object) -> list[FlashMessage]:
 
 
 def _state(session: object) -> SessionState[Any]:
-    state = state_of(session)
-    if state is None:
-        raise SessionError(
-            "Pass the session a dependency gave, or request.session once it is loaded."
-        )
+    state = bound_state(session)
     state.engine.make_writable(state)
     return state
 

@@ -578,7 +578,7 @@ class SessionAutoloadMiddleware:
         return not self.patterns or any(pattern.match(path) for pattern in self.patterns)
 
 
-def _pattern(path: object) -> re.Pattern[str]:
+def _pattern(path: object, setting: str = "paths") -> re.Pattern[str]:
     if isinstance(path, re.Pattern):
         return path
     if isinstance(path, str):
@@ -586,9 +586,9 @@ def _pattern(path: object) -> re.Pattern[str]:
             return re.compile(path)
         except re.error as exc:
             raise ConfigurationError(
-                f"paths: {path!r} is not a regular expression: {exc}"
+                f"{setting}: {path!r} is not a regular expression: {exc}"
             ) from exc
-    raise ConfigurationError(f"paths: {path!r} is neither a string nor a compiled pattern.")
+    raise ConfigurationError(f"{setting}: {path!r} is neither a string nor a compiled pattern.")
 
 
 def _no_session_middleware() -> ConfigurationError:
