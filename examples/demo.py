@@ -4,7 +4,9 @@ Run it with ``bash scripts/demo.sh`` (or ``python examples/demo.py`` in an envir
 has the package with its ``demo`` extra), then open http://127.0.0.1:8000. Sessions live in
 ``data/sessions.db``: stop the demo, start it again, and the browser is still logged in.
 "Your devices" lists every browser signed in as you and signs any of them out; "Session"
-shows this browser's session as the library sees it.
+shows this browser's session as the library sees it. Every form carries the session's CSRF
+token, log-in and log-out leave a one-time message, and every value in the database is
+encrypted.
 """
 
 import html
@@ -26,11 +28,14 @@ from fastapi.staticfiles import StaticFiles
 
 from fastapi_session_deps import (
     CookieFrontend,
+    CSRFError,
+    CSRFProtection,
     EncryptedBackend,
     SessionInfo,
     SessionManager,
     SessionModel,
     SQLBackend,
+    csrf_error_response,
     flash,
     get_flashed_messages,
 )
@@ -110,12 +115,24 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-app = FastAPI(title="fastapi-session-deps demo", lifespan=lifespan)
+# Every POST must carry the session's CSRF token and come from the demo's own pages.
+csrf = CSRFProtection(sessions)
+app = FastAPI(
+    title="fastapi-session-deps demo",
+    lifespan=lifespan,
+    dependencies=[Depends(csrf)],
+    exception_handlers={CSRFError: csrf_error_response},
+)
 app.add_middleware(sessions.middleware)
 app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
 Session = Annotated[ShopSession, Depends(sessions.get_session)]
 LoggedIn = Annotated[ShopSession, Depends(sessions.verifier(lambda s: s.username is not None))]
+
+
+def post_form(action: str, session: ShopSession, fields: str, attributes: str = "") -> str:
+    """A form that posts to ``action``, with the session's CSRF token in it."""
+    return f"<form{attributes} method=post action={action}>{csrf.input(session)}{fields}</form>"
 
 
 async def form(request: Request) -> dict[str, str]:
@@ -145,6 +162,8 @@ def page(body: str, session: ShopSession, here: str = "/") -> HTMLResponse:
         "<!doctype html><html lang=en><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
         "<title>Session demo</title><link rel=stylesheet href=/static/demo.css>"
+        # for scripts: fetch(..., {headers: {"X-CSRF-Token": <this content>}})
+        f"<meta name=csrf-token content={csrf.token(session)}>"
         "<header><div class=bar><a class=brand href=/>session<span>·</span>shop</a>"
         f"<nav>{nav}</nav><span class=who>{who}</span></div></header>"
         f"<main>{shown}{body}</main>"
@@ -159,9 +178,13 @@ async def home(session: Session) -> HTMLResponse:
         return page(
             "<div class=card><h1>Welcome</h1>"
             f"<p class=lead>Visits this session: {session.visits}</p>"
-            "<form class=inline method=post action=/login>"
-            "<input name=username placeholder='your name' required>"
-            "<button>Log in</button></form></div>",
+            + post_form(
+                "/login",
+                session,
+                "<input name=username placeholder='your name' required><button>Log in</button>",
+                " class=inline",
+            )
+            + "</div>",
             session,
         )
     items = "".join(f"<li>{html.escape(item)}</li>" for item in session.cart) or "<li>empty</li>"
@@ -170,11 +193,15 @@ async def home(session: Session) -> HTMLResponse:
         f"<p class=lead>Visits this session: {session.visits} · "
         "<a href=/profile>profile (JSON)</a></p>"
         f"<h2>Cart</h2><ul class=cart>{items}</ul>"
-        "<form class=inline method=post action=/cart>"
-        "<input name=item placeholder='an item' required>"
-        "<button>Add to cart</button></form>"
-        "<div class=actions><form method=post action=/logout>"
-        "<button class=quiet>Log out</button></form></div></div>",
+        + post_form(
+            "/cart",
+            session,
+            "<input name=item placeholder='an item' required><button>Add to cart</button>",
+            " class=inline",
+        )
+        + "<div class=actions>"
+        + post_form("/logout", session, "<button class=quiet>Log out</button>")
+        + "</div></div>",
         session,
     )
 
@@ -237,14 +264,15 @@ def ago(moment: float) -> str:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d")
 
 
-def device_row(info: SessionInfo) -> str:
+def device_row(info: SessionInfo, session: ShopSession) -> str:
     name = html.escape(device_name(info.user_agent))
     badge = " <span class=badge>this device</span>" if info.current else ""
     action = (
         "<span class=muted>—</span>"
         if info.current
-        else f"<form method=post action=/devices/{info.handle}/sign-out>"
-        "<button class=danger>Sign out</button></form>"
+        else post_form(
+            f"/devices/{info.handle}/sign-out", session, "<button class=danger>Sign out</button>"
+        )
     )
     return (
         f"<tr{' class=current' if info.current else ''} data-handle={info.handle}>"
@@ -260,10 +288,13 @@ async def devices(session: LoggedIn) -> HTMLResponse:
     assert session.username is not None  # noqa: S101 - LoggedIn checked it
     listed = await sessions.users.list(session.username, current=session)
     others = sum(not info.current for info in listed)
-    rows = "".join(device_row(info) for info in listed)
+    rows = "".join(device_row(info, session) for info in listed)
     everywhere = (
-        "<form method=post action=/devices/sign-out-others>"
-        f"<button class=danger>Sign out everywhere else ({others})</button></form>"
+        post_form(
+            "/devices/sign-out-others",
+            session,
+            f"<button class=danger>Sign out everywhere else ({others})</button>",
+        )
         if others
         else "<span class=muted>This is the only device signed in.</span>"
     )

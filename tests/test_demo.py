@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import subprocess
 import sys
@@ -12,9 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from .browser import chromium, shot
-from .helpers import free_port
+from .helpers import free_port, served_in_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -168,3 +173,81 @@ PHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1"
 )
+
+
+def another_site(target: str) -> Starlette:
+    """Pages of another origin on loopback (another port: cross-origin, yet the same
+    site, so a SameSite=Lax cookie still rides along) that try to post to ``target``."""
+
+    async def auto_form(request: Request) -> HTMLResponse:
+        token = request.query_params.get("token", "")
+        field = f"<input type=hidden name=csrf_token value='{html.escape(token)}'>" * bool(token)
+        return HTMLResponse(
+            f"<form method=post action='{target}/cart'>{field}"
+            "<input type=hidden name=item value='bought by another site'></form>"
+            "<script>document.forms[0].submit()</script>"
+        )
+
+    async def blank(request: Request) -> HTMLResponse:
+        return HTMLResponse("<p>another site</p>")
+
+    return Starlette(routes=[Route("/form", auto_form), Route("/", blank)])
+
+
+async def test_forms_and_scripts_of_the_demo_pass_and_another_site_s_are_refused(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    async with chromium() as browser:
+        context = await browser.new_context()
+        page = await context.new_page()
+        with demo(port, tmp_path) as base, served_in_thread(another_site(base)) as elsewhere:
+            await page.goto(base + "/")
+            await page.fill("input[name=username]", "Ada")
+            await page.click("text=Log in")  # a form: its token goes with it
+            await page.wait_for_selector("text=Logged in as Ada.")
+            await page.fill("input[name=item]", "tea")
+            await page.click("text=Add to cart")
+            await page.wait_for_selector("li:has-text('tea')")
+            # a script of the page, as HTMX or fetch sends it: the token in a header
+            status = await page.evaluate(
+                """async () => {
+                    const token = document.querySelector('meta[name=csrf-token]').content;
+                    const answer = await fetch('/cart', {
+                        method: 'POST', body: new URLSearchParams({item: 'scone'}),
+                        headers: {'X-CSRF-Token': token}});
+                    const bare = await fetch('/cart', {
+                        method: 'POST', body: new URLSearchParams({item: 'no token'})});
+                    return [answer.status, bare.status];
+                }"""
+            )
+            assert status == [200, 403]
+            stolen = await page.get_attribute("input[name=csrf_token]", "value")
+            assert stolen
+
+            await page.goto(elsewhere + "/form")  # posts at once, without the token
+            await page.wait_for_selector("text=Request refused")
+            assert "another site" in await page.inner_text("body")
+            await page.screenshot(path=shot("demo-csrf-refused"), full_page=True)
+            await page.goto(f"{elsewhere}/form?token={stolen}")  # even with a stolen token
+            await page.wait_for_selector("text=The request came from another site.")
+            await page.goto(elsewhere + "/")
+            kinds = await page.evaluate(
+                """async (target) => {
+                    const simple = await fetch(target + '/cart', {method: 'POST',
+                        mode: 'no-cors', credentials: 'include',
+                        body: new URLSearchParams({item: 'fetched by another site'})});
+                    let preflighted = 'sent';
+                    try {
+                        await fetch(target + '/cart', {method: 'POST', credentials: 'include',
+                            headers: {'X-CSRF-Token': 'guess'}});
+                    } catch (error) { preflighted = 'blocked'; }
+                    return [simple.type, preflighted];
+                }""",
+                base,
+            )
+            assert kinds == ["opaque", "blocked"]
+
+            await page.goto(base + "/")
+            assert await page.locator("ul.cart li").all_inner_texts() == ["tea", "scone"]
+        await context.close()
