@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,10 +181,13 @@ async def in_process(redis_url: str, repeats: int, count: int) -> dict[str, dict
 
 
 async def interleaved(
-    apps: dict[str, Any], repeats: int, count: int
+    apps: dict[str, Any],
+    repeats: int,
+    count: int,
+    estimate: Callable[[list[float]], float] = statistics.median,
 ) -> dict[str, dict[str, float]]:
-    """µs per request of each app on each route: the median of ``repeats`` rounds of
-    ``count`` requests, every app in every round, after a warm-up."""
+    """µs per request of each app on each route: the median (or ``estimate``) of
+    ``repeats`` rounds of ``count`` requests, every app in every round, after a warm-up."""
     cookies = {name: await login_cookie(app) for name, app in apps.items()}
     samples: dict[tuple[str, str], list[float]] = {}
     for name, app in apps.items():  # warm up: connections, scripts, caches
@@ -195,10 +198,7 @@ async def interleaved(
             for name, app in apps.items():
                 value = await time_route(app, method, path, cookies[name], count)
                 samples.setdefault((name, path), []).append(value)
-    return {
-        name: {path: statistics.median(samples[(name, path)]) for path, _ in ROUTES}
-        for name in apps
-    }
+    return {name: {path: estimate(samples[(name, path)]) for path, _ in ROUTES} for name in apps}
 
 
 async def raw_round_trip(redis_url: str, count: int) -> float:
@@ -527,12 +527,14 @@ def report_header(settings: str, versions_text: str) -> list[str]:
     ]
 
 
-def timing_table(timing: dict[str, dict[str, float]], first: str) -> list[str]:
+def timing_table(
+    timing: dict[str, dict[str, float]], first: str, estimate: str = "median"
+) -> list[str]:
     """µs per request of each row of ``timing``, with the difference and the ratio to the
     row of bare FastAPI."""
     lines = [
         "",
-        "### µs per request in process (median), and over bare FastAPI",
+        f"### µs per request in process ({estimate}), and over bare FastAPI",
         "",
         f"| {first} | " + " | ".join(path for path, _ in ROUTES) + " |",
         "| --- |" + " ---: |" * len(ROUTES),

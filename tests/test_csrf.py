@@ -187,6 +187,16 @@ async def test_the_route_still_reads_its_form_and_its_body(client: httpx.AsyncCl
     assert (await client.post("/named", data={"name": "Ada"})).status_code == 403
 
 
+async def test_a_broken_multipart_body_is_a_400_never_an_error(client: httpx.AsyncClient) -> None:
+    await page_token(client)
+    answer = await client.post(
+        "/add",
+        content=b"--b\r\nContent-Disposition: form-data\r\n\r\nno name and no end",
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert answer.status_code == 400  # Starlette's answer to a broken form
+
+
 async def test_without_python_multipart_only_the_header_carries_a_multipart_token(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
