@@ -546,7 +546,7 @@ async def test_every_single_character_substitution_of_the_token_is_refused(
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(sent=SENT, where=st.sampled_from(["form", "header", "multipart"]))
 async def test_any_token_sent_is_a_403_never_an_error(
@@ -565,7 +565,7 @@ async def test_any_token_sent_is_a_403_never_an_error(
     assert answer.status_code == 403
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(raw=st.binary(max_size=120) | st.text(max_size=60).map(lambda text: f'"{text}"'.encode()))
 async def test_a_damaged_stored_secret_refuses_forms_and_pages_make_a_new_one(raw: bytes) -> None:
     backend = MemoryBackend()

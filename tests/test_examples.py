@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import time
@@ -66,18 +67,24 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
         # A stored session (the visit counter) that fails the log-in check: 403, not 401.
         assert (await client.get("/profile")).status_code == 403
         before = client.cookies["session"]
-        login = await client.post("/login", content="username=Ada+%3Cb%3E", headers=FORM)
+        refused = await client.post("/login", content="username=Ada", headers=FORM)
+        assert refused.status_code == 403  # a form without the page's CSRF token
+        token = field_token(home.text)
+        login = await client.post(
+            "/login", content=f"csrf_token={token}&username=Ada+%3Cb%3E", headers=FORM
+        )
         assert login.status_code == 303
         assert client.cookies["session"] != before  # regenerated at log-in
         page = (await client.get("/")).text
         assert "Hello, Ada &lt;b&gt;" in page
         assert "Logged in as Ada" in page
-        await client.post("/cart", content="item=tea", headers=FORM)
-        await client.post("/cart", content="item=", headers=FORM)
+        token = field_token(page)  # a new one since the log-in
+        await client.post("/cart", content=f"csrf_token={token}&item=tea", headers=FORM)
+        await client.post("/cart", content=f"item=&csrf_token={token}", headers=FORM)
         profile = (await client.get("/profile")).json()
         assert profile["cart"] == ["tea"]
         assert profile["username"] == "Ada <b>"
-        await client.post("/logout")
+        await client.post("/logout", headers={"X-CSRF-Token": meta_token(page)})
         after = (await client.get("/")).text
         assert "You have been logged out." in after
         assert "Log in" in after
@@ -85,6 +92,20 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
 
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def field_token(page: str) -> str:
+    """The CSRF token of the page's first form."""
+    found = re.search(r'name="csrf_token" value="([\w-]+)"', page)
+    assert found is not None, page
+    return found.group(1)
+
+
+def meta_token(page: str) -> str:
+    """The CSRF token the page gives its scripts."""
+    found = re.search(r"<meta name=csrf-token content=([\w-]+)>", page)
+    assert found is not None, page
+    return found.group(1)
 
 
 def test_the_demo_script_serves_on_loopback_and_says_where(tmp_path: Path) -> None:
@@ -217,7 +238,8 @@ async def test_the_demo_remakes_a_table_left_by_an_older_demo(
     monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
     demo = load("demo")
     async with demo.lifespan(demo.app), client_for(demo) as client:
-        await client.post("/login", content="username=Ada", headers=FORM)
+        token = field_token((await client.get("/")).text)
+        await client.post("/login", content=f"csrf_token={token}&username=Ada", headers=FORM)
         devices = await client.get("/devices")
         assert devices.status_code == 200
         assert "this device" in devices.text
