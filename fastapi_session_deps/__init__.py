@@ -27,6 +27,7 @@ from .flash import get_flashed_messages as get_flashed_messages
 from .frontends.base import Frontend as Frontend
 from .frontends.cookie import CookieFrontend as CookieFrontend
 from .frontends.header import HeaderFrontend as HeaderFrontend
+from .health import health_router as health_router
 from .manager import SessionManager as SessionManager
 from .models import SessionModel as SessionModel
 from .policy import SessionEvent as SessionEvent
@@ -90,6 +91,7 @@ __all__ = [
     "destroy_session",
     "flash",
     "get_flashed_messages",
+    "health_router",
     "load_session",
     "login_session",
     "regenerate_session",

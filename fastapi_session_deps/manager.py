@@ -17,6 +17,7 @@ from .backends.base import Backend
 from .dependencies import SecuredSessionDependency, SessionDependency
 from .exceptions import SessionError
 from .frontends.base import Frontend
+from .health import ping
 from .middleware import SessionCommitMiddleware
 from .models import SessionModel
 from .policy import PolicySettings, SessionPolicy
@@ -261,6 +262,14 @@ class SessionManager(Generic[M]):
                 yield
         finally:
             await self.aclose()
+
+    async def ping(self) -> float:
+        """Read from the store once, within its timeout; return the seconds it took.
+
+        Raises:
+            BackendUnavailable: the store did not answer in time (see `health_router`).
+        """
+        return await ping(self.backend)
 
     async def aclose(self) -> None:
         """Close the backend's connections (what `lifespan` does at shutdown)."""

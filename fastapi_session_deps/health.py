@@ -1,0 +1,79 @@
+"""Is the session store there? `ping` for code, `health_router` for readiness probes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from .backends.base import Backend
+from .exceptions import BackendError, BackendUnavailable
+
+if TYPE_CHECKING:
+    from .manager import SessionManager
+
+__all__ = ["health_router", "ping"]
+
+logger = logging.getLogger("fastapi_session_deps")
+
+#: The key a ping reads: shaped like a store key (a SHA-256 digest) but the digest of no
+#: session id, so it is never there, on any store.
+PING_KEY = hashlib.sha256(b"fastapi-session-deps: ping").hexdigest()
+
+
+async def ping(store: Backend | SessionManager[Any]) -> float:
+    """Read from the store once, within its timeout, and return how long it took (s).
+
+    The read is of a key no session has, through the same call a request makes, so it
+    proves what a request needs: the store answers, in time.
+
+    Raises:
+        BackendUnavailable: the store did not answer in time, or refused.
+        BackendError: it answered something that is not a store's answer.
+    """
+    backend = store if isinstance(store, Backend) else store.backend
+    started = time.perf_counter()
+    await backend.get(PING_KEY)
+    return time.perf_counter() - started
+
+
+def health_router(
+    store: Backend | SessionManager[Any], *, path: str = "/health/sessions"
+) -> APIRouter:
+    """A router with one route for readiness probes: ``GET path`` answers 200 when the
+    store answers, 503 when it does not.
+
+    ```python
+    app.include_router(health_router(sessions))   # or health_router(backend)
+    ```
+
+    The body is JSON: ``{"status": "ok", "store": "RedisBackend", "latency_ms": 0.4}``, or
+    ``{"status": "unavailable", "store": ..., "error": "BackendUnavailable"}``; never
+    cached. The route is left out of the OpenAPI schema.
+    """
+    backend = store if isinstance(store, Backend) else store.backend
+    name = type(backend).__name__
+    router = APIRouter()
+
+    @router.get(path, include_in_schema=False)
+    async def session_store_health() -> JSONResponse:
+        headers = {"Cache-Control": "no-store"}
+        try:
+            took = await ping(backend)
+        except (BackendUnavailable, BackendError) as exc:
+            logger.warning(
+                "Session store health check failed: %s",
+                exc,
+                extra={"event": "health_failed", "store": name},
+            )
+            failed = {"status": "unavailable", "store": name, "error": type(exc).__name__}
+            return JSONResponse(failed, 503, headers)
+        body: dict[str, object] = {"status": "ok", "store": name}
+        body["latency_ms"] = round(took * 1000, 3)
+        return JSONResponse(body, 200, headers)
+
+    return router
