@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "MAX_LISTING_BYTES",
@@ -90,3 +90,29 @@ def listed_records(document: dict[str, Any]) -> list[tuple[str, dict[str, bytes]
             raise ValueError("a listed session's ttl is out of range")
         found.append((key, record_fields(entry), float(ttl)))
     return found
+
+
+def counted_stats(document: dict[str, Any]) -> tuple[int, int, list[tuple[str, int]]]:
+    """The counts of a ``{"live", "users", "top_users": [[user, count], ...]}`` answer.
+
+    Raises:
+        ValueError: anything else.
+    """
+    live, users, top = document.get("live"), document.get("users"), document.get("top_users")
+    if not (_count(live) and _count(users) and isinstance(top, list)):
+        raise ValueError("stats lacks its counts")
+    ranked = []
+    for entry in top:
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and _count(entry[1])
+        ):
+            raise ValueError("a user's count is not [user, count]")
+        ranked.append((entry[0], entry[1]))
+    return live, users, ranked
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

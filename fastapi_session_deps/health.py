@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from .backends.base import Backend
+from .backends.base import Backend, backend_name
 from .exceptions import BackendError, BackendUnavailable
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def health_router(
     cached. The route is left out of the OpenAPI schema.
     """
     backend = store if isinstance(store, Backend) else store.backend
-    name = type(backend).__name__
+    name = backend_name(backend)
     router = APIRouter()
 
     @router.get(path, include_in_schema=False)

@@ -24,9 +24,12 @@ The protocol (every request carries ``Authorization: Bearer <token>``):
 ``POST /v1/index/list``                 ``{"user"}``: 200 ``{"sessions": [{"key", "fields",
                                         "ttl"}]}``, the user's live records, with only the
                                         library's own fields (names starting with NUL).
+``GET /v1/stats?top=10``                200 ``{"live", "users", "top_users": [[user, n]]}``
+                                        (`Backend.stats`), or 501.
 ======================================  =========================================================
 
-The index endpoints answer 501 when the service's store keeps no index of users' sessions.
+The index endpoints answer 501 when the service's store keeps no index of users' sessions,
+and the stats endpoint when it cannot count its sessions.
 
 Keys are the hashes the library stores sessions under: a key never reveals a session id.
 
@@ -235,6 +238,17 @@ def create_app(
     async def index_remove(removal: IndexRemoval) -> Response:
         await index().index_remove(removal.user, [checked(key) for key in removal.keys])
         return Response(status_code=204)
+
+    @app.get("/v1/stats")
+    async def stats(top: int = 10) -> dict[str, Any]:
+        counted = await backend.stats(top=min(max(top, 0), 1000))
+        if counted is None:
+            raise HTTPException(501, "This store cannot count its sessions")
+        return {
+            "live": counted.live,
+            "users": counted.users,
+            "top_users": [[user, count] for user, count in counted.top_users],
+        }
 
     @app.post("/v1/index/list")
     async def index_list(query: IndexQuery) -> dict[str, Any]:

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import io
 import runpy
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
+from fastapi import Depends, FastAPI
 
-from fastapi_session_deps import SQLBackend
-from fastapi_session_deps.cli import EXIT_OK, EXIT_STORE, EXIT_USAGE, main
+from fastapi_session_deps import (
+    CookieFrontend,
+    EncryptedBackend,
+    MemoryBackend,
+    SessionManager,
+    SessionModel,
+    SQLBackend,
+)
+from fastapi_session_deps.cli import EXIT_OK, EXIT_PROBLEM, EXIT_STORE, EXIT_USAGE, main
+from fastapi_session_deps.service import create_app
+from fastapi_session_deps.signing import MIN_SECRET_KEY_BYTES
 
 from .conftest import sql_records
-from .helpers import Clock
+from .helpers import SECRET, SERVICE_TOKEN, Clock, NoLocksBackend, served_in_thread
 from .redis_servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -114,12 +127,15 @@ def test_a_store_without_its_extra_names_the_extra(tmp_path: Path) -> None:
     assert "pip install 'fastapi-session-deps[sql]'" in result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["cleanup"]])
+@pytest.mark.parametrize(
+    "command", [[], ["keygen"], ["check"], ["stats"], ["cleanup"], ["revoke"]]
+)
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])
     assert exit_.value.code == EXIT_OK
-    assert "Exit codes: 0 done, 1 the store failed, 2 a usage error." in capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Exit codes: 0 done, 1 a problem (the store failed, a check failed), 2 a usage" in out
 
 
 def test_python_dash_m_runs_the_command_line(
@@ -140,3 +156,254 @@ def test_the_console_script_is_installed() -> None:
     )
     assert result.returncode == EXIT_OK
     assert "Delete the records of expired sessions" in result.stdout
+
+
+# -- keygen ------------------------------------------------------------------------------
+
+
+def test_keygen_prints_a_new_key_each_time(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keygen"]) == EXIT_OK
+    assert main(["keygen"]) == EXIT_OK
+    first, second = capsys.readouterr().out.split()
+    assert first != second
+    assert len(first) == 64  # 48 random bytes
+    assert len(first.encode()) >= MIN_SECRET_KEY_BYTES
+    CookieFrontend(first)  # a key the library takes
+
+
+def test_keygen_prints_environment_lines_and_encryption_keys(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["keygen", "--env"]) == EXIT_OK
+    assert main(["keygen", "--env", "--encryption"]) == EXIT_OK
+    signing, sealing = capsys.readouterr().out.splitlines()
+    assert signing.startswith("SESSION_SECRET_KEY=")
+    variable, _, key = sealing.partition("=")
+    assert variable == "SESSION_ENCRYPTION_KEYS"
+    EncryptedBackend(MemoryBackend(), keys=[key])  # a key the library takes
+
+
+# -- stats, revoke, cleanup's progress ---------------------------------------------------------
+
+
+class Visits(SessionModel):
+    visits: int = 0
+
+
+async def signed_in(url: str, sessions_of: dict[str | None, int]) -> None:
+    """Store sessions through the app's own code path: ``n`` logged in as each user."""
+    from fastapi_session_deps.store_url import open_store
+
+    store = open_store(url)
+    if isinstance(store, SQLBackend):
+        await store.create_table()
+    manager = SessionManager(
+        Visits, frontend=CookieFrontend(SECRET), backend=store, user_index=True
+    )
+    app = FastAPI()
+    app.add_middleware(manager.middleware)
+
+    @app.post("/login")
+    async def login(user: str, session: Visits = Depends(manager.get_session)) -> None:  # noqa: B008
+        session.visits += 1
+        if user:
+            await manager.login(session, user)
+
+    transport = httpx.ASGITransport(app=app)
+    for user, count in sessions_of.items():
+        for _ in range(count):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.post("/login", params={"user": user or ""})).is_success
+    await store.aclose()
+
+
+async def test_stats_counts_sessions_and_users_and_revoke_ends_a_user_s(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    await signed_in(url, {"ada": 3, "bob": 1, None: 2})
+    assert await run(["stats", "--store", url, "--top", "1"]) == EXIT_OK
+    assert capsys.readouterr().out == (
+        "Live sessions: 6\nUsers with a session: 2\nMost sessions:\n  ada  3\n"
+    )
+    assert await run(["revoke", "--store", url, "--user", "ada"]) == EXIT_OK
+    assert capsys.readouterr().out == "Revoked 3 sessions of ada.\n"
+    assert await run(["revoke", "--store", url, "--user", "ada"]) == EXIT_OK
+    assert capsys.readouterr().out == "Revoked 0 sessions of ada.\n"
+    assert await run(["stats", "--store", url]) == EXIT_OK
+    assert capsys.readouterr().out == (
+        "Live sessions: 3\nUsers with a session: 1\nMost sessions:\n  bob  1\n"
+    )
+
+
+async def test_stats_and_revoke_on_redis(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"{redis_url}?key_prefix=cli-{uuid.uuid4().hex}:"
+    await signed_in(url, {"grace": 2, "alan": 1, None: 1})
+    assert await run(["stats", "--store", url]) == EXIT_OK
+    assert capsys.readouterr().out == (
+        "Live sessions: 4\nUsers with a session: 2\nMost sessions:\n  grace  2\n  alan   1\n"
+    )
+    assert await run(["revoke", "--store", url, "--user", "grace"]) == EXIT_OK
+    assert "Revoked 2 sessions of grace." in capsys.readouterr().out
+
+
+async def test_revoke_needs_a_user(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    await signed_in(url, {"ada": 1})
+    assert await run(["revoke", "--store", url, "--user", ""]) == EXIT_USAGE
+    assert "The user must be a non-empty string" in capsys.readouterr().err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_cleanup_draws_a_progress_bar_on_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = await expired_store(tmp_path / "s.db", Clock(start=1_000_000.0))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert await run(["cleanup", "--store", url, "--batch-size", "2"]) == EXIT_OK
+    drawn = terminal.getvalue()
+    assert drawn.startswith("\r[")
+    assert "] 0/3 (0%" in drawn
+    assert "] 2/3 (67%" in drawn
+    assert drawn.endswith("] 3/3 (100%, " + drawn.rsplit("(100%, ", 1)[1])
+    assert drawn.endswith("/s)\n")
+    assert capsys.readouterr().out == "Deleted 3 expired sessions.\n"
+    await backend.aclose()
+
+
+# -- check -----------------------------------------------------------------------------------
+
+CHECKED_APP = """
+from fastapi import FastAPI
+from fastapi_session_deps import CookieFrontend, MemoryBackend, SessionManager, SessionModel
+from fastapi_session_deps import SessionMiddleware, SQLBackend
+
+sessions = SessionManager(
+    SessionModel,
+    frontend=CookieFrontend("{secret}", httponly={httponly}, secure={secure}),
+    backend={backend},
+    absolute_timeout=3600,
+)
+app = FastAPI()
+app.add_middleware(sessions.middleware)
+"""
+
+
+def app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **values: str) -> str:
+    name = f"checked_{uuid.uuid4().hex}"
+    settings = {"secret": SECRET, "httponly": "True", "secure": "True", **values}
+    settings.setdefault("backend", "MemoryBackend()")
+    (tmp_path / f"{name}.py").write_text(CHECKED_APP.format(**settings))
+    monkeypatch.chdir(tmp_path)
+    return f"{name}:app"
+
+
+def test_check_passes_a_sound_app_and_names_its_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = app_module(tmp_path, monkeypatch)
+    assert main(["check", "--app", app]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "ok       store: MemoryBackend answered in" in out
+    assert "warning  store: MemoryBackend keeps sessions in one process" in out
+    assert "ok       secret key: 1 key(s), each at least 32 bytes" in out
+    assert "ok       cookie '__Host-session': HttpOnly, Secure (True), SameSite=lax" in out
+    assert out.endswith("0 problem(s), 1 warning(s).\n")
+    assert main(["check", "--app", app, "--strict"]) == EXIT_PROBLEM
+
+
+def test_check_fails_an_app_whose_store_does_not_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    down = f"postgresql://nobody@127.0.0.1:{free_port()}/db"
+    app = app_module(
+        tmp_path,
+        monkeypatch,
+        httponly="False",
+        secure="False",
+        backend=f"SQLBackend.from_url({down!r})",
+    )
+    assert main(["check", "--app", app]) == EXIT_PROBLEM
+    out = capsys.readouterr().out
+    assert "PROBLEM  store: SQLBackend did not answer" in out
+    assert "PROBLEM  cookie 'session': HttpOnly is off" in out
+    assert "warning  cookie 'session': Secure is off" in out
+    assert "2 problem(s)" in out
+
+
+def test_check_reads_request_session_middleware_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"checked_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from fastapi_session_deps import MemoryBackend, SessionAutoloadMiddleware\n"
+        "app = Starlette()\n"
+        f"app.add_middleware(SessionAutoloadMiddleware, secret_key={SECRET!r},\n"
+        "    backend=MemoryBackend(), same_site='none', https_only=True)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--app", f"{name}:app"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Sessions 1 of 1:" in out
+    assert "SameSite=None: sent on cross-site requests" in out
+    assert "no absolute timeout" in out
+
+
+def test_check_of_header_sessions_beside_a_cross_site_cookie(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"checked_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(
+        "from fastapi import FastAPI\n"
+        "from fastapi_session_deps import CookieFrontend, HeaderFrontend, MemoryBackend\n"
+        "from fastapi_session_deps import SessionManager, SessionModel\n"
+        f"api = SessionManager(SessionModel, frontend=HeaderFrontend({SECRET!r}),\n"
+        "    backend=MemoryBackend(), absolute_timeout=3600)\n"
+        f"web = SessionManager(SessionModel, frontend=CookieFrontend({SECRET!r},\n"
+        "    samesite='none'), backend=MemoryBackend(), absolute_timeout=3600)\n"
+        "app = FastAPI()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--app", f"{name}:app"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Sessions 2 of 2:" in out
+    assert "SameSite=None: sent on cross-site requests (use CSRF)" in out
+    assert out.count("cookie '__Host-session'") == 2  # header sessions have no cookie
+
+
+async def test_stats_of_an_empty_store_and_of_one_that_cannot_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    await signed_in(url, {})
+    assert await run(["stats", "--store", url]) == EXIT_OK
+    assert capsys.readouterr().out == "Live sessions: 0\nUsers with a session: 0\n"
+    with served_in_thread(create_app(NoLocksBackend(), token=SERVICE_TOKEN)) as base:
+        monkeypatch.setenv("SESSION_SERVICE_TOKEN", SERVICE_TOKEN)
+        assert await run(["stats", "--store", base]) == EXIT_PROBLEM
+    assert "HTTPBackend cannot count its sessions." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("spec", "code", "complaint"),
+    [
+        ("nothing_here:app", EXIT_USAGE, "cannot import 'nothing_here'"),
+        ("json:app", EXIT_USAGE, "'json' has no 'app'"),
+        ("json", EXIT_USAGE, "--app must be module:attribute"),
+        ("json:loads", EXIT_PROBLEM, "json:loads uses no fastapi-session-deps sessions"),
+    ],
+)
+def test_check_says_what_it_could_not_load(
+    spec: str, code: int, complaint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "--app", spec]) == code
+    assert complaint in capsys.readouterr().err

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
 
 import anyio
 
@@ -70,6 +71,38 @@ async def poll_for_lock(attempt: Callable[[], Awaitable[bool]], wait: float) -> 
         pause = min(pause * 2, LOCK_POLL_LAST)
 
 
+def backend_name(backend: Backend) -> str:
+    """The name of a backend's public class (an `EncryptedBackend`'s variants included)."""
+    return next(cls.__name__ for cls in type(backend).__mro__ if not cls.__name__.startswith("_"))
+
+
+#: A progress report: records done so far, and the number expected.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """What `Backend.stats` counted.
+
+    Attributes:
+        live: sessions whose record is live.
+        users: users with at least one live session, where sessions are bound to users
+            (``user_index=True``); 0 when none are.
+        top_users: the users with the most live sessions and how many, most first.
+    """
+
+    live: int
+    users: int
+    top_users: list[tuple[str, int]]
+
+    @classmethod
+    def of(cls, live: int, per_user: Mapping[str, int], top: int) -> StoreStats:
+        """From the live count and each user's count (users with none left out)."""
+        counted = {user: count for user, count in per_user.items() if count > 0}
+        ranked = sorted(counted.items(), key=lambda item: (-item[1], item[0]))[:top]
+        return cls(live, len(counted), ranked)
+
+
 class Backend(ABC):
     """Base class of session stores. Subclass it to add a store."""
 
@@ -111,14 +144,32 @@ class Backend(ABC):
     async def delete(self, key: str) -> None:
         """Remove the record under ``key``; no error if there is none."""
 
-    async def delete_expired(self, *, batch_size: int = 1000) -> int:
+    async def delete_expired(
+        self, *, batch_size: int = 1000, progress: Progress | None = None
+    ) -> int:
         """Delete the records that have expired, and return how many.
 
         For stores that keep expired records until something deletes them (`SQLBackend`);
         the others expire records by themselves (Redis's TTL, `MemoryBackend`'s sweep on
         every write) and have nothing to do here: 0.
+
+        Args:
+            batch_size: records deleted per statement.
+            progress: called after each batch with the records deleted so far and the
+                number expected (counted first), for a progress bar.
         """
         return 0
+
+    async def stats(self, *, top: int = 10) -> StoreStats | None:
+        """How many sessions the store holds, and for whom; ``None`` if it cannot tell.
+
+        It reads the whole store (a count on SQL, a scan on Redis): for an operator's
+        command or a metrics job, not for a request.
+
+        Args:
+            top: how many of the users with the most sessions to name.
+        """
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release what the backend owns (connections, pools). Safe to call twice."""

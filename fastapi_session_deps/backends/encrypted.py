@@ -30,7 +30,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import cast
 
 from ..exceptions import ConfigurationError, MissingDependencyError
-from .base import Backend, SessionIndex, SessionLocks, UserRecord
+from ..keys import new_encryption_key
+from .base import Backend, Progress, SessionIndex, SessionLocks, StoreStats, UserRecord
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -53,7 +54,7 @@ MAX_REMEMBERED = 1024
 
 def new_key() -> str:
     """A new random key, as URL-safe base64 text (for ``SESSION_ENCRYPTION_KEYS``)."""
-    return base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    return new_encryption_key()
 
 
 class _Key:
@@ -208,8 +209,13 @@ class EncryptedBackend(Backend):
         self._stale.pop(key, None)
         await self.inner.delete(key)
 
-    async def delete_expired(self, *, batch_size: int = 1000) -> int:
-        return await self.inner.delete_expired(batch_size=batch_size)
+    async def delete_expired(
+        self, *, batch_size: int = 1000, progress: Progress | None = None
+    ) -> int:
+        return await self.inner.delete_expired(batch_size=batch_size, progress=progress)
+
+    async def stats(self, *, top: int = 10) -> StoreStats | None:
+        return await self.inner.stats(top=top)  # counts and owners are not sealed
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -11,6 +11,7 @@ import anyio
 
 from .._wire import (
     MAX_LISTING_BYTES,
+    counted_stats,
     encode_fields,
     json_object,
     listed_records,
@@ -23,7 +24,14 @@ from ..exceptions import (
     ConfigurationError,
     MissingDependencyError,
 )
-from .base import MAX_RECORD_BYTES, Backend, SessionIndex, SessionLocks, UserRecord
+from .base import (
+    MAX_RECORD_BYTES,
+    Backend,
+    SessionIndex,
+    SessionLocks,
+    StoreStats,
+    UserRecord,
+)
 
 try:
     import httpx
@@ -206,6 +214,15 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
             return listed_records(self._json(response, "index_list", 200))
         except ValueError as exc:
             raise self._malformed("index_list", str(exc)) from exc
+
+    async def stats(self, *, top: int = 10) -> StoreStats | None:
+        response = await self._request("GET", f"/v1/stats?top={int(top)}", {}, retry=True)
+        if response.status == 501:
+            return None
+        try:
+            return StoreStats(*counted_stats(self._json(response, "stats", 200)))
+        except ValueError as exc:
+            raise self._malformed("stats", str(exc)) from exc
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import anyio
 
 from ..exceptions import ConfigurationError
-from .base import Backend, SessionIndex, SessionLocks, UserRecord
+from .base import Backend, Progress, SessionIndex, SessionLocks, StoreStats, UserRecord
 
 __all__ = ["MemoryBackend"]
 
@@ -151,13 +151,17 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
         with self._lock:
             self._records.pop(key, None)
 
-    async def delete_expired(self, *, batch_size: int = 1000) -> int:
+    async def delete_expired(
+        self, *, batch_size: int = 1000, progress: Progress | None = None
+    ) -> int:
         """Delete every expired record now, rather than a few per write; return how many."""
         with self._lock:
             now = self._clock()
             expired = [key for key, entry in self._records.items() if entry.expires_at <= now]
             for key in expired:
                 del self._records[key]
+        if progress is not None:
+            progress(len(expired), len(expired))
         return len(expired)
 
     async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
@@ -215,6 +219,15 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
                 if entry is not None:
                     found.append((key, dict(entry.fields), entry.expires_at - now))
             return found
+
+    async def stats(self, *, top: int = 10) -> StoreStats:
+        with self._lock:
+            now = self._clock()
+            live = {key for key, entry in self._records.items() if entry.expires_at > now}
+            per_user = {
+                user: sum(1 for key in keys if key in live) for user, keys in self._users.items()
+            }
+        return StoreStats.of(len(live), per_user, top)
 
     def _prune(self, user: str, now: float) -> None:
         """Forget ``user``'s entries whose time is up and whose record is gone. (An entry

@@ -7,19 +7,35 @@ import hashlib
 import logging
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
 
+from .._engine import OWNER_FIELD, reserved_text
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
     MissingDependencyError,
 )
-from .base import Backend, SessionIndex, SessionLocks, UserRecord, poll_for_lock
+from .base import (
+    Backend,
+    SessionIndex,
+    SessionLocks,
+    StoreStats,
+    UserRecord,
+    poll_for_lock,
+)
 
 try:
     import redis.asyncio as aioredis
@@ -32,6 +48,7 @@ __all__ = ["RedisBackend"]
 logger = logging.getLogger("fastapi_session_deps")
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 # Each record is one hash; every operation below is one round trip on one key, so each works
 # unchanged on a Redis Cluster. Scripts run atomically on the server.
@@ -213,6 +230,22 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         backend._owns_client = True
         return backend
 
+    @classmethod
+    def from_cluster_url(
+        cls,
+        url: str,
+        *,
+        key_prefix: str = "session:",
+        timeout: float = 1.0,
+        **client_options: Any,
+    ) -> RedisBackend:
+        """The same, over a ``RedisCluster`` found from any node's ``redis://`` or
+        ``rediss://`` URL."""
+        client = aioredis.RedisCluster.from_url(url, **client_options)
+        backend = cls(client, key_prefix=key_prefix, timeout=timeout)
+        backend._owns_client = True
+        return backend
+
     def __repr__(self) -> str:
         return f"RedisBackend(key_prefix={self.key_prefix!r}, timeout={self.timeout!r})"
 
@@ -335,6 +368,54 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
                 found.append((key, record, left / 1000))
         return found
 
+    async def stats(self, *, top: int = 10) -> StoreStats:
+        """Counted with ``SCAN`` over the prefix (every node of a cluster): the records,
+        then each user's index, whose entries count only while their record exists."""
+        return await self._call("stats", lambda: self._stats(top))
+
+    async def _stats(self, top: int) -> StoreStats:
+        prefix = _glob_escape(self.key_prefix)
+        client: Any = self.client
+        live = 0
+        async for _ in client.scan_iter(match=prefix + "{*}", count=1000, _type="hash"):
+            live += 1
+        indexes = [
+            name
+            async for name in client.scan_iter(match=prefix + "user:{*}", count=1000, _type="zset")
+        ]
+        seconds, micros = await client.time()
+        now = seconds * 1000 + micros // 1000
+        per_index: dict[Any, list[str]] = {}
+        for batch in _batches(indexes, 500):
+            pipe = client.pipeline(transaction=False)
+            for name in batch:
+                pipe.zrangebyscore(name, now, "+inf")
+            for name, members in zip(batch, await pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(members, list) and members:
+                    per_index[name] = [_field_name(member) for member in members]
+        existing: dict[Any, list[str]] = {}
+        for name, keys in per_index.items():
+            for batch in _batches(keys, 1000):
+                pipe = client.pipeline(transaction=False)
+                for key in batch:
+                    pipe.exists(self.redis_key(key))
+                found = await pipe.execute(raise_on_error=False)
+                existing.setdefault(name, []).extend(
+                    key for key, there in zip(batch, found, strict=True) if there == 1
+                )
+        owned = [(name, keys) for name, keys in existing.items() if keys]
+        per_user: dict[str, int] = {}
+        for batch in _batches(owned, 1000):
+            pipe = client.pipeline(transaction=False)
+            for _, keys in batch:
+                pipe.hget(self.redis_key(keys[0]), OWNER_FIELD)
+            owners = await pipe.execute(raise_on_error=False)
+            for (_, keys), owner in zip(batch, owners, strict=True):
+                user = reserved_text(owner) if isinstance(owner, bytes) else None
+                if user is not None:
+                    per_user[user] = per_user.get(user, 0) + len(keys)
+        return StoreStats.of(live, per_user, top)
+
     def _lock_keys(self, key: str, token: str) -> list[str]:
         lock = self.lock_key(key)
         return [lock, f"{lock}:gone:{token}"]
@@ -382,6 +463,16 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             backend="RedisBackend",
             operation=operation,
         )
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a ``SCAN MATCH`` pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def _batches(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 class _Script:

@@ -25,7 +25,15 @@ from ..exceptions import (
 )
 from ..serializers import RESERVED_PREFIX
 from ._json_record import join_fields, split_fields
-from .base import Backend, SessionIndex, SessionLocks, UserRecord, poll_for_lock
+from .base import (
+    Backend,
+    Progress,
+    SessionIndex,
+    SessionLocks,
+    StoreStats,
+    UserRecord,
+    poll_for_lock,
+)
 
 try:
     import sqlalchemy as sa
@@ -402,7 +410,9 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
                 continue  # damaged: no session, as its own next read will find
         return found
 
-    async def delete_expired(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+    async def delete_expired(
+        self, *, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
+    ) -> int:
         """Delete the rows of expired sessions (and of expired locks), and return how many
         sessions' rows were deleted.
 
@@ -414,7 +424,14 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         """
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ConfigurationError(f"batch_size must be a positive integer, not {batch_size!r}.")
-        total = 0
+        total = expected = 0
+        if progress is not None:
+            c = self.table.c
+            expired = sa.select(sa.func.count()).where(c.expires_at <= sa.bindparam("now"))
+            expected = int(
+                (await self._run("delete_expired", expired, {"now": self._clock()}, _first))[0]
+            )
+            progress(0, expected)
         for statement, counted in (
             (self._statements.purge(self.table, batch_size), True),
             (self._statements.purge(self.lock_table, batch_size), False),
@@ -425,10 +442,36 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
                 )
                 if counted:
                     total += deleted
+                    if progress is not None:
+                        progress(total, max(expected, total))
                 if deleted < batch_size:
                     break
                 await anyio.lowlevel.checkpoint()  # let requests in between batches
         return total
+
+    async def stats(self, *, top: int = 10) -> StoreStats:
+        c = self.table.c
+        values = {"now": self._clock()}
+        live = c.expires_at > sa.bindparam("now")
+        owned = sa.and_(live, c.user_id.is_not(None))
+        count = sa.func.count()
+        sessions, users = await self._run(
+            "stats",
+            sa.select(count, sa.func.count(sa.distinct(c.user_id))).where(live),
+            values,
+            _first,
+        )
+        ranked = await self._run(
+            "stats",
+            sa.select(c.user_id, count)
+            .where(owned)
+            .group_by(c.user_id)
+            .order_by(count.desc(), c.user_id)
+            .limit(top),
+            values,
+            _all,
+        )
+        return StoreStats(int(sessions), int(users), [(user, int(n)) for user, n in ranked])
 
     # -- locks -----------------------------------------------------------------------------------
 

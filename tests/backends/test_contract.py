@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.lowlevel
 import pytest
+from pydantic_core import to_json
 
-from fastapi_session_deps import Backend, FunctionBackend, SessionLocks
+from fastapi_session_deps import Backend, FunctionBackend, SessionIndex, SessionLocks
+from fastapi_session_deps._engine import OWNER_FIELD
+from fastapi_session_deps.backends.base import StoreStats
 
 from ..conftest import STORES, PassTime, open_store
 from ..helpers import Clock
@@ -214,3 +217,26 @@ async def test_a_lock_whose_holder_died_frees_itself(
     await locks.release_lock("k", "crashed")  # a late release by the dead holder is harmless
     assert not await locks.acquire_lock("k", "third", ttl=10, wait=0.05)
     await locks.release_lock("k", "next")
+
+
+async def test_stats_counts_live_records_and_each_user_s(
+    backend: Backend, pass_time: PassTime
+) -> None:
+    """Sessions and users, counted by the store: expired and deleted ones left out."""
+    if isinstance(backend, FunctionBackend):
+        assert await backend.stats() is None  # a store of functions cannot count
+        return
+    assert isinstance(backend, SessionIndex)
+    owners = {"a1": "ada", "a2": "ada", "a3": "ada", "b1": "bob", "c1": "cy", "n1": None}
+    for key, owner in owners.items():
+        fields = {"x": b"1"}
+        if owner is not None:
+            await backend.index_add(owner, key, ttl=60)
+            fields[OWNER_FIELD] = to_json(owner)
+        await backend.set(key, fields, ttl=5 if key == "c1" else 60)
+    await backend.delete("a3")  # deleted; its index entry not yet removed
+    counted = await backend.stats(top=2)
+    assert counted == StoreStats(live=5, users=3, top_users=[("ada", 2), ("bob", 1)])
+    await pass_time(10)  # cy's only session expires
+    counted = await backend.stats()
+    assert counted == StoreStats(live=4, users=2, top_users=[("ada", 2), ("bob", 1)])

@@ -166,6 +166,9 @@ async def test_users_sessions_are_listed_through_it(clock: Clock) -> None:
         (listed,) = (await client.get("/devices")).json()
     assert listed["user"] == "alice"
     assert listed["current"]
+    counted = await sessions.backend.stats()  # counted by the store: owners are not sealed
+    assert counted is not None
+    assert (counted.live, counted.top_users) == (1, [("alice", 1)])
     ((_, entry),) = inner._records.items()
     assert entry.fields["\x00user"] == b'"alice"'  # readable: the index needs it
     assert entry.fields["\x00created"].startswith(PREFIX)
@@ -225,7 +228,9 @@ async def test_locks_cleanup_and_closing_go_to_the_store_it_wraps(
         assert (await client.get("/me")).json()["counter"] == 3
     assert inner._holders == {}
     clock.advance(10_000)
-    assert await backend.delete_expired() == 1
+    reported: list[tuple[int, int]] = []
+    assert await backend.delete_expired(progress=lambda *done: reported.append(done)) == 1
+    assert reported == [(1, 1)]
     await backend.index_add("alice", "k", ttl=60)
     await backend.index_remove("alice", ["k"])
     assert await backend.index_list("alice") == []

@@ -615,3 +615,19 @@ async def test_a_501_without_a_json_body_still_names_the_operation() -> None:
                 await backend.aclose()
     finally:
         del GARBAGE["plain-501"]
+
+
+async def test_stats_through_the_service_and_a_service_that_cannot_count() -> None:
+    with served_in_thread(create_app(NoLocksBackend(), token=SERVICE_TOKEN)) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            assert await backend.stats() is None  # 501: its store cannot count
+        finally:
+            await backend.aclose()
+    with served_in_thread(misbehaving("no-fields", [])) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            with pytest.raises(BackendUnavailable, match="malformed"):
+                await backend.stats()
+        finally:
+            await backend.aclose()
