@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
 from pydantic_core import to_json
@@ -53,6 +53,7 @@ from .frontends.base import Frontend
 from .policy import SessionEvent, SessionPolicy
 from .serializers import RESERVED_PREFIX, Serializer
 from .signing import VerifiedToken, new_session_id, session_handle, store_key
+from .telemetry import InstrumentedStore, telemetry_for
 
 T = TypeVar("T")
 EventKind = Literal["created", "regenerated", "destroyed", "revoked", "expired"]
@@ -223,7 +224,13 @@ class SessionEngine(Generic[T]):
             raise ConfigurationError(
                 f"backend must be a Backend such as MemoryBackend(), not {backend!r}."
             )
-        locks = backend if isinstance(backend, SessionLocks) else None
+        #: The instruments (OpenTelemetry), or ``None``: then the store is called directly.
+        self.telemetry = telemetry_for(policy.telemetry)  # telemetry=True without it: raises
+        #: What the engine calls: the store, or the store through its instruments.
+        self.store: Backend = (
+            backend if self.telemetry is None else InstrumentedStore(backend, self.telemetry)
+        )
+        locks = cast("SessionLocks", self.store) if isinstance(backend, SessionLocks) else None
         if policy.concurrency == "lock" and locks is None:
             raise ConfigurationError(
                 f"concurrency='lock' needs a backend with session locks (MemoryBackend, "
@@ -240,7 +247,11 @@ class SessionEngine(Generic[T]):
         self.backend = backend
         self.policy = policy
         self.locks = locks
-        self.index = backend if policy.user_index and isinstance(backend, SessionIndex) else None
+        self.index = (
+            cast("SessionIndex", self.store)
+            if policy.user_index and isinstance(backend, SessionIndex)
+            else None
+        )
         self.scope_key = f"fastapi_session_deps.{id(self):x}"
         #: The sliding lifetime: the idle timeout, or the frontend's shorter token lifetime
         #: (a cookie's max_age), since a client drops its token after that anyway.
@@ -298,12 +309,21 @@ class SessionEngine(Generic[T]):
                 state = await self._load_locked(self.locks, token, use)
             else:
                 state = await self._restore(token, use) or self.new_state(use)
+        except SessionBusy:
+            self._unavailable("busy")
+            raise
         except BackendUnavailable as exc:
             if self.policy.on_backend_error != "anonymous":
+                self._unavailable("store")
                 raise
             faults.report("Session store unavailable; going on without a session", exc)
             state = self.new_state(Use.UNSAVED)
         self.bind(state)
+        if self.telemetry is not None:
+            outcome = (
+                "unsaved" if state.use is Use.UNSAVED else "stored" if state.origin else "new"
+            )
+            self.telemetry.loads.add(1, {"session.outcome": outcome})
         return state
 
     async def _load_locked(
@@ -326,12 +346,12 @@ class SessionEngine(Generic[T]):
         now = self.policy.clock()
         age = now - token.issued_at
         renew = token.rotated or age >= self._reissue_after or age < -MAX_CLOCK_SKEW
-        fields = await self.backend.get(token.key, ttl=self.lifetime if renew else None)
+        fields = await self.store.get(token.key, ttl=self.lifetime if renew else None)
         if fields is None:
             return None
         state = self._decode(token, fields, use, Fate.RENEW if renew else Fate.KEEP)
         if state is None:
-            await self.backend.delete(token.key)  # drop it: logged once, then gone
+            await self.store.delete(token.key)  # drop it: logged once, then gone
             return None
         absolute = self.policy.absolute_timeout
         if absolute is not None and now - state.created_at >= absolute:
@@ -479,13 +499,21 @@ class SessionEngine(Generic[T]):
             SessionTooLarge: the record would exceed ``max_record_bytes``.
         """
         self.frontend.add_vary(headers)
-        if state.lock is None:
-            await self._save(state, headers, status, scope)
-            return
+        if self.telemetry is not None:
+            self.telemetry.commits.add(1, {"session.fate": state.fate.value})
         try:
             await self._save(state, headers, status, scope)
+        except BackendUnavailable:
+            self._unavailable("store")
+            raise
         finally:
-            await self.release(state)
+            if state.lock is not None:
+                await self.release(state)
+
+    def _unavailable(self, reason: Literal["store", "busy"]) -> None:
+        """Count a "retry later" answer (the caller raises it on)."""
+        if self.telemetry is not None:
+            self.telemetry.unavailable.add(1, {"session.reason": reason})
 
     async def abandon(self, state: SessionState[T]) -> None:
         """The request failed before its response started: save nothing, but a session it
@@ -501,7 +529,7 @@ class SessionEngine(Generic[T]):
     ) -> None:
         """Delete the stored record ``key``, take it out of its owner's index, and tell
         ``on_event`` why, if it is an ``event``."""
-        await self.backend.delete(key)
+        await self.store.delete(key)
         if self.index is not None and state.stored_owner is not None:
             await self.index.index_remove(state.stored_owner, [key])
         if event is not None:
@@ -580,7 +608,7 @@ class SessionEngine(Generic[T]):
             await index.index_add(owner, stored.key, ttl=ttl)
         if changed or removed:
             self._check_size(fields)
-            if not await self.backend.update(stored.key, changed, removed, ttl=ttl):
+            if not await self.store.update(stored.key, changed, removed, ttl=ttl):
                 # Destroyed or expired meanwhile, or moved to a new id by a log-in in
                 # another request: not brought back. The token is left alone, since the
                 # client may already hold that log-in's new one.
@@ -646,7 +674,7 @@ class SessionEngine(Generic[T]):
             if owner is not None and self.index is not None:
                 fields[SEEN_FIELD] = to_json(self.policy.clock())
                 await self.index.index_add(owner, key, ttl=ttl)
-        await self.backend.set(key, fields, ttl=ttl)
+        await self.store.set(key, fields, ttl=ttl)
         return session_id
 
     def _send(
@@ -674,6 +702,8 @@ class SessionEngine(Generic[T]):
         """Tell ``on_event`` that ``kind`` happened to the session stored under ``key``,
         with what its library ``fields`` say of it; a hook that fails is logged, never the
         request's failure."""
+        if self.telemetry is not None:
+            self.telemetry.events.add(1, {"session.event": kind})
         hook = self.policy.on_event
         if hook is None:
             return

@@ -16,6 +16,7 @@ from typing import Literal, TypedDict
 from ._time import to_seconds
 from .backends.base import MAX_RECORD_BYTES
 from .exceptions import ConfigurationError
+from .telemetry import Telemetry
 
 __all__ = [
     "BackendErrorPolicy",
@@ -99,6 +100,10 @@ class SessionPolicy:
             created, regenerated, destroyed or revoked, or found expired. It runs in the
             request, after the store has done its part; an exception from it is logged and
             never fails the request.
+        telemetry: OpenTelemetry metrics and spans (`fastapi_session_deps.telemetry`):
+            ``None`` (the default) records them when ``opentelemetry-api`` is installed
+            (the ``otel`` extra), ``False`` never, ``True`` insists (an error without it);
+            or a `Telemetry` made with providers of your own.
         clock: seconds since the epoch; tests may pass a fake one.
 
     Raises:
@@ -116,6 +121,7 @@ class SessionPolicy:
     user_index: bool = False
     record_client: bool = False
     on_event: Callable[[SessionEvent], Awaitable[None]] | None = None
+    telemetry: bool | Telemetry | None = None
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -148,6 +154,10 @@ class SessionPolicy:
         for name in ("user_index", "record_client"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"{name} must be True or False.")
+        if not (self.telemetry in (None, True, False) or isinstance(self.telemetry, Telemetry)):
+            raise ConfigurationError(
+                f"telemetry must be None, True or False, not {self.telemetry!r}."
+            )
         if self.record_client and not self.user_index:
             raise ConfigurationError("record_client=True needs user_index=True.")
         if self.on_event is not None and not callable(self.on_event):
@@ -190,6 +200,7 @@ class PolicySettings(TypedDict, total=False):
     user_index: bool
     record_client: bool
     on_event: Callable[[SessionEvent], Awaitable[None]] | None
+    telemetry: bool | Telemetry | None
     clock: Callable[[], float]
 
 

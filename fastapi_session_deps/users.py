@@ -118,7 +118,7 @@ class UserSessions:
 
     async def _end(self, user: str, records: builtins.list[UserRecord]) -> None:
         for key, _fields, _left in records:
-            await self._engine.backend.delete(key)
+            await self._engine.store.delete(key)
         if records:
             await self._index.index_remove(user, [key for key, _fields, _left in records])
         for key, fields, _left in records:
