@@ -6,6 +6,9 @@
 2. The HTML app features, CSRF protection and flash messages, on memory and on Redis: a
    page that renders a form, and a form posted followed by the page after it, beside the
    same app without them (``bench/apps/html_forms.py``).
+3. OpenTelemetry on memory and on Redis: without it (as installed without the ``otel``
+   extra: the store called directly), with the API alone (no SDK: every call a no-op),
+   and with the SDK recording metrics and spans.
 
 Each figure is the fastest of many short interleaved rounds (every variant in every
 round): on a shared machine whose bursts of noise move a median by a third from one run to
@@ -51,6 +54,8 @@ HTML_VARIANTS = {
     "+ flash": {"BENCH_FLASH": "1"},
     "+ CSRF + flash": {"BENCH_CSRF": "1", "BENCH_FLASH": "1"},
 }
+#: OpenTelemetry's variants (``BENCH_TELEMETRY`` of ``bench/apps/ours.py``).
+TELEMETRY = {"without otel": "", "otel API, no SDK": "api", "otel SDK": "sdk"}
 #: The HTML app's measurements: the requests each one makes, in order.
 HTML_STEPS = {
     "GET /noop (no session)": [("GET", "/noop")],
@@ -170,6 +175,17 @@ async def main(options: argparse.Namespace) -> None:
             apps = {s.name: build(s) for s in stores}
             timing = await interleaved(apps, repeats, count, estimate=min)
             html = await html_timing(redis.url, repeats, count)
+            traced = [
+                Store(f"{store}, {label}", env={**env, "BENCH_TELEMETRY": kind})
+                for store, env in (("memory", {}), ("Redis", redis_env))
+                for label, kind in TELEMETRY.items()
+            ]
+            telemetry = await interleaved(
+                {"bare FastAPI": build(stores[0]), **{s.name: build(s) for s in traced}},
+                repeats,
+                count,
+                estimate=min,
+            )
         finally:
             redis.stop()
     settings = (
@@ -190,6 +206,15 @@ async def main(options: argparse.Namespace) -> None:
         "compares, after the origin check (`Sec-Fetch-Site: same-origin`). With flash, the",
         "handler adds a message that the page after it shows and clears: the page then writes",
         "once more. CSRF on /noop is the dependency returning at once for a safe method.",
+    ]
+    table = timing_table(telemetry, "store", "fastest round")
+    lines += ["", "### OpenTelemetry: µs per request in process (fastest round)", *table[2:]]
+    lines += [
+        "",
+        "Without the `otel` extra the engine calls its store directly, as in every other",
+        "table here. With the API alone each store call opens a no-op span and records to",
+        "no-op instruments; with the SDK they are recorded (metrics read in memory, spans",
+        "batched to an exporter that drops them).",
     ]
     await publish("\n".join(lines) + "\n", options.output)
 

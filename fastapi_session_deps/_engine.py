@@ -40,7 +40,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import Scope
 
 from ._faults import faults
-from .backends.base import Backend, SessionIndex, SessionLocks, record_size
+from .backends.base import Backend, SessionIndex, SessionLocks, backend_name, record_size
 from .exceptions import (
     BackendUnavailable,
     ConfigurationError,
@@ -369,7 +369,10 @@ class SessionEngine(Generic[T]):
             # Never written by this library (its commit refuses it): no session, rather
             # than a request that fails for as long as the record lives.
             logger.warning(
-                "Discarding a session record of %d bytes, over max_record_bytes=%d", size, limit
+                "Discarding a session record of %d bytes, over max_record_bytes=%d",
+                size,
+                limit,
+                extra=self._log_extra("record_oversized", token.key),
             )
             return None
         try:
@@ -380,7 +383,11 @@ class SessionEngine(Generic[T]):
         except (KeyError, ValueError) as exc:
             # Written by an older model or damaged: the visitor simply starts afresh.
             reason = exc if isinstance(exc, InvalidSessionData) else "no valid creation time"
-            logger.warning("Discarding an undecodable session record: %s", reason)
+            logger.warning(
+                "Discarding an undecodable session record: %s",
+                reason,
+                extra=self._log_extra("record_undecodable", token.key),
+            )
             return None
         meta = _meta_of(fields) or {}
         return SessionState(
@@ -510,6 +517,13 @@ class SessionEngine(Generic[T]):
             if state.lock is not None:
                 await self.release(state)
 
+    def _log_extra(self, event: str, key: str | None) -> dict[str, str]:
+        """The stable fields of a log record about a session: never its token or key."""
+        extra = {"event": event, "store": backend_name(self.backend)}
+        if key is not None:
+            extra["handle"] = session_handle(key)
+        return extra
+
     def _unavailable(self, reason: Literal["store", "busy"]) -> None:
         """Count a "retry later" answer (the caller raises it on)."""
         if self.telemetry is not None:
@@ -552,7 +566,12 @@ class SessionEngine(Generic[T]):
         dirty = bool(changed or removed)
         if state.use is Use.READ_ONLY:
             if dirty:
-                logger.warning("A read-only session was changed; the change is not saved")
+                logger.warning(
+                    "A read-only session was changed; the change is not saved",
+                    extra=self._log_extra(
+                        "readonly_changed", None if state.origin is None else state.origin.key
+                    ),
+                )
             return
         # The record this session still is: none if it was never stored, or was ended.
         stored = None if ended else state.origin
@@ -612,7 +631,10 @@ class SessionEngine(Generic[T]):
                 # Destroyed or expired meanwhile, or moved to a new id by a log-in in
                 # another request: not brought back. The token is left alone, since the
                 # client may already hold that log-in's new one.
-                logger.info("Session ended by another request; this request's changes dropped")
+                logger.info(
+                    "Session ended by another request; this request's changes dropped",
+                    extra=self._log_extra("changes_dropped", stored.key),
+                )
                 return
         if state.fate is Fate.RENEW:
             self._send(headers, stored.session_id, now, ttl, scope)
@@ -720,7 +742,11 @@ class SessionEngine(Generic[T]):
         try:
             await hook(event)
         except Exception:
-            logger.exception("The on_event hook failed on a %r event", kind)
+            logger.exception(
+                "The on_event hook failed on a %r event",
+                kind,
+                extra=self._log_extra("event_hook_failed", key),
+            )
 
     # -- locks -----------------------------------------------------------------------------------
 
@@ -760,7 +786,11 @@ class SessionEngine(Generic[T]):
             # Left as it is, the lock would keep every request on this session waiting for
             # lock_timeout, then 503, until lock_ttl runs out. The next request of this
             # process for the session releases it first.
-            logger.warning("Could not release a session lock (retried on next use): %s", exc)
+            logger.warning(
+                "Could not release a session lock (retried on next use): %s",
+                exc,
+                extra=self._log_extra("lock_release_failed", lock.key),
+            )
             self._unreleased[lock.key] = (lock, time.monotonic() + self.policy.lock_ttl)
             while len(self._unreleased) > MAX_UNRELEASED:
                 del self._unreleased[next(iter(self._unreleased))]

@@ -48,7 +48,13 @@ class FaultLog:
             self._last[kind] = now
             quiet = self._quiet.pop(kind, 0)
         since = f" ({quiet} more since the last warning)" if quiet else ""
-        logger.warning("%s: %s%s", kind, exc, since, extra={"event": "store_fault", "fault": kind})
+        logger.warning(
+            "%s: %s%s",
+            kind,
+            exc,
+            since,
+            extra={"event": "store_fault", "fault": kind, "store": getattr(exc, "backend", "")},
+        )
 
 
 #: The process's fault log, shared by every manager and middleware.

@@ -88,7 +88,11 @@ async def send_retry_later(scope: Scope, send: Send, exc: Unavailable) -> None:
 
 async def not_saved(send: Send, exc: SessionTooLarge | BackendError) -> None:
     """Send the 500 of a change that could not be saved, and log why (never its contents)."""
-    logger.error("The session was not saved: %s", exc)
+    logger.error(
+        "The session was not saved: %s",
+        exc,
+        extra={"event": "not_saved", "reason": type(exc).__name__},
+    )
     await send_json(send, 500, {"detail": NOT_SAVED_DETAIL})
 
 

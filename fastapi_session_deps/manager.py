@@ -255,7 +255,8 @@ class SessionManager(Generic[M]):
         ):
             logger.warning(
                 "The app has no session middleware: add `app.add_middleware(sessions.middleware)`"
-                "; session dependencies will fail until it is added."
+                "; session dependencies will fail until it is added.",
+                extra={"event": "no_middleware"},
             )
         try:
             async with cleaning(self.backend, self.policy.cleanup_interval):

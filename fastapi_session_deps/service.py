@@ -323,6 +323,10 @@ def from_env() -> ASGIApp:
 
         backend: Backend = RedisBackend.from_url(url)
     else:
-        logger.warning("%s is not set: sessions live in this process's memory", REDIS_URL_ENV)
+        logger.warning(
+            "%s is not set: sessions live in this process's memory",
+            REDIS_URL_ENV,
+            extra={"event": "memory_store_default", "store": "MemoryBackend"},
+        )
         backend = MemoryBackend()
     return create_app(backend, token=token)

@@ -503,7 +503,8 @@ def _backend(backend: Backend | None) -> Backend:
         return backend
     logger.warning(
         "SessionMiddleware has no backend: using MemoryBackend, whose sessions are lost on "
-        "restart and not shared between processes. Pass backend=... for production."
+        "restart and not shared between processes. Pass backend=... for production.",
+        extra={"event": "memory_store_default"},
     )
     return MemoryBackend()
 

@@ -60,6 +60,19 @@ R = TypeVar("R")
 
 #: The instrumentation scope's name (the library's logger's, too).
 SCOPE = "fastapi_session_deps"
+#: The store calls that are measured.
+OPERATIONS = (
+    "get",
+    "set",
+    "update",
+    "delete",
+    "delete_expired",
+    "acquire_lock",
+    "release_lock",
+    "index_add",
+    "index_remove",
+    "index_list",
+)
 
 
 class Telemetry:
@@ -134,35 +147,47 @@ class InstrumentedStore(Backend, SessionLocks, SessionIndex):
         self.inner = inner
         self.telemetry = telemetry
         self.name = backend_name(inner)
+        # Made once per operation, not per call: span names and attribute sets.
+        self._spans = {operation: f"session.store {operation}" for operation in OPERATIONS}
+        self._attributes: dict[str, dict[str, Any]] = {
+            operation: {"session.store": self.name, "session.operation": operation}
+            for operation in OPERATIONS
+        }
+        self._ok: dict[str, dict[str, Any]] = {
+            operation: {**attributes, "session.outcome": "ok"}
+            for operation, attributes in self._attributes.items()
+        }
 
     async def _call(self, operation: str, call: Awaitable[R]) -> R:
         telemetry = self.telemetry
-        attributes: dict[str, Any] = {"session.store": self.name, "session.operation": operation}
-        with telemetry.tracer.start_as_current_span(
-            f"session.store {operation}",
-            kind=telemetry.client_kind,
-            attributes=attributes,
-            record_exception=False,  # a driver's message may quote a key or a statement
-            set_status_on_exception=False,
-        ) as span:
-            started = time.perf_counter()
-            try:
-                result = await call
-            except (BackendUnavailable, BackendError) as exc:
-                kind = type(exc).__name__
-                span.set_status(telemetry.error_status)
-                span.set_attribute("error.type", kind)
-                telemetry.store_errors.add(1, {**attributes, "error.type": kind})
-                telemetry.store_duration.record(
-                    time.perf_counter() - started, {**attributes, "session.outcome": kind}
-                )
-                raise
-            measured = {**attributes, "session.outcome": "ok"}
+        attributes = self._attributes[operation]
+        # Not made the current span: a store call has no children, and attaching a
+        # context costs more than the span. Its parent is the request's current span.
+        span = telemetry.tracer.start_span(
+            self._spans[operation], kind=telemetry.client_kind, attributes=attributes
+        )
+        started = time.perf_counter()
+        try:
+            result = await call
             if operation == "acquire_lock":
-                measured["session.lock.held"] = bool(result)
                 span.set_attribute("session.lock.held", bool(result))
-            telemetry.store_duration.record(time.perf_counter() - started, measured)
-            return result
+        except (BackendUnavailable, BackendError) as exc:
+            kind = type(exc).__name__
+            span.set_status(telemetry.error_status)  # no exception event: it may quote
+            span.set_attribute("error.type", kind)
+            telemetry.store_errors.add(1, {**attributes, "error.type": kind})
+            telemetry.store_duration.record(
+                time.perf_counter() - started, {**attributes, "session.outcome": kind}
+            )
+            raise
+        finally:
+            span.end()
+        if operation == "acquire_lock":
+            measured = {**self._ok[operation], "session.lock.held": bool(result)}
+        else:
+            measured = self._ok[operation]
+        telemetry.store_duration.record(time.perf_counter() - started, measured)
+        return result
 
     async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
         return await self._call("get", self.inner.get(key, ttl=ttl))

@@ -194,6 +194,8 @@ async def test_lock_waits_are_timed_and_a_busy_session_is_counted(
     assert collected.count("session.store.duration", **acquired) == 2  # /hold, the last /incr
     refused = {"session.operation": "acquire_lock", "session.lock.held": False}
     assert collected.count("session.store.duration", **refused) == 1  # waited, in vain
+    spans = [s for s in collected.spans() if s.name == "session.store acquire_lock"]
+    assert sorted((s.attributes or {})["session.lock.held"] for s in spans) == [False, True, True]
     assert collected.count("session.store.duration", **{"session.operation": "release_lock"})
 
 

@@ -34,7 +34,10 @@ def create_app() -> FastAPI:
     redis_url = os.environ.get("BENCH_REDIS_URL")
     backend: Backend = RedisBackend.from_url(redis_url) if redis_url else MemoryBackend()
     sessions = SessionManager(
-        ShopSession, frontend=CookieFrontend(SECRET, secure=False), backend=backend
+        ShopSession,
+        frontend=CookieFrontend(SECRET, secure=False),
+        backend=backend,
+        telemetry=False,  # as installed without the otel extra
     )
     with_csrf, with_flash = bool(os.environ.get("BENCH_CSRF")), bool(os.environ.get("BENCH_FLASH"))
     csrf = CSRFProtection(sessions)

@@ -1,7 +1,7 @@
 """fastapi-session-deps, as its README shows: a typed model through Depends()."""
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 
@@ -20,6 +20,35 @@ SECRET = "bench-secret-key-0123456789-abcdefghijkl"  # noqa: S105 - a bench key
 class UserSession(SessionModel):
     user_id: int | None = None
     counter: int = 0
+
+
+def telemetry(kind: str) -> Any:
+    """Off (what an install without the ``otel`` extra gets), the OpenTelemetry API alone
+    ("api": no SDK, every call a no-op), or the SDK recording everything ("sdk": metrics
+    read by an in-memory reader, spans batched to an exporter that drops them)."""
+    if kind == "api":
+        return True
+    if kind != "sdk":
+        return False
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    from fastapi_session_deps.telemetry import Telemetry
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return Telemetry(meter_provider=meter_provider, tracer_provider=tracer_provider)
 
 
 def create_app() -> FastAPI:
@@ -45,6 +74,7 @@ def create_app() -> FastAPI:
         backend = EncryptedBackend(backend, keys=[os.environ["BENCH_ENCRYPTION_KEY"]])
     sessions = SessionManager(
         UserSession,
+        telemetry=telemetry(os.environ.get("BENCH_TELEMETRY", "")),
         frontend=CookieFrontend(SECRET, secure=False),
         backend=backend,
         concurrency=os.environ.get("BENCH_POLICY", "merge"),  # type: ignore[arg-type]

@@ -168,7 +168,8 @@ class EncryptedBackend(Backend):
         except _Undecryptable:
             logger.warning(
                 "A session record that does not decrypt (tampered with, moved, or sealed "
-                "with a key no longer in the ring): no session"
+                "with a key no longer in the ring): no session",
+                extra={"event": "record_undecryptable", "store": "EncryptedBackend"},
             )
             return None
         if stale:  # sealed again with the first key when this record is next written

@@ -11,12 +11,22 @@ from typing import Any, TypeVar
 import anyio
 
 from ..exceptions import BackendUnavailable, ConfigurationError
+from ..signing import session_handle
 from ._json_record import join_fields, split_fields
 from .base import Backend
 
 __all__ = ["FunctionBackend"]
 
 logger = logging.getLogger("fastapi_session_deps")
+
+
+def _extra(event: str, handle: str | None = None) -> dict[str, str]:
+    """The stable fields of a log record: never a token, a key or a stored value."""
+    extra = {"event": event, "store": "FunctionBackend"}
+    if handle is not None:
+        extra["handle"] = handle
+    return extra
+
 
 R = TypeVar("R")
 
@@ -137,7 +147,11 @@ class FunctionBackend(Backend):
             fields, expires = _decode(raw)
         except (TypeError, ValueError) as exc:
             # Never log the record itself: it holds someone's session data.
-            logger.warning("Discarding a damaged session record from FunctionBackend: %s", exc)
+            logger.warning(
+                "Discarding a damaged session record from FunctionBackend: %s",
+                exc,
+                extra=_extra("record_undecodable", session_handle(key)),
+            )
             await self.delete(key)
             return None
         if expires <= self._clock():
@@ -154,7 +168,10 @@ class FunctionBackend(Backend):
                 return await function(*args)
         except TimeoutError as exc:
             logger.warning(
-                "FunctionBackend: %s did not finish within %g s", operation, self.timeout
+                "FunctionBackend: %s did not finish within %g s",
+                operation,
+                self.timeout,
+                extra=_extra("store_timeout"),
             )
             raise BackendUnavailable(
                 f"the {operation} function did not finish within {self.timeout:g} s",
@@ -162,7 +179,12 @@ class FunctionBackend(Backend):
                 operation=operation,
             ) from exc
         except Exception as exc:
-            logger.warning("FunctionBackend: the %s function failed", operation, exc_info=True)
+            logger.warning(
+                "FunctionBackend: the %s function failed",
+                operation,
+                exc_info=True,
+                extra=_extra("store_function_failed"),
+            )
             raise BackendUnavailable(
                 f"the {operation} function failed: {type(exc).__name__}",
                 backend="FunctionBackend",

@@ -24,6 +24,7 @@ from ..exceptions import (
     ConfigurationError,
     MissingDependencyError,
 )
+from ..signing import session_handle
 from .base import (
     MAX_RECORD_BYTES,
     Backend,
@@ -129,7 +130,14 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
         if response.oversized and response.status == 200:
             # Too large to be a record the library wrote: no session, rather than an error
             # for every request for as long as it lives.
-            logger.warning("Discarding a session record over the record limit (HTTPBackend)")
+            logger.warning(
+                "Discarding a session record over the record limit (HTTPBackend)",
+                extra={
+                    "event": "record_oversized",
+                    "store": "HTTPBackend",
+                    "handle": session_handle(key),
+                },
+            )
             await self.delete(key)
             return None
         try:
@@ -270,6 +278,7 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
                     "The session service refused our token (%s): check the token both sides "
                     "are configured with.",
                     answer.status,
+                    extra={"event": "service_token_refused", "store": "HTTPBackend"},
                 )
                 raise BackendUnavailable(
                     f"session service refused the token ({answer.status})",

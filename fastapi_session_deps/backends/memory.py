@@ -86,6 +86,7 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
                 "sessions of its own, so a visitor's requests see different sessions. Use "
                 "RedisBackend (or another shared store) with several workers.",
                 workers,
+                extra={"event": "memory_store_workers", "store": "MemoryBackend"},
             )
         self.max_sessions = max_sessions
         self._clock = clock

@@ -28,6 +28,7 @@ from ..exceptions import (
     ConfigurationError,
     MissingDependencyError,
 )
+from ..signing import session_handle
 from .base import (
     Backend,
     SessionIndex,
@@ -268,7 +269,10 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             )
             items = None if flat is None else list(zip(flat[::2], flat[1::2], strict=True))
         if items is None:
-            logger.warning("Deleted a session record that was not a Redis hash: no session")
+            logger.warning(
+                "Deleted a session record that was not a Redis hash: no session",
+                extra=_extra("record_wrong_type", key),
+            )
             return None
         if not items:
             return None
@@ -296,7 +300,10 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             "update", lambda: self._merge(keys=[self.redis_key(key)], args=args)
         )
         if done == -1:
-            logger.warning("Deleted a session record that was not a Redis hash: no session")
+            logger.warning(
+                "Deleted a session record that was not a Redis hash: no session",
+                extra=_extra("record_wrong_type", key),
+            )
         return bool(done == 1)
 
     async def delete(self, key: str) -> None:
@@ -346,7 +353,10 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         try:
             members: Any = await self._call("index_list", lambda: self.client.zrange(name, 0, -1))
         except _WrongType:
-            logger.warning("Deleted a user index that was not a sorted set")
+            logger.warning(
+                "Deleted a user index that was not a sorted set",
+                extra=_extra("index_wrong_type"),
+            )
             await self._call("index_list", lambda: self.client.delete(name))
             return []
         keys = [_field_name(member) for member in members]
@@ -444,7 +454,12 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             # met them; a plain ResponseError about a script is the script itself failing:
             # a bug, which a retry would only repeat.
             if type(exc) is ResponseError and _SCRIPT_FAILED.search(text):
-                logger.error("A RedisBackend script failed on %s: %s", operation, text)
+                logger.error(
+                    "A RedisBackend script failed on %s: %s",
+                    operation,
+                    text,
+                    extra=_extra("script_failed"),
+                )
                 raise BackendError(
                     f"Redis refused {operation}: {text}",
                     backend="RedisBackend",
@@ -463,6 +478,14 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             backend="RedisBackend",
             operation=operation,
         )
+
+
+def _extra(event: str, key: str | None = None) -> dict[str, str]:
+    """The stable fields of a log record: never a token, a key or a user."""
+    extra = {"event": event, "store": "RedisBackend"}
+    if key is not None:
+        extra["handle"] = session_handle(key)
+    return extra
 
 
 def _glob_escape(text: str) -> str:

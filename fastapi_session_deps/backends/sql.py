@@ -24,6 +24,7 @@ from ..exceptions import (
     MissingDependencyError,
 )
 from ..serializers import RESERVED_PREFIX
+from ..signing import session_handle
 from ._json_record import join_fields, split_fields
 from .base import (
     Backend,
@@ -295,7 +296,14 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         try:
             fields = decode_row(data, meta)
         except (TypeError, ValueError):
-            logger.warning("A session row that is not a session record: no session")
+            logger.warning(
+                "A session row that is not a session record: no session",
+                extra={
+                    "event": "record_undecodable",
+                    "store": "SQLBackend",
+                    "handle": session_handle(key),
+                },
+            )
             return None
         if ttl is not None and expires_at < now + ttl * (1 - RENEW_FRACTION):
             until = now + ttl
@@ -562,7 +570,13 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
             if not _refused_as_wrong(exc):
                 raise self._unavailable(operation, exc) from exc
             # Refused as wrong, not as unavailable: a retry would only repeat it.
-            logger.error("SQLBackend: %s refused %s: %s", self._dialect, operation, _brief(exc))
+            logger.error(
+                "SQLBackend: %s refused %s: %s",
+                self._dialect,
+                operation,
+                _brief(exc),
+                extra={"event": "store_refused", "store": "SQLBackend"},
+            )
             raise BackendError(
                 f"{self._dialect} refused {operation}: {_brief(exc)}",
                 backend="SQLBackend",
