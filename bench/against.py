@@ -7,6 +7,7 @@ the change. A refactoring should come out within the noise (a few per cent on th
 of machine); compare only within one run.
 
     .venv/bin/python bench/against.py HEAD~1 [--repeats 7] [--requests 2000]
+        [--without opentelemetry] [--fastest]
 """
 
 import argparse
@@ -27,6 +28,8 @@ from tests.redis_servers import RedisServer  # noqa: E402
 CHILD = r"""
 import asyncio, json, sys, time
 tree, store, url, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+for blocked in filter(None, sys.argv[5].split(",")):  # as if not installed
+    sys.modules[blocked] = None
 sys.path.insert(0, tree)
 from typing import Annotated
 from fastapi import Depends, FastAPI
@@ -100,9 +103,9 @@ asyncio.run(main())
 """
 
 
-def measure(tree: Path, store: str, url: str, count: int) -> dict[str, float]:
+def measure(tree: Path, store: str, url: str, count: int, without: str) -> dict[str, float]:
     output = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-c", CHILD, str(tree), store, url, str(count)],
+        [sys.executable, "-c", CHILD, str(tree), store, url, str(count), without],
         capture_output=True,
         text=True,
         check=True,
@@ -116,7 +119,14 @@ def main() -> None:
     parser.add_argument("rev")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--without", default="", metavar="MODULES", help="packages to measure as not installed"
+    )
+    parser.add_argument(
+        "--fastest", action="store_true", help="the fastest repetition, not the median"
+    )
     options = parser.parse_args()
+    estimate = min if options.fastest else statistics.median
     with tempfile.TemporaryDirectory(prefix="against-") as scratch:
         before = Path(scratch) / "before"
         git = shutil.which("git") or "git"
@@ -133,7 +143,7 @@ def main() -> None:
                 for store in ("memory", "redis"):
                     for name, tree in trees.items():
                         for path, value in measure(
-                            tree, store, server.url, options.requests
+                            tree, store, server.url, options.requests, options.without
                         ).items():
                             samples.setdefault((name, store, path), []).append(value)
         finally:
@@ -143,12 +153,16 @@ def main() -> None:
                 check=False,
                 capture_output=True,
             )
-    print(f"µs per request in process, median of {options.repeats}; before = {options.rev}")
+    how = "fastest" if options.fastest else "median"
+    without = f"; without {options.without}" if options.without else ""
+    print(
+        f"µs per request in process, {how} of {options.repeats}; before = {options.rev}{without}"
+    )
     print(f"{'store':8} {'route':8} {'before':>9} {'after':>9} {'change':>8}")
     for store in ("memory", "redis"):
         for path in ("/noop", "/read", "/incr", "/login"):
-            old = statistics.median(samples[("before", store, path)])
-            new = statistics.median(samples[("after", store, path)])
+            old = estimate(samples[("before", store, path)])
+            new = estimate(samples[("after", store, path)])
             print(f"{store:8} {path:8} {old:9.1f} {new:9.1f} {(new - old) / old:+8.1%}")
 
 

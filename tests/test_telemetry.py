@@ -199,6 +199,25 @@ async def test_lock_waits_are_timed_and_a_busy_session_is_counted(
     assert collected.count("session.store.duration", **{"session.operation": "release_lock"})
 
 
+async def test_with_telemetry_off_the_same_life_and_failures_record_nothing(
+    collected: Collected, clock: Clock
+) -> None:
+    """The path of an install without the extra: loads, commits, events and 503s go on
+    without instruments."""
+    store = SwitchableBackend(MemoryBackend(clock=clock))
+    sessions = manager_factory(store, clock)(telemetry=False)
+    async with client_for(build_app(sessions)) as client:
+        await client.post("/login")
+        assert (await client.post("/incr")).json() == {"counter": 1}
+        await client.post("/logout")
+        await client.post("/login")
+        store.down.add("get")
+        assert (await client.get("/read")).status_code == 503
+        store.down = {"update"}
+        assert (await client.post("/incr")).status_code == 503
+    assert collected.points("session.loads") == []
+
+
 async def test_telemetry_can_be_off_or_insisted_on(clock: Clock) -> None:
     factory = manager_factory(MemoryBackend(clock=clock), clock)
     off = factory(telemetry=False)

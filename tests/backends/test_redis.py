@@ -1,6 +1,7 @@
 """What is particular to `RedisBackend`: ownership, key layout, round trips, faults."""
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from fastapi_session_deps import (
     RedisBackend,
     SessionManager,
 )
+from fastapi_session_deps.backends.base import StoreStats
 
 from ..conftest import AppSession, build_app
 from ..helpers import SECRET, call, cookie_header
@@ -78,6 +80,26 @@ async def test_records_are_hashes_under_a_prefixed_hash_tagged_key(redis_url: st
     await backend.get("abc", ttl=100)
     assert 99_000 < await client.pttl("layout:{abc}") <= 100_000
     await backend.delete("abc")
+    await client.aclose()
+
+
+async def test_stats_read_only_live_index_entries_and_the_owner_in_the_record(
+    redis_url: str,
+) -> None:
+    prefix = f"stats-{uuid.uuid4().hex}:"
+    client = aioredis.Redis.from_url(redis_url)
+    backend = RedisBackend(client, key_prefix=prefix)
+    await backend.index_add("ada", "a1", ttl=60)
+    await backend.set("a1", {"\x00user": b'"ada"'}, ttl=60)
+    await backend.index_add("ghost", "g1", ttl=60)  # its record says no owner: not counted
+    await backend.set("g1", {"x": b"1"}, ttl=60)
+    stale = backend.index_key("gone")  # every entry past its time
+    await client.zadd(stale, {"old": 1})
+    await client.expire(stale, 60)
+    counted = await backend.stats()
+    assert counted == StoreStats(live=2, users=1, top_users=[("ada", 1)])
+    async for key in client.scan_iter(match=prefix + "*"):
+        await client.delete(key)
     await client.aclose()
 
 
