@@ -6,9 +6,9 @@
 2. The HTML app features, CSRF protection and flash messages, on memory and on Redis: a
    page that renders a form, and a form posted followed by the page after it, beside the
    same app without them (``bench/apps/html_forms.py``).
-3. OpenTelemetry on memory and on Redis: without it (as installed without the ``otel``
-   extra: the store called directly), with the API alone (no SDK: every call a no-op),
-   and with the SDK recording metrics and spans.
+3. OpenTelemetry on memory and on Redis: off (the default: the store called directly),
+   on with the API alone (no SDK: every call a no-op), and on with the SDK recording
+   metrics and spans.
 
 Each figure is the fastest of many short interleaved rounds (every variant in every
 round): on a shared machine whose bursts of noise move a median by a third from one run to
@@ -55,7 +55,7 @@ HTML_VARIANTS = {
     "+ CSRF + flash": {"BENCH_CSRF": "1", "BENCH_FLASH": "1"},
 }
 #: OpenTelemetry's variants (``BENCH_TELEMETRY`` of ``bench/apps/ours.py``).
-TELEMETRY = {"without otel": "", "otel API, no SDK": "api", "otel SDK": "sdk"}
+TELEMETRY = {"telemetry off": "", "on, otel API, no SDK": "api", "on, otel SDK": "sdk"}
 #: The HTML app's measurements: the requests each one makes, in order.
 HTML_STEPS = {
     "GET /noop (no session)": [("GET", "/noop")],
@@ -211,8 +211,8 @@ async def main(options: argparse.Namespace) -> None:
     lines += ["", "### OpenTelemetry: µs per request in process (fastest round)", *table[2:]]
     lines += [
         "",
-        "Without the `otel` extra the engine calls its store directly, as in every other",
-        "table here. With the API alone each store call opens a no-op span and records to",
+        "Telemetry off (the default) calls the store directly, as in every other table",
+        "here. On with the API alone, each store call opens a no-op span and records to",
         "no-op instruments; with the SDK they are recorded (metrics read in memory, spans",
         "batched to an exporter that drops them).",
     ]

@@ -225,7 +225,7 @@ class SessionEngine(Generic[T]):
                 f"backend must be a Backend such as MemoryBackend(), not {backend!r}."
             )
         #: The instruments (OpenTelemetry), or ``None``: then the store is called directly.
-        self.telemetry = telemetry_for(policy.telemetry)  # telemetry=True without it: raises
+        self.telemetry = telemetry_for(policy.telemetry)  # True without the package: raises
         #: What the engine calls: the store, or the store through its instruments.
         self.store: Backend = (
             backend if self.telemetry is None else InstrumentedStore(backend, self.telemetry)

@@ -100,10 +100,11 @@ class SessionPolicy:
             created, regenerated, destroyed or revoked, or found expired. It runs in the
             request, after the store has done its part; an exception from it is logged and
             never fails the request.
-        telemetry: OpenTelemetry metrics and spans (`fastapi_session_deps.telemetry`):
-            ``None`` (the default) records them when ``opentelemetry-api`` is installed
-            (the ``otel`` extra), ``False`` never, ``True`` insists (an error without it);
-            or a `Telemetry` made with providers of your own.
+        telemetry: OpenTelemetry metrics and spans (`fastapi_session_deps.telemetry`),
+            opt-in: ``True`` records them through the global providers (it needs
+            ``opentelemetry-api``: the ``otel`` extra, or a FastAPI recent enough to depend
+            on it), a `Telemetry` through providers of your own. Off by default: the store
+            is then called directly.
         clock: seconds since the epoch; tests may pass a fake one.
 
     Raises:
@@ -121,7 +122,7 @@ class SessionPolicy:
     user_index: bool = False
     record_client: bool = False
     on_event: Callable[[SessionEvent], Awaitable[None]] | None = None
-    telemetry: bool | Telemetry | None = None
+    telemetry: bool | Telemetry = False
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
@@ -154,9 +155,9 @@ class SessionPolicy:
         for name in ("user_index", "record_client"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"{name} must be True or False.")
-        if not (self.telemetry in (None, True, False) or isinstance(self.telemetry, Telemetry)):
+        if not isinstance(self.telemetry, bool | Telemetry):
             raise ConfigurationError(
-                f"telemetry must be None, True or False, not {self.telemetry!r}."
+                f"telemetry must be True, False or a Telemetry, not {self.telemetry!r}."
             )
         if self.record_client and not self.user_index:
             raise ConfigurationError("record_client=True needs user_index=True.")
@@ -200,7 +201,7 @@ class PolicySettings(TypedDict, total=False):
     user_index: bool
     record_client: bool
     on_event: Callable[[SessionEvent], Awaitable[None]] | None
-    telemetry: bool | Telemetry | None
+    telemetry: bool | Telemetry
     clock: Callable[[], float]
 
 

@@ -1,8 +1,8 @@
-"""OpenTelemetry metrics and traces, when ``opentelemetry-api`` is installed (the ``otel``
-extra) and the policy's ``telemetry`` is not ``False``.
+"""OpenTelemetry metrics and traces, opt-in: ``telemetry=True`` in the session settings (with
+``opentelemetry-api`` installed: the ``otel`` extra), or a `Telemetry` of one's own.
 
-Without the package nothing here runs: the engine holds ``None`` instead of a `Telemetry`
-and calls its store directly. With it, the engine calls its store through
+Off (the default), nothing here runs: the engine holds ``None`` instead of a `Telemetry`
+and calls its store directly. On, the engine calls its store through
 `InstrumentedStore`, which times each call into a histogram and a span, and counts loads,
 commits, lifecycle events and "retry later" answers. The API alone records nothing: an
 app that configures the OpenTelemetry SDK (a ``MeterProvider``, a ``TracerProvider``)
@@ -84,7 +84,7 @@ class Telemetry:
         self, *, meter_provider: Any | None = None, tracer_provider: Any | None = None
     ) -> None:
         """Instruments from the given providers, or from the global ones (what
-        ``telemetry=None`` or ``True`` uses, made once)."""
+        ``telemetry=True`` uses, made once)."""
         if not available():
             raise MissingDependencyError.of("Telemetry", "otel", "opentelemetry-api")
         meter = otel_metrics.get_meter(SCOPE, meter_provider=meter_provider)
@@ -127,15 +127,15 @@ def available() -> bool:
     return otel_metrics is not None
 
 
-def telemetry_for(setting: bool | Telemetry | None) -> Telemetry | None:
-    """The instruments for a policy's ``telemetry`` setting: ``None`` (on if the package
-    is installed), ``True`` (on, or an error), ``False``, or a `Telemetry` of its own."""
+def telemetry_for(setting: bool | Telemetry) -> Telemetry | None:
+    """The instruments for a policy's ``telemetry`` setting: ``False`` (none), ``True``
+    (the global providers'; an error without the package), or a `Telemetry` of its own."""
     if isinstance(setting, Telemetry):
         return setting
-    if setting is True and not available():
-        raise MissingDependencyError.of("telemetry=True", "otel", "opentelemetry-api")
-    if setting is False or not available():
+    if not setting:
         return None
+    if not available():
+        raise MissingDependencyError.of("telemetry=True", "otel", "opentelemetry-api")
     return Telemetry.shared()
 
 

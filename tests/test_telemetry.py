@@ -202,10 +202,9 @@ async def test_lock_waits_are_timed_and_a_busy_session_is_counted(
 async def test_with_telemetry_off_the_same_life_and_failures_record_nothing(
     collected: Collected, clock: Clock
 ) -> None:
-    """The path of an install without the extra: loads, commits, events and 503s go on
-    without instruments."""
+    """The default path: loads, commits, events and 503s go on without instruments."""
     store = SwitchableBackend(MemoryBackend(clock=clock))
-    sessions = manager_factory(store, clock)(telemetry=False)
+    sessions = manager_factory(store, clock)()  # off: the default
     async with client_for(build_app(sessions)) as client:
         await client.post("/login")
         assert (await client.post("/incr")).json() == {"counter": 1}
@@ -218,25 +217,24 @@ async def test_with_telemetry_off_the_same_life_and_failures_record_nothing(
     assert collected.points("session.loads") == []
 
 
-async def test_telemetry_can_be_off_or_insisted_on(clock: Clock) -> None:
+async def test_telemetry_is_off_unless_asked_for(clock: Clock) -> None:
     factory = manager_factory(MemoryBackend(clock=clock), clock)
-    off = factory(telemetry=False)
-    assert off._engine.telemetry is None
-    assert off._engine.store is off.backend  # called directly: nothing in between
-    on = factory()  # the package is installed here: on by default
+    for off in (factory(), factory(telemetry=False)):  # the package is installed here
+        assert off._engine.telemetry is None
+        assert off._engine.store is off.backend  # called directly: nothing in between
+    on = factory(telemetry=True)
     assert isinstance(on._engine.store, InstrumentedStore)
-    assert factory(telemetry=True)._engine.telemetry is Telemetry.shared()
-    with pytest.raises(ConfigurationError, match="telemetry must be None, True or False"):
+    assert on._engine.telemetry is Telemetry.shared()
+    with pytest.raises(ConfigurationError, match="telemetry must be True, False or a Telemetry"):
         factory(telemetry="yes")
 
 
-def test_without_the_package_there_is_nothing_in_between(
+def test_without_the_package_telemetry_true_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, clock: Clock
 ) -> None:
     monkeypatch.setattr(telemetry_module, "otel_metrics", None)
     factory = manager_factory(MemoryBackend(clock=clock), clock)
     absent: SessionManager[AppSession] = factory()
-    assert absent._engine.telemetry is None
     assert absent._engine.store is absent.backend
     with pytest.raises(MissingDependencyError, match="fastapi-session-deps\\[otel\\]"):
         factory(telemetry=True)

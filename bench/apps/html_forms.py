@@ -37,7 +37,6 @@ def create_app() -> FastAPI:
         ShopSession,
         frontend=CookieFrontend(SECRET, secure=False),
         backend=backend,
-        telemetry=False,  # as installed without the otel extra
     )
     with_csrf, with_flash = bool(os.environ.get("BENCH_CSRF")), bool(os.environ.get("BENCH_FLASH"))
     csrf = CSRFProtection(sessions)

@@ -23,9 +23,9 @@ class UserSession(SessionModel):
 
 
 def telemetry(kind: str) -> Any:
-    """Off (what an install without the ``otel`` extra gets), the OpenTelemetry API alone
-    ("api": no SDK, every call a no-op), or the SDK recording everything ("sdk": metrics
-    read by an in-memory reader, spans batched to an exporter that drops them)."""
+    """Off (the default), on with the OpenTelemetry API alone ("api": no SDK, every call a
+    no-op), or on with the SDK recording everything ("sdk": metrics read by an in-memory
+    reader, spans batched to an exporter that drops them)."""
     if kind == "api":
         return True
     if kind != "sdk":
