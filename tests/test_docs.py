@@ -107,7 +107,7 @@ def migration_snippet() -> str:
         ("docs/how-to/user-sessions.md", "| store | log-in |", "On Redis an indexed", "STORES"),
         ("docs/how-to/encryption.md", "| store | `/read`", "A read opens", "FEATURES"),
         ("docs/how-to/html-apps.md", "| app | `GET`", "- **CSRF** costs", "FEATURES"),
-        ("docs/how-to/operations.md", "| memory, without otel", "The API alone", "FEATURES"),
+        ("docs/how-to/operations.md", "| memory, telemetry off", "On with the API", "FEATURES"),
     ],
 )
 def test_the_figures_quoted_come_from_the_recorded_benchmark(
