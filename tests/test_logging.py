@@ -7,10 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import Depends, FastAPI
 
 from fastapi_session_deps import MemoryBackend
 
-from .conftest import build_app, manager_factory
+from .conftest import AppSession, build_app, manager_factory
 from .helpers import Clock
 
 pytestmark = pytest.mark.anyio
@@ -87,3 +88,23 @@ async def test_a_record_carries_event_store_and_handle_never_the_token(
     assert len(record.handle) == 22  # type: ignore[attr-defined]
     assert token not in caplog.text
     assert token.split(".")[0] not in caplog.text  # not even the id
+
+
+async def test_a_record_about_a_session_never_stored_has_no_handle(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions = manager_factory(MemoryBackend(clock=clock), clock)()
+    app = FastAPI()
+    app.add_middleware(sessions.middleware)
+
+    @app.post("/touch")
+    async def touch(session: AppSession = Depends(sessions.get_session_readonly)) -> None:  # noqa: B008
+        session.counter += 1  # changed, though loaded read-only: not saved
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        with caplog.at_level(logging.WARNING, "fastapi_session_deps"):
+            await client.post("/touch")
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "readonly_changed"]
+    assert record.store == "MemoryBackend"  # type: ignore[attr-defined]
+    assert not hasattr(record, "handle")  # a new session has none to give
