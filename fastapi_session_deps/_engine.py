@@ -812,14 +812,19 @@ def csrf_field(secret: bytes) -> bytes:
     return to_json(base64.urlsafe_b64encode(secret).rstrip(b"=").decode("ascii"))
 
 
-def reserved_number(raw: bytes | None) -> float | None:
-    """A reserved time field's value (a finite JSON number); ``None`` if absent or damaged."""
+def _reserved(raw: bytes | None) -> object:
+    """A reserved field's JSON value; ``None`` if absent or not JSON."""
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
+        return json.loads(raw)
     except ValueError:
         return None
+
+
+def reserved_number(raw: bytes | None) -> float | None:
+    """A reserved time field's value (a finite JSON number); ``None`` if absent or damaged."""
+    value = _reserved(raw)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
@@ -827,12 +832,7 @@ def reserved_number(raw: bytes | None) -> float | None:
 
 def reserved_text(raw: bytes | None) -> str | None:
     """A reserved text field's value (JSON text); ``None`` if absent or damaged."""
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
+    value = _reserved(raw)
     return value if isinstance(value, str) else None
 
 

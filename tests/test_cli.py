@@ -297,13 +297,18 @@ app.add_middleware(sessions.middleware)
 """
 
 
-def app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **values: str) -> str:
+def module_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> str:
+    """``source`` as a module of a new name in the current directory: its ``app``."""
     name = f"checked_{uuid.uuid4().hex}"
-    settings = {"secret": SECRET, "httponly": "True", "secure": "True", **values}
-    settings.setdefault("backend", "MemoryBackend()")
-    (tmp_path / f"{name}.py").write_text(CHECKED_APP.format(**settings))
+    (tmp_path / f"{name}.py").write_text(source)
     monkeypatch.chdir(tmp_path)
     return f"{name}:app"
+
+
+def app_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **values: str) -> str:
+    settings = {"secret": SECRET, "httponly": "True", "secure": "True", **values}
+    settings.setdefault("backend", "MemoryBackend()")
+    return module_of(tmp_path, monkeypatch, CHECKED_APP.format(**settings))
 
 
 def test_check_passes_a_sound_app_and_names_its_warnings(
@@ -342,16 +347,16 @@ def test_check_fails_an_app_whose_store_does_not_answer(
 def test_check_reads_request_session_middleware_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    name = f"checked_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text(
+    app = module_of(
+        tmp_path,
+        monkeypatch,
         "from starlette.applications import Starlette\n"
         "from fastapi_session_deps import MemoryBackend, SessionAutoloadMiddleware\n"
         "app = Starlette()\n"
         f"app.add_middleware(SessionAutoloadMiddleware, secret_key={SECRET!r},\n"
-        "    backend=MemoryBackend(), same_site='none', https_only=True)\n"
+        "    backend=MemoryBackend(), same_site='none', https_only=True)\n",
     )
-    monkeypatch.chdir(tmp_path)
-    assert main(["check", "--app", f"{name}:app"]) == EXIT_OK
+    assert main(["check", "--app", app]) == EXIT_OK
     out = capsys.readouterr().out
     assert "Sessions 1 of 1:" in out
     assert "SameSite=None: sent on cross-site requests" in out
@@ -361,8 +366,9 @@ def test_check_reads_request_session_middleware_too(
 def test_check_of_header_sessions_beside_a_cross_site_cookie(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    name = f"checked_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text(
+    app = module_of(
+        tmp_path,
+        monkeypatch,
         "from fastapi import FastAPI\n"
         "from fastapi_session_deps import CookieFrontend, HeaderFrontend, MemoryBackend\n"
         "from fastapi_session_deps import SessionManager, SessionModel\n"
@@ -370,10 +376,9 @@ def test_check_of_header_sessions_beside_a_cross_site_cookie(
         "    backend=MemoryBackend(), absolute_timeout=3600)\n"
         f"web = SessionManager(SessionModel, frontend=CookieFrontend({SECRET!r},\n"
         "    samesite='none'), backend=MemoryBackend(), absolute_timeout=3600)\n"
-        "app = FastAPI()\n"
+        "app = FastAPI()\n",
     )
-    monkeypatch.chdir(tmp_path)
-    assert main(["check", "--app", f"{name}:app"]) == EXIT_OK
+    assert main(["check", "--app", app]) == EXIT_OK
     out = capsys.readouterr().out
     assert "Sessions 2 of 2:" in out
     assert "SameSite=None: sent on cross-site requests (use CSRF)" in out

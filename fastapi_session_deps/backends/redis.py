@@ -225,11 +225,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             **client_options: passed to ``redis.asyncio.from_url`` (``max_connections``,
                 ``ssl_ca_certs``, ...).
         """
-        backend = cls(
-            aioredis.from_url(url, **client_options), key_prefix=key_prefix, timeout=timeout
-        )
-        backend._owns_client = True
-        return backend
+        return cls._owning(aioredis.from_url(url, **client_options), key_prefix, timeout)
 
     @classmethod
     def from_cluster_url(
@@ -242,7 +238,14 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
     ) -> RedisBackend:
         """The same, over a ``RedisCluster`` found from any node's ``redis://`` or
         ``rediss://`` URL."""
-        client = aioredis.RedisCluster.from_url(url, **client_options)
+        cluster = aioredis.RedisCluster.from_url(url, **client_options)
+        return cls._owning(cluster, key_prefix, timeout)
+
+    @classmethod
+    def _owning(
+        cls, client: aioredis.Redis | aioredis.RedisCluster, key_prefix: str, timeout: float
+    ) -> RedisBackend:
+        """A backend on a client of its own, which `aclose` closes."""
         backend = cls(client, key_prefix=key_prefix, timeout=timeout)
         backend._owns_client = True
         return backend
