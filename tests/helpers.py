@@ -286,6 +286,10 @@ def uvicorn_server(
         "--log-level",
         "warning",
         "--no-access-log",
+        # Idle keep-alive connections outlive a slow machine's pause between a test's
+        # phases: uvicorn's 5 s default can close one just as the client reuses it.
+        "--timeout-keep-alive",
+        "60",
     ]
     if app_dir is not None:
         command += ["--app-dir", str(app_dir)]
@@ -324,7 +328,9 @@ def served_in_thread(app: ASGIApp) -> Iterator[str]:
 
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), log_level="warning", timeout_keep_alive=60
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
