@@ -225,7 +225,8 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             **client_options: passed to ``redis.asyncio.from_url`` (``max_connections``,
                 ``ssl_ca_certs``, ...).
         """
-        return cls._owning(aioredis.from_url(url, **client_options), key_prefix, timeout)
+        client = aioredis.from_url(url, **_client_options(client_options))
+        return cls._owning(client, key_prefix, timeout)
 
     @classmethod
     def from_cluster_url(
@@ -238,7 +239,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
     ) -> RedisBackend:
         """The same, over a ``RedisCluster`` found from any node's ``redis://`` or
         ``rediss://`` URL."""
-        cluster = aioredis.RedisCluster.from_url(url, **client_options)
+        cluster = aioredis.RedisCluster.from_url(url, **_client_options(client_options))
         return cls._owning(cluster, key_prefix, timeout)
 
     @classmethod
@@ -535,6 +536,18 @@ else:  # pragma: no cover - Python 3.10
     async def _deadline(seconds: float) -> AsyncIterator[None]:
         with anyio.fail_after(seconds):
             yield
+
+
+def _client_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A client's options, with redis-py's own socket timeouts off unless asked for.
+
+    Every call of the backend is bounded as a whole by its ``timeout`` (connecting, pool
+    waits and retries included), so redis-py's per-socket timeouts (5 s by default) add
+    nothing but their cost: an extra task per command sent and a timer per reply read.
+    A call cancelled by the backend's bound drops its connection (redis-py disconnects a
+    connection whose read was interrupted), so no late reply is ever read as another's.
+    """
+    return {"socket_timeout": None, "socket_connect_timeout": None, **options}
 
 
 def _milliseconds(seconds: float) -> int:

@@ -366,6 +366,40 @@ async def test_backend_errors_carry_the_operation(durable_redis: RedisServer) ->
     await backend.aclose()
 
 
+async def test_a_paused_server_fails_each_call_by_the_backend_s_own_deadline(
+    durable_redis: RedisServer,
+) -> None:
+    # A client of from_url leaves redis-py's socket timeouts off: the backend's deadline
+    # alone bounds each call, and a call it cut short never leaves its reply to be read
+    # as the answer to a later call.
+    backend = RedisBackend.from_url(durable_redis.url, timeout=FAULT_TIMEOUT)
+    await backend.set("first", {"n": b"1"}, ttl=60)
+    await backend.set("second", {"n": b"2"}, ttl=60)
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "get": lambda: backend.get("first"),
+        "set": lambda: backend.set("third", {"n": b"3"}, ttl=60),
+        "update": lambda: backend.update("first", {"n": b"9"}, ttl=60),
+        "delete": lambda: backend.delete("gone"),
+    }
+    durable_redis.pause()
+    try:
+        for operation, attempt in calls.items():
+            with pytest.raises(BackendUnavailable, match=f"did not answer {operation} within"):
+                await attempt()
+    finally:
+        durable_redis.resume()
+    # A call cut short may or may not have been applied; each later call reads its own
+    # reply, never one left over from them.
+    assert await backend.get("second") == {"n": b"2"}
+    assert await backend.get("third") in (None, {"n": b"3"})
+    assert await backend.get("first") in ({"n": b"1"}, {"n": b"9"})
+    assert await backend.get("second") == {"n": b"2"}
+    own = RedisBackend.from_url(durable_redis.url, socket_timeout=2.5)
+    assert own.client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
+    await own.aclose()
+    await backend.aclose()
+
+
 async def test_requests_on_a_dependency_route_still_use_annotated(redis_url: str) -> None:
     # The typed dependency works the same over Redis in an app of the user's own.
     from fastapi import FastAPI
