@@ -149,16 +149,28 @@ class SessionState(Generic[T]):
     fate: Fate = Fate.KEEP
     lock: HeldLock | None = None
     #: The library's own fields to keep with the record (`META_FIELDS`: the owner, what
-    #: was recorded at log-in, flash messages), creation and last-seen times aside.
+    #: was recorded at log-in, flash messages), creation and last-seen times aside. Never
+    #: changed in place: a change replaces the dict.
     meta: dict[str, bytes] | None = None
-    #: The stored record's own library fields (owner, creation, client), for its index
-    #: entry and its events when it goes.
-    stored_meta: dict[str, bytes] | None = None
+    #: ``meta`` as loaded: while ``meta`` is this very object, the library's fields are
+    #: unchanged.
+    loaded_meta: dict[str, bytes] | None = None
+    #: The stored record as it was read (never changed), for its owner, its index entry
+    #: and its events when it goes.
+    stored: dict[str, bytes] | None = None
+
+    @property
+    def stored_meta(self) -> dict[str, bytes]:
+        """The stored record's own library fields (owner, creation, client)."""
+        stored = self.stored
+        if stored is None:
+            return {}
+        return {name: stored[name] for name in (*META_FIELDS, CREATED_FIELD) if name in stored}
 
     @property
     def stored_owner(self) -> str | None:
         """The user the stored record is bound to, if any."""
-        return reserved_text(self.stored_meta.get(OWNER_FIELD)) if self.stored_meta else None
+        return reserved_text(self.stored.get(OWNER_FIELD)) if self.stored else None
 
     def library_fields(self) -> dict[str, bytes]:
         """The library's fields this session will be stored with: for its events."""
@@ -258,6 +270,11 @@ class SessionEngine(Generic[T]):
         idle = policy.idle_timeout
         self.lifetime = idle if frontend.max_age is None else min(idle, frontend.max_age)
         self._reissue_after = max(self.lifetime, 0) * REISSUE_FRACTION
+        #: Whether a writable load takes the session's lock.
+        self._locking = policy.concurrency == "lock" and locks is not None
+        #: Whether anything hears of events (a hook, or the instruments): if not, none is
+        #: built.
+        self._listening = policy.on_event is not None or self.telemetry is not None
         #: Locks whose release failed (the store was unreachable): key -> (lock, until).
         self._unreleased: dict[str, tuple[HeldLock, float]] = {}
         # A new session's fields, when every new session's are the same (no default drawn
@@ -301,11 +318,7 @@ class SessionEngine(Generic[T]):
             if token is None or self.policy.clock() - token.issued_at > self.lifetime:
                 # No token, or one older than any client may keep it (its Max-Age ran out).
                 state = self.new_state(use)
-            elif (
-                self.locks is not None
-                and use is Use.WRITABLE
-                and self.policy.concurrency == "lock"
-            ):
+            elif self.locks is not None and self._locking and use is Use.WRITABLE:
                 state = await self._load_locked(self.locks, token, use)
             else:
                 state = await self._restore(token, use) or self.new_state(use)
@@ -389,7 +402,7 @@ class SessionEngine(Generic[T]):
                 extra=self._log_extra("record_undecodable", token.key),
             )
             return None
-        meta = _meta_of(fields) or {}
+        meta = _meta_of(fields)
         return SessionState(
             self,
             data,
@@ -399,8 +412,9 @@ class SessionEngine(Generic[T]):
             memo=memo,
             use=use,
             fate=fate,
-            meta=meta or None,
-            stored_meta={**meta, CREATED_FIELD: fields[CREATED_FIELD]},
+            meta=meta,
+            loaded_meta=meta,
+            stored=fields,
         )
 
     # -- explicit operations ---------------------------------------------------------------------
@@ -480,7 +494,8 @@ class SessionEngine(Generic[T]):
     async def store_new(self, data: T) -> str:
         """Store ``data`` as a new session, as a commit would, and return its id."""
         now = self.policy.clock()
-        return await self._write_new(self.serializer.dump(data), now, self.remaining(now, now))
+        fields = self.serializer.dump(data)
+        return (await self._write_new(fields, now, self.remaining(now, now)))[0]
 
     # -- commit ----------------------------------------------------------------------------------
 
@@ -508,6 +523,17 @@ class SessionEngine(Generic[T]):
         self.frontend.add_vary(headers)
         if self.telemetry is not None:
             self.telemetry.commits.add(1, {"session.fate": state.fate.value})
+        if (
+            state.fate is Fate.KEEP
+            and state.lock is None
+            and state.meta is state.loaded_meta
+            and state.origin is not None
+            and state.use is not Use.UNSAVED
+            and self.policy.absolute_timeout is None
+            and self.serializer.unchanged(state.data, state.memo)
+        ):
+            # A stored session only read, its expiry not due: nothing to store or send.
+            return
         try:
             await self._save(state, headers, status, scope)
         except BackendUnavailable:
@@ -546,8 +572,8 @@ class SessionEngine(Generic[T]):
         await self.store.delete(key)
         if self.index is not None and state.stored_owner is not None:
             await self.index.index_remove(state.stored_owner, [key])
-        if event is not None:
-            await self.emit(event, key, state.stored_meta or {})
+        if event is not None and self._listening:
+            await self.emit(event, key, state.stored_meta)
 
     async def _save(
         self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
@@ -600,7 +626,9 @@ class SessionEngine(Generic[T]):
             # A new session, or a stored one moving to a new id: the whole record.
             self._check_size(fields)
             try:
-                session_id = await self._write_new(fields, state.created_at, ttl, state.meta)
+                session_id, new_key = await self._write_new(
+                    fields, state.created_at, ttl, state.meta
+                )
             except BackendUnavailable as exc:
                 if stored is not None or self.policy.on_backend_error != "anonymous":
                     raise
@@ -609,12 +637,13 @@ class SessionEngine(Generic[T]):
                 return
             if stored is not None:
                 await self._delete_stored(state, stored.key)
-            new_key = store_key(session_id)
-            if stored is None:
-                await self.emit("created", new_key, state.library_fields())
-            else:
+            if self._listening:
+                previous = None if stored is None else stored.key
                 await self.emit(
-                    "regenerated", new_key, state.library_fields(), previous=stored.key
+                    "created" if stored is None else "regenerated",
+                    new_key,
+                    state.library_fields(),
+                    previous=previous,
                 )
             self._send(headers, session_id, now, ttl, scope)
             return
@@ -663,6 +692,8 @@ class SessionEngine(Generic[T]):
     ) -> None:
         """Add the library's fields that changed (an owner bound, flash messages added or
         shown) to ``changed`` and ``removed``."""
+        if state.meta is state.loaded_meta and state.snapshot is state.stored:
+            return  # neither replaced since the load
         now, then = state.meta or {}, _meta_of(state.snapshot) or {}
         if now != then:
             changed.update({name: raw for name, raw in now.items() if then.get(name) != raw})
@@ -683,10 +714,10 @@ class SessionEngine(Generic[T]):
         created_at: float,
         ttl: float,
         meta: dict[str, bytes] | None = None,
-    ) -> str:
+    ) -> tuple[str, str]:
         """Store ``fields`` (and ``meta``) as a whole record under a new id, and return the
-        id. A record with an owner goes into the owner's index first, so that no owned
-        record is ever missing from it."""
+        id and its store key. A record with an owner goes into the owner's index first, so
+        that no owned record is ever missing from it."""
         session_id = new_session_id()
         key = store_key(session_id)
         fields[CREATED_FIELD] = to_json(created_at)
@@ -697,7 +728,7 @@ class SessionEngine(Generic[T]):
                 fields[SEEN_FIELD] = to_json(self.policy.clock())
                 await self.index.index_add(owner, key, ttl=ttl)
         await self.store.set(key, fields, ttl=ttl)
-        return session_id
+        return session_id, key
 
     def _send(
         self, headers: MutableHeaders, session_id: str, now: float, ttl: float, scope: Scope
