@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
 import sys
 from collections.abc import (
-    AsyncIterator,
     Awaitable,
     Callable,
     Collection,
@@ -16,11 +14,11 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import anyio
 
+from .._deadline import Deadlines
 from .._engine import OWNER_FIELD, reserved_text
 from ..exceptions import (
     BackendError,
@@ -200,6 +198,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         self.key_prefix = key_prefix
         self.timeout = timeout
         self._owns_client = False
+        self._deadlines = _Deadlines(timeout)
         self._get_and_touch = _Script(client, _GET_AND_TOUCH)
         self._replace = _Script(client, _REPLACE)
         self._merge = _Script(client, _MERGE)
@@ -441,8 +440,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
 
     async def _call(self, operation: str, command: Callable[[], Awaitable[R]]) -> R:
         try:
-            async with _deadline(self.timeout):
-                return await command()
+            return await self._deadlines.run(command)
         except TimeoutError as exc:
             raise BackendUnavailable(
                 f"Redis did not answer {operation} within {self.timeout:g} s",
@@ -527,15 +525,17 @@ class _WrongType(Exception):
 
 
 if sys.version_info >= (3, 11):
-    # redis.asyncio runs on asyncio only, and asyncio's own timeout costs a fraction of a
-    # general cancel scope on this hot path.
-    _deadline = asyncio.timeout
-else:  # pragma: no cover - Python 3.10
+    # redis.asyncio runs on asyncio only: one timer for all of a backend's calls.
+    _Deadlines: Callable[[float], Any] = Deadlines
+else:  # pragma: no cover - Python 3.10, whose tasks cannot withdraw a cancellation
 
-    @asynccontextmanager
-    async def _deadline(seconds: float) -> AsyncIterator[None]:
-        with anyio.fail_after(seconds):
-            yield
+    class _Deadlines:
+        def __init__(self, seconds: float) -> None:
+            self.seconds = seconds
+
+        async def run(self, command: Callable[[], Awaitable[R]]) -> R:
+            with anyio.fail_after(self.seconds):
+                return await command()
 
 
 def _client_options(options: dict[str, Any]) -> dict[str, Any]:
