@@ -834,8 +834,12 @@ class SessionEngine(Generic[T]):
 
 def _meta_of(fields: dict[str, bytes]) -> dict[str, bytes] | None:
     """The library's fields of a loaded record (as `SessionState.meta` holds them)."""
-    meta = {name: fields[name] for name in META_FIELDS if name in fields}
-    return meta or None
+    if _META_SET.isdisjoint(fields):  # most records: one set operation says so
+        return None
+    return {name: fields[name] for name in META_FIELDS if name in fields}
+
+
+_META_SET = frozenset(META_FIELDS)
 
 
 def csrf_field(secret: bytes) -> bytes:

@@ -46,7 +46,10 @@ MAX_RECORD_BYTES = 64 * 1024
 def record_size(fields: Mapping[str, bytes]) -> int:
     """The size of a record as the limit counts it: every field's value in bytes, and every
     name in characters (names are short and almost always ASCII; this runs on every read)."""
-    return sum(map(len, fields.values())) + sum(map(len, fields))
+    size = 0
+    for name, value in fields.items():  # a loop beats two sums for a handful of fields
+        size += len(name) + len(value)
+    return size
 
 
 #: Seconds between attempts to take a busy lock: doubling from the first to the last.

@@ -20,6 +20,9 @@ from ..signing import SecretKeys, TokenSigner, VerifiedToken
 
 __all__ = ["Frontend", "SessionScheme"]
 
+#: The most bytes of header values `Frontend.read` remembers with the token each carried.
+READ_CACHE_BYTES = 1024 * 1024
+
 
 class SessionScheme:
     """The OpenAPI security scheme of a frontend: where the session token travels.
@@ -67,9 +70,17 @@ class Frontend(ABC):
     vary: str
     security_scheme: SessionScheme | None = None
     max_age: float | None = None
+    #: The request header (lower-case, as ASGI gives it) that carries every token this
+    #: frontend reads, if there is one: a request with that header once is then verified
+    #: once per distinct value (see `read`). ``None``: every request is read afresh.
+    credential_header: bytes | None = None
 
     def __init__(self, secret_key: SecretKeys | None = None, *, namespace: str) -> None:
         self._signer = TokenSigner(secret_key, namespace=namespace)
+        #: Header values that carried a valid token -> the token they carry, oldest first,
+        #: bounded by the bytes of the values kept.
+        self._read_cache: dict[bytes, VerifiedToken] = {}
+        self._read_cache_bytes = 0
 
     # -- the transport: strings in and out -------------------------------------------------
 
@@ -106,14 +117,49 @@ class Frontend(ABC):
 
     @final
     def read(self, connection: HTTPConnection) -> VerifiedToken | None:
-        """The verified token the request carries, or ``None``: never raises on client input."""
+        """The verified token the request carries, or ``None``: never raises on client input.
+
+        The answer depends on nothing but the request's `credential_header` (the keys
+        never change), so a value seen before with a valid token in it is answered from
+        memory: a returning client's cookie is parsed and verified once, not per request.
+        """
+        value = self._credential_value(connection)
+        if value is not None:
+            known = self._read_cache.get(value)
+            if known is not None:
+                return known
         best: VerifiedToken | None = None
         for token in self.read_tokens(connection):
             verified = self._signer.verify(token)
             # The later one on a tie, as Starlette's cookie parser lets the last one win.
             if verified is not None and (best is None or verified.issued_at >= best.issued_at):
                 best = verified
+        if value is not None and best is not None:
+            self._remember(value, best)
         return best
+
+    def _credential_value(self, connection: HTTPConnection) -> bytes | None:
+        """The value of the request's one `credential_header`; ``None`` if it has none,
+        several, or the frontend names none."""
+        name = self.credential_header
+        if name is None:
+            return None
+        found: bytes | None = None
+        for key, value in connection.scope["headers"]:
+            if key == name:
+                if found is not None:
+                    return None  # more than one: read them all, every time
+                found = value
+        return found
+
+    def _remember(self, value: bytes, verified: VerifiedToken) -> None:
+        cache = self._read_cache
+        cache[value] = verified
+        self._read_cache_bytes += len(value)
+        while self._read_cache_bytes > READ_CACHE_BYTES:
+            oldest = next(iter(cache))
+            del cache[oldest]
+            self._read_cache_bytes -= len(oldest)
 
     @final
     def write(
@@ -144,10 +190,13 @@ class Frontend(ABC):
     def add_vary(self, headers: MutableHeaders) -> None:
         """Add this frontend's header to the response's ``Vary``, unless it is covered."""
         raw = headers.raw
-        present = [value for key, value in raw if key == b"vary"]
-        if not present:
+        for key, _ in raw:
+            if key == b"vary":
+                break
+        else:  # the common case: no Vary yet
             raw.append((b"vary", self.vary.encode("latin-1")))
             return
+        present = [value for key, value in raw if key == b"vary"]
         tokens = {t.strip() for t in b",".join(present).decode("latin-1").lower().split(",")}
         if self.vary.lower() not in tokens and "*" not in tokens:
             headers.add_vary_header(self.vary)

@@ -71,6 +71,7 @@ class CookieFrontend(Frontend):
     """
 
     vary = "Cookie"
+    credential_header = b"cookie"
 
     def __init__(
         self,

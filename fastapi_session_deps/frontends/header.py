@@ -66,6 +66,7 @@ class HeaderFrontend(Frontend):
         self.vary = header_name
         self.security_scheme = SessionScheme("header", header_name, "SessionHeader")
         self._name_bytes = header_name.lower().encode("ascii")
+        self.credential_header = self._name_bytes
 
     def __repr__(self) -> str:
         return f"HeaderFrontend(header_name={self.header_name!r})"
