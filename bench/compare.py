@@ -42,6 +42,7 @@ import anyio  # noqa: E402
 import httpx  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 
+from bench.store_size import store_bytes_per_record  # noqa: E402
 from tests.helpers import http_scope, uvicorn_server  # noqa: E402
 from tests.redis_servers import RedisServer  # noqa: E402
 
@@ -394,13 +395,7 @@ def _memory_store_bytes(app: Any) -> float:
     options = app.user_middleware[0]
     store = getattr(options.cls, "__self__", None)
     if store is not None:  # fastapi-session-deps: the manager's MemoryBackend
-        records = store.backend._records
-        total = sys.getsizeof(records)
-        for key, entry in records.items():
-            total += sys.getsizeof(key) + sys.getsizeof(entry) + sys.getsizeof(entry.fields)
-            total += sys.getsizeof(entry.expires_at)
-            total += sum(sys.getsizeof(n) + sys.getsizeof(v) for n, v in entry.fields.items())
-        return total / len(records)
+        return store_bytes_per_record(store.backend)
     data = options.kwargs["store"].data  # starsessions' InMemoryStore: id -> bytes
     total = sys.getsizeof(data) + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in data.items())
     return total / len(data)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis.asyncio as aioredis
 
+from bench.store_size import store_bytes_per_record
 from fastapi_session_deps import CookieFrontend, MemoryBackend, RedisBackend, SessionManager
 from tests.conftest import AppSession, build_app
 from tests.helpers import SECRET, call, cookie_header
@@ -40,15 +41,7 @@ async def fill(backend: object, count: int) -> None:
 async def memory_bytes(count: int) -> float:
     store = MemoryBackend(max_sessions=None)
     await fill(store, count)
-    # Everything the store holds for its records: the index, each key, each entry and its
-    # fields (names and values).
-    records = store._records
-    total = sys.getsizeof(records)
-    for key, entry in records.items():
-        total += sys.getsizeof(key) + sys.getsizeof(entry)
-        total += sys.getsizeof(entry.fields) + sys.getsizeof(entry.expires_at)
-        total += sum(sys.getsizeof(n) + sys.getsizeof(v) for n, v in entry.fields.items())
-    return total / len(records)
+    return store_bytes_per_record(store)
 
 
 async def redis_bytes(count: int) -> tuple[float, float]:

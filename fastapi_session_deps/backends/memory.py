@@ -34,12 +34,6 @@ TOMBSTONE_SECONDS = 300.0
 
 
 @dataclass(slots=True)
-class _Entry:
-    fields: dict[str, bytes]
-    expires_at: float
-
-
-@dataclass(slots=True)
 class _Holder:
     token: str
     expires_at: float
@@ -90,7 +84,11 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             )
         self.max_sessions = max_sessions
         self._clock = clock
-        self._records: OrderedDict[str, _Entry] = OrderedDict()
+        # A record is its fields (a dict of str to bytes, which the garbage collector never
+        # tracks) and its expiry, in two tables rather than in an object per record: a
+        # store of many sessions adds nothing for the collector to walk.
+        self._records: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+        self._expiry: dict[str, float] = {}
         self._lock = threading.Lock()
         self._holders: dict[str, _Holder] = {}
         #: Tokens released before they held their lock, with when to forget them.
@@ -109,23 +107,24 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
     async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
         with self._lock:
             now = self._clock()
-            entry = self._live(key, now)
-            if entry is None:
+            fields = self._live(key, now)
+            if fields is None:
                 return None
             if ttl is not None:
-                entry.expires_at = now + ttl
+                self._expiry[key] = now + ttl
             self._records.move_to_end(key)  # in use: the last to be evicted
-            return dict(entry.fields)
+            return dict(fields)
 
     async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
         with self._lock:
             now = self._clock()
             self._sweep(now)
-            self._records[key] = _Entry(dict(fields), now + ttl)
+            self._records[key] = dict(fields)
+            self._expiry[key] = now + ttl
             self._records.move_to_end(key)
             if self.max_sessions is not None:
                 while len(self._records) > self.max_sessions:
-                    self._records.popitem(last=False)
+                    del self._expiry[self._records.popitem(last=False)[0]]
 
     async def update(
         self,
@@ -138,19 +137,20 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
         with self._lock:
             now = self._clock()
             self._sweep(now)
-            entry = self._live(key, now)
-            if entry is None:
+            fields = self._live(key, now)
+            if fields is None:
                 return False
-            entry.fields.update(changed)
+            fields.update(changed)
             for name in removed:
-                entry.fields.pop(name, None)
-            entry.expires_at = now + ttl
+                fields.pop(name, None)
+            self._expiry[key] = now + ttl
             self._records.move_to_end(key)
             return True
 
     async def delete(self, key: str) -> None:
         with self._lock:
-            self._records.pop(key, None)
+            if self._records.pop(key, None) is not None:
+                del self._expiry[key]
 
     async def delete_expired(
         self, *, batch_size: int = 1000, progress: Progress | None = None
@@ -158,9 +158,9 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
         """Delete every expired record now, rather than a few per write; return how many."""
         with self._lock:
             now = self._clock()
-            expired = [key for key, entry in self._records.items() if entry.expires_at <= now]
+            expired = [key for key, until in self._expiry.items() if until <= now]
             for key in expired:
-                del self._records[key]
+                del self._records[key], self._expiry[key]
         if progress is not None:
             progress(len(expired), len(expired))
         return len(expired)
@@ -216,15 +216,15 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             self._prune(user, now)
             found: list[UserRecord] = []
             for key in self._users.get(user, {}):
-                entry = self._live(key, now)
-                if entry is not None:
-                    found.append((key, dict(entry.fields), entry.expires_at - now))
+                fields = self._live(key, now)
+                if fields is not None:
+                    found.append((key, dict(fields), self._expiry[key] - now))
             return found
 
     async def stats(self, *, top: int = 10) -> StoreStats:
         with self._lock:
             now = self._clock()
-            live = {key for key, entry in self._records.items() if entry.expires_at > now}
+            live = {key for key, until in self._expiry.items() if until > now}
             per_user = {
                 user: sum(1 for key in keys if key in live) for user, keys in self._users.items()
             }
@@ -241,23 +241,24 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
         if not keys:
             del self._users[user]
 
-    def _live(self, key: str, now: float) -> _Entry | None:
-        entry = self._records.get(key)
-        if entry is not None and entry.expires_at <= now:
-            del self._records[key]
+    def _live(self, key: str, now: float) -> dict[str, bytes] | None:
+        fields = self._records.get(key)
+        if fields is not None and self._expiry[key] <= now:
+            del self._records[key], self._expiry[key]
             return None
-        return entry
+        return fields
 
     def _sweep(self, now: float) -> None:
         # Records are kept in order of last use; with one idle timeout for all, that is
         # also the order of expiry, so the expired ones gather at the front.
+        records, expiry = self._records, self._expiry
         for _ in range(SWEEP_BATCH):
-            if not self._records:
+            if not records:
                 return
-            key, entry = next(iter(self._records.items()))
-            if entry.expires_at > now:
+            key = next(iter(records))
+            if expiry[key] > now:
                 return
-            del self._records[key]
+            del records[key], expiry[key]
 
 
 _WORKERS_OPTION = re.compile(r"^(?:--workers=?|-w)(\d*)$")
