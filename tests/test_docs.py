@@ -102,6 +102,7 @@ def migration_snippet() -> str:
     ("page", "start", "end", "report"),
     [
         ("README.md", "Measured by `bash bench/run.sh stores`", "[Choosing a store]", "STORES"),
+        ("README.md", "µs per request in process, over bare", "Requests that do", "RESULTS"),
         ("docs/how-to/choosing-a-store.md", "| store | survives", "## SQL in", "STORES"),
         ("docs/how-to/choosing-a-store.md", "In one run of `bash bench", "The clients,", "STORES"),
         ("docs/how-to/user-sessions.md", "| store | log-in |", "On Redis an indexed", "STORES"),
