@@ -161,10 +161,9 @@ class SessionState(Generic[T]):
 
     @property
     def stored_meta(self) -> dict[str, bytes]:
-        """The stored record's own library fields (owner, creation, client)."""
-        stored = self.stored
-        if stored is None:
-            return {}
+        """The stored record's own library fields (owner, creation, client); none for a
+        session never stored."""
+        stored = self.stored or {}
         return {name: stored[name] for name in (*META_FIELDS, CREATED_FIELD) if name in stored}
 
     @property

@@ -269,7 +269,7 @@ def store_records(backend: Backend) -> StoreRecords:
     async def read() -> dict[str, dict[str, bytes]]:
         store = inner_store(backend)
         if isinstance(store, MemoryBackend):
-            return {key: dict(entry.fields) for key, entry in store._records.items()}
+            return {key: dict(entry) for key, entry in store._records.items()}
         if isinstance(store, SQLBackend):
             return await sql_records(store)
         assert isinstance(store, RedisBackend)

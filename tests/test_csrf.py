@@ -461,7 +461,7 @@ async def test_a_log_in_gives_no_token_to_a_session_that_had_none(clock: Clock) 
         await client.post("/login")
         assert client.cookies["session"] != before
     ((_, entry),) = backend._records.items()
-    assert CSRF_FIELD not in entry.fields
+    assert CSRF_FIELD not in entry
 
 
 async def test_a_read_only_page_of_a_locked_session_without_a_token_says_what_to_do(
@@ -573,7 +573,7 @@ async def test_a_damaged_stored_secret_refuses_forms_and_pages_make_a_new_one(ra
     async with client_for(protected_app(sessions)) as client:
         old = await page_token(client)
         ((_, entry),) = backend._records.items()
-        entry.fields[CSRF_FIELD] = raw
+        entry[CSRF_FIELD] = raw
         answer = await client.post("/add", data={"csrf_token": old})
         assert answer.status_code == 403
         fresh = await page_token(client)

@@ -79,7 +79,7 @@ async def test_a_record_carries_event_store_and_handle_never_the_token(
         await client.post("/login")
         token = client.cookies["session"]
         ((_, entry),) = backend._records.items()
-        entry.fields["counter"] = b"not a number"
+        entry["counter"] = b"not a number"
         with caplog.at_level(logging.WARNING, "fastapi_session_deps"):
             await client.get("/read")
     (record,) = [r for r in caplog.records if getattr(r, "event", None) == "record_undecodable"]
