@@ -269,8 +269,6 @@ class SessionEngine(Generic[T]):
         idle = policy.idle_timeout
         self.lifetime = idle if frontend.max_age is None else min(idle, frontend.max_age)
         self._reissue_after = max(self.lifetime, 0) * REISSUE_FRACTION
-        #: Whether a writable load takes the session's lock.
-        self._locking = policy.concurrency == "lock" and locks is not None
         #: Whether anything hears of events (a hook, or the instruments): if not, none is
         #: built.
         self._listening = policy.on_event is not None or self.telemetry is not None
@@ -317,7 +315,11 @@ class SessionEngine(Generic[T]):
             if token is None or self.policy.clock() - token.issued_at > self.lifetime:
                 # No token, or one older than any client may keep it (its Max-Age ran out).
                 state = self.new_state(use)
-            elif self.locks is not None and self._locking and use is Use.WRITABLE:
+            elif (
+                self.locks is not None
+                and use is Use.WRITABLE
+                and self.policy.concurrency == "lock"
+            ):
                 state = await self._load_locked(self.locks, token, use)
             else:
                 state = await self._restore(token, use) or self.new_state(use)
