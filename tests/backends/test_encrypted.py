@@ -71,9 +71,7 @@ async def test_a_tampered_value_is_no_session_logged_without_data(
         await client.post("/cart", params={"item": SECRET_VALUE})
         ((key, entry),) = inner._records.items()
         sealed = entry["cart"]
-        entry["cart"] = (
-            sealed[:-3] + (b"A" if sealed[-3:-2] != b"A" else b"B") + sealed[-2:]
-        )
+        entry["cart"] = sealed[:-3] + (b"A" if sealed[-3:-2] != b"A" else b"B") + sealed[-2:]
         with caplog.at_level(logging.WARNING):
             assert (await client.get("/me")).status_code == 401
     assert "does not decrypt" in caplog.text
