@@ -524,6 +524,7 @@ class SessionEngine(Generic[T]):
         self.frontend.add_vary(headers)
         if self.telemetry is not None:
             self.telemetry.commits.add(1, {"session.fate": state.fate.value})
+        unchanged: bool | None = None  # not asked yet
         if (
             state.fate is Fate.KEEP
             and state.lock is None
@@ -531,12 +532,13 @@ class SessionEngine(Generic[T]):
             and state.origin is not None
             and state.use is not Use.UNSAVED
             and self.policy.absolute_timeout is None
-            and self.serializer.unchanged(state.data, state.memo)
         ):
-            # A stored session only read, its expiry not due: nothing to store or send.
-            return
+            unchanged = self.serializer.unchanged(state.data, state.memo)
+            if unchanged:
+                # A stored session only read, its expiry not due: nothing to store or send.
+                return
         try:
-            await self._save(state, headers, status, scope)
+            await self._save(state, headers, status, scope, unchanged)
         except BackendUnavailable:
             self._unavailable("store")
             raise
@@ -577,7 +579,12 @@ class SessionEngine(Generic[T]):
             await self.emit(event, key, state.stored_meta)
 
     async def _save(
-        self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
+        self,
+        state: SessionState[T],
+        headers: MutableHeaders,
+        status: int,
+        scope: Scope,
+        unchanged: bool | None,
     ) -> None:
         if state.use is Use.UNSAVED:
             return
@@ -588,7 +595,7 @@ class SessionEngine(Generic[T]):
             if ended:
                 self._clear(headers, scope)
             return
-        fields, changed, removed = self._changes(state)
+        fields, changed, removed = self._changes(state, unchanged)
         self._meta_changes(state, changed, removed)
         dirty = bool(changed or removed)
         if state.use is Use.READ_ONLY:
@@ -670,11 +677,14 @@ class SessionEngine(Generic[T]):
             self._send(headers, stored.session_id, now, ttl, scope)
 
     def _changes(
-        self, state: SessionState[T]
+        self, state: SessionState[T], unchanged: bool | None
     ) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:
-        """The data's fields now, those that differ from the snapshot, and those removed."""
+        """The data's fields now, those that differ from the snapshot, and those removed.
+        ``unchanged`` is the serializer's answer if the commit already asked it."""
         snapshot = state.snapshot
-        if self.serializer.unchanged(state.data, state.memo):
+        if unchanged is None:
+            unchanged = self.serializer.unchanged(state.data, state.memo)
+        if unchanged:
             # The common case of a session only read: one call of the serializer says so.
             kept = {name: raw for name, raw in snapshot.items() if name[:1] != RESERVED_PREFIX}
             return kept, {}, []
