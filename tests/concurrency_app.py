@@ -4,6 +4,9 @@ STORE (memory | redis | sql), REDIS_URL, KEY_PREFIX, SQL_URL, SQL_TABLE and POLI
 lock). The typed session
 counts increments in one field; the `request.session` one gets a key per request. A user's
 sessions can be signed in, and all but the current one revoked.
+
+The tests count lost updates, not waits: 20 requests at once queue for one session's lock
+(on SQLite, two processes on one file), so a loaded machine gets generous bounds.
 """
 
 import os
@@ -26,6 +29,7 @@ from fastapi_session_deps import (
 
 SECRET = "concurrency-test-secret-key-0123456789"
 POLICY = os.environ.get("POLICY", "merge")
+STORE_TIMEOUT, LOCK_TIMEOUT = 10.0, 30.0
 
 
 class Counter(SessionModel):
@@ -36,10 +40,14 @@ class Counter(SessionModel):
 backend: Backend
 if os.environ.get("STORE") == "redis":
     backend = RedisBackend.from_url(
-        os.environ["REDIS_URL"], key_prefix=os.environ.get("KEY_PREFIX", "session:")
+        os.environ["REDIS_URL"],
+        key_prefix=os.environ.get("KEY_PREFIX", "session:"),
+        timeout=STORE_TIMEOUT,
     )
 elif os.environ.get("STORE") == "sql":
-    backend = SQLBackend.from_url(os.environ["SQL_URL"], table_name=os.environ["SQL_TABLE"])
+    backend = SQLBackend.from_url(
+        os.environ["SQL_URL"], table_name=os.environ["SQL_TABLE"], timeout=STORE_TIMEOUT
+    )
 else:
     backend = MemoryBackend()
 
@@ -48,6 +56,7 @@ sessions = SessionManager(
     frontend=CookieFrontend(SECRET, secure=False),
     backend=backend,
     concurrency=POLICY,  # type: ignore[arg-type]
+    lock_timeout=LOCK_TIMEOUT,
     user_index=True,
 )
 app = FastAPI(lifespan=sessions.lifespan)
@@ -59,6 +68,7 @@ app.add_middleware(
     https_only=False,
     backend=backend,
     concurrency=POLICY,
+    lock_timeout=LOCK_TIMEOUT,
 )
 
 

@@ -2,6 +2,9 @@
 
 import asyncio
 import os
+import signal
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -34,6 +37,8 @@ from .sql_servers import MariaDBServer, PostgresServer
 STORES = ["memory", "redis", "redis-cluster", "sqlite", "postgres", "mariadb"]
 #: The SQL stores, and the environment variable that points each at an existing server.
 SQL_STORES = {"sqlite": None, "postgres": "POSTGRES_URL", "mariadb": "MYSQL_URL"}
+#: Every store call's bound in the store fixtures (the stores' default is 1 s).
+STORE_TIMEOUT = 10.0
 
 
 class AppSession(SessionModel):
@@ -169,13 +174,14 @@ async def open_store(
     Redis tests each get a key prefix of their own instead of a flushed database, so that a
     ``REDIS_URL`` pointing at a shared server loses nothing. ``http-*`` stores are an
     `HTTPBackend` talking to the session service, served by uvicorn on a loopback port,
-    over the named store.
+    over the named store. Each has a generous timeout: these tests are about what the
+    stores keep, not how fast a loaded machine answers (the timeout tests set their own).
     """
     if name == "memory":
         yield MemoryBackend(clock=clock)
         return
     if name in SQL_STORES:
-        async with open_sql_store(sql_url(name, request), clock) as sql:
+        async with open_sql_store(sql_url(name, request), clock, timeout=STORE_TIMEOUT) as sql:
             yield sql
         return
     if name == "function":
@@ -186,7 +192,7 @@ async def open_store(
         rest = RestStore()
         with served_in_thread(rest.app) as base:
             async with rest_functions(f"{base}/sessions/") as (get, save, delete):
-                backend = FunctionBackend(get, save, delete, clock=clock)
+                backend = FunctionBackend(get, save, delete, clock=clock, timeout=STORE_TIMEOUT)
                 backend.served = rest  # type: ignore[attr-defined]
                 yield backend
         return
@@ -203,12 +209,11 @@ async def open_store(
             view: Backend = store
         else:
             url, prefix = request.getfixturevalue("redis_url"), f"test:{uuid.uuid4().hex}:"
-            store = RedisBackend.from_url(url, key_prefix=prefix)
+            store = RedisBackend.from_url(url, key_prefix=prefix, timeout=STORE_TIMEOUT)
             view = RedisBackend(aioredis.Redis.from_url(url), key_prefix=prefix)
         with served_in_thread(create_app(store, token=SERVICE_TOKEN)) as base:
-            # A generous timeout: 50 calls at once queue in the one-threaded service, and
-            # the contract is about what they store, not how fast a loaded machine is.
-            backend = HTTPBackend.from_url(base, token=SERVICE_TOKEN, timeout=10.0)
+            # 50 calls at once queue in the one-threaded service.
+            backend = HTTPBackend.from_url(base, token=SERVICE_TOKEN, timeout=STORE_TIMEOUT)
             backend.served = view  # type: ignore[attr-defined]
             try:
                 yield backend
@@ -226,7 +231,7 @@ async def open_store(
     )
     prefix = f"test:{uuid.uuid4().hex}:"
     try:
-        yield RedisBackend(client, key_prefix=prefix)
+        yield RedisBackend(client, key_prefix=prefix, timeout=STORE_TIMEOUT)
     finally:
         async for key in client.scan_iter(match=prefix + "*"):
             await client.delete(key)
@@ -427,6 +432,43 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+#: A test still running after this many seconds is interrupted, and the run with it
+#: (fixtures torn down, servers stopped). pytest-timeout's own limit (120 s) raises inside
+#: the test, and hypothesis takes that for a failing example and replays it with no limit
+#: at all; a stuck test would otherwise hold the run until its caller gives up. The
+#: stacks of all threads are printed at ``faulthandler_timeout`` (pyproject.toml), before.
+HANG_LIMIT = 300.0
+
+
+class _Watchdog:
+    """Sends this process SIGINT (every 10 s until it stops) once a test outlives
+    `HANG_LIMIT`; a real signal, so a blocked system call is woken too."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        threading.Thread(target=self._watch, name="hang-watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(1)
+            started = self.started
+            if started is not None and time.monotonic() - started > HANG_LIMIT:
+                self.started = started + 10
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+_watchdog = _Watchdog()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    _watchdog.started = time.monotonic()
+    try:
+        return (yield)
+    finally:
+        _watchdog.started = None
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
