@@ -29,11 +29,11 @@ from ..exceptions import (
 from ..signing import session_handle
 from .base import (
     Backend,
+    LockWaits,
     SessionIndex,
     SessionLocks,
     StoreStats,
     UserRecord,
-    poll_for_lock,
 )
 
 try:
@@ -199,6 +199,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         self.timeout = timeout
         self._owns_client = False
         self._deadlines = _Deadlines(timeout)
+        self._lock_waits = LockWaits()
         self._get_and_touch = _Script(client, _GET_AND_TOUCH)
         self._replace = _Script(client, _REPLACE)
         self._merge = _Script(client, _MERGE)
@@ -325,13 +326,15 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             taken = await self._call("acquire_lock", lambda: self._acquire(keys=keys, args=args))
             return bool(taken)
 
-        return await poll_for_lock(attempt, wait)
+        return await self._lock_waits.acquire(key, attempt, wait)
 
     async def release_lock(self, key: str, token: str) -> None:
         keys = self._lock_keys(key, token)
-        await self._call(
+        released = await self._call(
             "release_lock", lambda: self._release(keys=keys, args=[token, _TOMBSTONE_MS])
         )
+        if released:  # else not held: a tombstone now keeps the token from taking it
+            self._lock_waits.released(key)
 
     def index_key(self, user: str) -> str:
         """The Redis key of a user's index: named by a hash, not by the user."""

@@ -28,12 +28,12 @@ from ..signing import session_handle
 from ._json_record import join_fields, split_fields
 from .base import (
     Backend,
+    LockWaits,
     Progress,
     SessionIndex,
     SessionLocks,
     StoreStats,
     UserRecord,
-    poll_for_lock,
 )
 
 try:
@@ -199,6 +199,7 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._abandoned: set[asyncio.Future[Any]] = set()
         self._statements = _Statements(self._dialect, self.table, self.lock_table)
+        self._lock_waits = LockWaits()
 
     @classmethod
     def from_url(
@@ -503,13 +504,14 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
                 return False
             return bool(await self._run("acquire_lock", statements.take, values, _count) == 1)
 
-        return await poll_for_lock(attempt, wait)
+        return await self._lock_waits.acquire(key, attempt, wait)
 
     async def release_lock(self, key: str, token: str) -> None:
         statements = self._statements
         released = await self._run(
             "release_lock", statements.release, {"lk": key, "tok": token}, _count
         )
+        # Released: its waiters are not woken here (see LockWaits); they try at their pace.
         if not released:
             # Not held by this token: its acquisition may still be on its way (it timed out
             # against a paused database). Leave a tombstone so that it never takes the lock.
