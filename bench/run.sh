@@ -6,6 +6,8 @@
 #   bash bench/run.sh stores [--quick] [--output bench/STORES.md]
 # and what each optional feature costs per request (encryption at rest):
 #   bash bench/run.sh features [--quick] [--output bench/FEATURES.md]
+# and how fast a session's lock passes between requests, per store:
+#   bash bench/run.sh locks [--output bench/LOCKS.md]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/bench/.venv"
@@ -28,7 +30,7 @@ command -v wrk >/dev/null || echo "wrk not found: the load part is skipped" >&2
 
 cd "$ROOT"
 case "${1:-}" in
-    stores | features)
+    stores | features | locks)
         script="bench/$1.py"
         shift
         exec "$VENV/bin/python" "$script" "$@"
