@@ -37,17 +37,24 @@ async def settle() -> None:
         await anyio.lowlevel.checkpoint()
 
 
-async def test_each_release_wakes_the_longest_waiter_and_only_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(base, "LOCK_POLL_FIRST", 60.0)  # no try but the woken ones
-    waits, lock = LockWaits(), Lock()
-    taken: list[str] = []
+@pytest.fixture
+def woken_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between tries, a waiter waits a minute: within a test, only a wake makes it try."""
+    monkeypatch.setattr(base, "LOCK_POLL_FIRST", 60.0)
 
+
+def waiter(waits: LockWaits, lock: Lock, taken: list[str]) -> Callable[[str], Awaitable[None]]:
     async def wait(name: str) -> None:
         assert await waits.acquire("k", lock.attempt(name), wait=30)
         taken.append(name)
 
+    return wait
+
+
+async def test_each_release_wakes_the_longest_waiter_and_only_it(woken_only: None) -> None:
+    waits, lock = LockWaits(), Lock()
+    taken: list[str] = []
+    wait = waiter(waits, lock, taken)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:
             for name in ("a", "b", "c"):
@@ -64,17 +71,10 @@ async def test_each_release_wakes_the_longest_waiter_and_only_it(
     assert waits._asleep == {}  # nothing kept for a lock no one waits for
 
 
-async def test_a_woken_waiter_that_loses_the_lock_stays_first_in_line(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(base, "LOCK_POLL_FIRST", 60.0)
+async def test_a_woken_waiter_that_loses_the_lock_stays_first_in_line(woken_only: None) -> None:
     waits, lock = LockWaits(), Lock()
     taken: list[str] = []
-
-    async def wait(name: str) -> None:
-        assert await waits.acquire("k", lock.attempt(name), wait=30)
-        taken.append(name)
-
+    wait = waiter(waits, lock, taken)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:
             for name in ("a", "b"):
