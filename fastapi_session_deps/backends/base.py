@@ -90,14 +90,14 @@ class LockWaits:
                 left = deadline - anyio.current_time()
                 if left <= 0:
                     return False
-                if place is None or place.is_set():
+                if place is None or place.is_set():  # not in line: join it
+                    woken = place is not None
+                    place = anyio.Event()
                     line = self._asleep.setdefault(key, deque())
-                    if place is None:
-                        place = anyio.Event()
-                        line.append(place)
-                    else:
-                        place = anyio.Event()
+                    if woken:
                         line.appendleft(place)
+                    else:
+                        line.append(place)
                 with anyio.move_on_after(min(pause, left)):
                     await place.wait()
                 pause = min(pause * 2, LOCK_POLL_LAST)
