@@ -8,6 +8,8 @@
 #   bash bench/run.sh features [--quick] [--output bench/FEATURES.md]
 # and how fast a session's lock passes between requests, per store:
 #   bash bench/run.sh locks [--output bench/LOCKS.md]
+# and what hiredis buys, by the size of the session read:
+#   bash bench/run.sh parsers [--quick] [--output bench/PARSERS.md]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/bench/.venv"
@@ -30,7 +32,7 @@ command -v wrk >/dev/null || echo "wrk not found: the load part is skipped" >&2
 
 cd "$ROOT"
 case "${1:-}" in
-    stores | features | locks)
+    stores | features | locks | parsers)
         script="bench/$1.py"
         shift
         exec "$VENV/bin/python" "$script" "$@"

@@ -109,6 +109,7 @@ def migration_snippet() -> str:
         ("docs/how-to/encryption.md", "| store | `/read`", "A read opens", "FEATURES"),
         ("docs/how-to/html-apps.md", "| app | `GET`", "- **CSRF** costs", "FEATURES"),
         ("docs/how-to/operations.md", "| memory, telemetry off", "On with the API", "FEATURES"),
+        ("README.md", "What `hiredis` buys, from", "## Concurrent requests", "PARSERS"),
     ],
 )
 def test_the_figures_quoted_come_from_the_recorded_benchmark(
