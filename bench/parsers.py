@@ -9,8 +9,7 @@
 (A script named after the package would shadow it: redis-py would find no hiredis.)
 
 Every variant runs in every round (interleaved), against one private redis-server on
-loopback; the fastest round is reported. Writes are left out: their replies are a number,
-which either parser reads at once.
+loopback; the fastest round is reported. A write alone is the ``/login`` route.
 
     bash bench/run.sh parsers [--quick] [--output bench/PARSERS.md]
 """
