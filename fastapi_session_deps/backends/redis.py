@@ -42,6 +42,11 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess without redis
     raise MissingDependencyError.of("RedisBackend", "redis", "redis-py") from exc
 
+try:
+    from hiredis import pack_command as _pack_in_c
+except ImportError:  # pragma: no cover - the redis extra installs hiredis
+    _pack_in_c = None  # type: ignore[assignment]
+
 __all__ = ["RedisBackend"]
 
 logger = logging.getLogger("fastapi_session_deps")
@@ -226,6 +231,8 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
                 ``ssl_ca_certs``, ...).
         """
         client = aioredis.from_url(url, **_client_options(client_options))
+        pool = client.connection_pool  # no connection is made yet: each is of this class
+        pool.connection_class = _packing_in_c(pool.connection_class)
         return cls._owning(client, key_prefix, timeout)
 
     @classmethod
@@ -238,7 +245,8 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         **client_options: Any,
     ) -> RedisBackend:
         """The same, over a ``RedisCluster`` found from any node's ``redis://`` or
-        ``rediss://`` URL."""
+        ``rediss://`` URL. (Its commands are packed by redis-py in Python: a cluster's
+        connection class cannot be chosen.)"""
         cluster = aioredis.RedisCluster.from_url(url, **_client_options(client_options))
         return cls._owning(cluster, key_prefix, timeout)
 
@@ -521,6 +529,45 @@ class _Script:
         except NoScriptError:  # a restarted or flushed server
             await self.client.script_load(self.source)
             return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class _PackedInC(aioredis.connection.AbstractConnection):
+    """Commands packed by hiredis, in C, as redis-py's own synchronous client packs them.
+
+    redis-py's asyncio connections pack every command in Python (redis-py issue 4176),
+    which costs a few µs per call, more the more arguments a script takes. Mixed into the
+    connection class of the clients `RedisBackend.from_url` builds. A command hiredis
+    does not take (an argument of another type, or a client whose text encoding is not
+    strict UTF-8) goes to redis-py's packer, which packs it or says why not.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        encoder = self.encoder
+        if (encoder.encoding, encoder.encoding_errors) == _UTF8:
+            name = args[0]
+            # A command name of several words ("SCRIPT LOAD") goes as separate arguments.
+            if isinstance(name, str):
+                words = tuple(name.encode().split())
+            else:
+                words = tuple(name.split()) if b" " in name else (name,)
+            try:
+                return [_pack_in_c(words + args[1:])]
+            except TypeError:  # an argument of a type hiredis does not take
+                pass
+        return super().pack_command(*args)
+
+
+#: The text encoding hiredis packs with, as redis-py's encoder names it by default.
+_UTF8 = ("utf-8", "strict")
+
+
+def _packing_in_c(
+    connection_class: type[aioredis.connection.AbstractConnection],
+) -> type[aioredis.connection.AbstractConnection]:
+    """``connection_class`` with its commands packed by hiredis, if it is installed."""
+    if _pack_in_c is None:  # pragma: no cover - the redis extra installs hiredis
+        return connection_class
+    return type(connection_class.__name__, (_PackedInC, connection_class), {})
 
 
 class _WrongType(Exception):
