@@ -59,11 +59,11 @@ async def reads(redis_url: str, repeats: int, count: int) -> dict[str, dict[str,
         "with hiredis": RedisBackend.from_url(redis_url),
         "without hiredis": RedisBackend.from_url(redis_url, parser_class=_AsyncRESP2Parser),
     }
-    writer = backends["with hiredis"]
-    for shape, fields in SHAPES.items():
-        await writer.set(shape, {**fields, CREATED_FIELD: b"1796000000.0"}, ttl=3600)
     samples: dict[tuple[str, str], list[float]] = {}
     try:
+        for shape, fields in SHAPES.items():
+            record = {**fields, CREATED_FIELD: b"1796000000.0"}
+            await backends["with hiredis"].set(shape, record, ttl=3600)
         for backend in backends.values():  # warm up: connections
             for shape in SHAPES:
                 for _ in range(20):
@@ -109,8 +109,11 @@ async def main(options: argparse.Namespace) -> None:
         redis = RedisServer(Path(directory) / "redis").start()
         try:
             by_shape = await reads(redis.url, repeats, count)
-            names = ["bare FastAPI", "fastapi-session-deps, Redis"]
-            names.append("fastapi-session-deps, Redis, without hiredis")
+            names = (
+                "bare FastAPI",
+                "fastapi-session-deps, Redis",
+                "fastapi-session-deps, Redis, without hiredis",
+            )
             apps = {
                 lib.name.replace("fastapi-session-deps, ", ""): build(lib, redis.url)
                 for lib in LIBRARIES
