@@ -3,7 +3,9 @@
 Each route adds one layer to the one before: bare FastAPI; the session middleware on a
 route that does not use the session; a trivial async dependency that is an OpenAPI
 security scheme, as the session dependency is (FastAPI's own price for Depends); and the
-session dependency itself, reading an unchanged session (load and commit).
+session dependency itself, reading an unchanged session (load and commit). Beside the
+dependency, a route taking the `Request` instead, as the peers' routes do to reach
+``request.session``: FastAPI's price for that.
 """
 
 from typing import Annotated
@@ -11,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI
 from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 
 from fastapi_session_deps import CookieFrontend, MemoryBackend, SessionManager, SessionModel
 
@@ -49,6 +51,10 @@ def create_app() -> FastAPI:
     @app.get("/dependency")
     async def dependency(value: Annotated[int, Depends(trivial)]) -> dict[str, int]:
         return {"counter": value}
+
+    @app.get("/request")
+    async def request_parameter(request: Request) -> dict[str, int]:
+        return {"counter": 0}
 
     @app.get("/read")
     async def read(
