@@ -76,6 +76,9 @@ LIBRARIES = [
     Library("fastapi-sessions, memory", "fastapi_sessions_app"),
 ]
 
+#: The peers' log-ins measured beside the floor of a log-in, in the same rounds.
+LOGIN_PEERS = ("Starlette SessionMiddleware (cookie)", "starsessions, memory")
+
 MALFORMED = [
     "",
     "garbage",
@@ -346,6 +349,7 @@ async def where_the_time_goes(redis_url: str, repeats: int, count: int) -> dict[
     bare = build(LIBRARIES[0], redis_url)
     layers = importlib.import_module("bench.apps.layers").create_app()
     login_floor = importlib.import_module("bench.apps.login_floor").create_app()
+    peers = {lib.name: build(lib, redis_url) for lib in LIBRARIES if lib.name in LOGIN_PEERS}
     with environment({"BENCH_REDIS_URL": redis_url}):
         floor = importlib.import_module("bench.apps.floor").create_app()
     client = aioredis.Redis.from_url(redis_url)
@@ -361,6 +365,7 @@ async def where_the_time_goes(redis_url: str, repeats: int, count: int) -> dict[
         "bare FastAPI, new session's log-in route": (bare, "POST", "/login"),
         "session log-in (new id, write, signed cookie)": (layers, "POST", "/login"),
         "floor: the defaults' own work, inline": (login_floor, "POST", "/login"),
+        **{f"log-in with {name}": (app, "POST", "/login") for name, app in peers.items()},
         "floor: bare route awaiting one HGETALL": (floor, "GET", "/hgetall"),
         "floor, inside asyncio.timeout": (floor, "GET", "/hgetall-timeout"),
         "floor, inside RedisBackend's bound": (floor, "GET", "/hgetall-bounded"),
@@ -563,6 +568,7 @@ LAYER_BASES = {
     "+ the session read (load, unchanged commit)": "+ an async dependency (FastAPI's price)",
     "session log-in (new id, write, signed cookie)": "bare FastAPI, new session's log-in route",
     "floor: the defaults' own work, inline": "bare FastAPI, new session's log-in route",
+    **{f"log-in with {name}": "bare FastAPI, new session's log-in route" for name in LOGIN_PEERS},
     "floor: bare route awaiting one HGETALL": "bare FastAPI",
     "floor, inside asyncio.timeout": "floor: bare route awaiting one HGETALL",
     "floor, inside RedisBackend's bound": "floor: bare route awaiting one HGETALL",
@@ -577,14 +583,15 @@ def layer_table(layers: dict[str, float], timing: dict[str, dict[str, float]]) -
         "",
         'In process, µs per request (fastest round); "added" is over the row named in',
         "`LAYER_BASES`: a layer at a time on the memory store (and, beside the dependency, a",
-        "route taking the `Request`, as the peers' routes do); the floor of a log-in: what",
-        "a new session needs under this library's defaults (a new id, its hash as the store",
+        "route taking the `Request`, as the peers' routes do); the floor of a log-in: what a",
+        "new session needs under this library's defaults (a new id, its hash as the store",
         "key, the fields as JSON, a signed cookie, `Vary`, `Cache-Control: private,",
         "no-store`) done inline behind a `Depends()`, with none of the library's machinery",
-        "(`bench/apps/login_floor.py`); then the floor of any Redis-backed read: a bare",
-        "FastAPI route that awaits one `HGETALL` (on a client as `RedisBackend.from_url`",
-        "builds it), bare, inside `asyncio.timeout`, and inside the bound `RedisBackend` puts",
-        "on every call (one event-loop timer for all calls).",
+        "(`bench/apps/login_floor.py`), and the peers' log-ins in the same rounds; then the",
+        "floor of any Redis-backed read: a bare FastAPI route that awaits one `HGETALL` (on a",
+        "client as `RedisBackend.from_url` builds it), bare, inside `asyncio.timeout`, and",
+        "inside the bound `RedisBackend` puts on every call (one event-loop timer for all",
+        "calls).",
         "",
         "| layer | µs | added |",
         "| --- | ---: | ---: |",
@@ -595,26 +602,11 @@ def layer_table(layers: dict[str, float], timing: dict[str, dict[str, float]]) -
         lines.append(f"| {name} | {value:.1f} | {added} |")
     ours = timing["fastapi-session-deps, Redis"]["/read"]
     floor = layers["floor: bare route awaiting one HGETALL"]
-    login_floor = layers["floor: the defaults' own work, inline"]
-    logins = ", ".join(
-        f"{name} {timing[name]['/login']:.1f} ({timing[name]['/login'] - login_floor:+.1f})"
-        for name in LOGIN_PEERS
-    )
     lines += [
         "",
         f"Our Redis `/read` in the same run: {ours:.1f} µs, {ours - floor:+.1f} over the floor.",
-        "",
-        f"`/login` in the same run, µs and over the log-in floor ({login_floor:.1f}): {logins}.",
     ]
     return lines
-
-
-#: The memory-store log-ins set beside the floor of a log-in.
-LOGIN_PEERS = (
-    "fastapi-session-deps, memory",
-    "Starlette SessionMiddleware (cookie)",
-    "starsessions, memory",
-)
 
 
 async def main(options: argparse.Namespace) -> None:
