@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 
 from bench.store_size import store_bytes_per_record
 from fastapi_session_deps import CookieFrontend, MemoryBackend, RedisBackend, SessionManager
-from tests.conftest import AppSession, build_app
 from tests.helpers import SECRET, call, cookie_header
 from tests.redis_servers import RedisServer
+from tests.support import AppSession, build_app
 
 
 async def fill(backend: object, count: int) -> None:

@@ -29,7 +29,6 @@ from fastapi_session_deps import (
     RedisBackend,
     SessionManager,
 )
-from tests.conftest import AppSession, build_app
 from tests.helpers import (
     SECRET,
     SERVICE_TOKEN,
@@ -40,6 +39,7 @@ from tests.helpers import (
     uvicorn_server,
 )
 from tests.redis_servers import RedisServer
+from tests.support import AppSession, build_app
 
 
 def bare_app() -> FastAPI:

@@ -24,8 +24,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps._cleanup import clean_periodically
 
-from .conftest import AppSession, open_sql_store, sql_records
 from .helpers import SECRET, Clock
+from .support import AppSession, open_sql_store, sql_records
 
 pytestmark = pytest.mark.anyio
 

@@ -27,9 +27,9 @@ from fastapi_session_deps.cli import EXIT_OK, EXIT_PROBLEM, EXIT_STORE, EXIT_USA
 from fastapi_session_deps.service import create_app
 from fastapi_session_deps.signing import MIN_SECRET_KEY_BYTES
 
-from .conftest import sql_records
 from .helpers import SECRET, SERVICE_TOKEN, Clock, NoLocksBackend, served_in_thread
 from .redis_servers import free_port
+from .support import sql_records
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,6 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.signing import TokenSigner, store_key
 
-from .conftest import AppSession, ManagerFactory, build_app
 from .helpers import (
     Clock,
     CountingBackend,
@@ -25,6 +24,7 @@ from .helpers import (
     call,
     cookie_header,
 )
+from .support import AppSession, ManagerFactory, build_app
 from .test_manager import app_with_a_slow_route, session_id_of
 
 pytestmark = pytest.mark.anyio

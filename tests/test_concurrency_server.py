@@ -15,10 +15,10 @@ import pytest
 
 from fastapi_session_deps import SQLBackend
 
-from .conftest import SQL_STORES, sql_url
 from .helpers import uvicorn_server
+from .support import SQL_STORES, sql_url
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.servers]
 
 REQUESTS, CONCURRENCY = 200, 20
 APP_DIR = Path(__file__).parent

@@ -32,8 +32,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps._engine import CSRF_FIELD
 
-from .conftest import AppSession, ManagerFactory, manager_factory
 from .helpers import SECRET, Clock, CountingBackend, SwitchableBackend, call
+from .support import AppSession, ManagerFactory, manager_factory
 
 pytestmark = pytest.mark.anyio
 

@@ -20,8 +20,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps._engine import FLASH_FIELD
 
-from .conftest import AppSession, ManagerFactory
 from .helpers import SECRET, Clock
+from .support import AppSession, ManagerFactory
 
 pytestmark = pytest.mark.anyio
 

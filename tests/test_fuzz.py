@@ -16,8 +16,8 @@ from starlette.routing import Route
 from fastapi_session_deps import CookieFrontend, MemoryBackend, SessionManager, SessionMiddleware
 from fastapi_session_deps.signing import TokenSigner, new_session_id
 
-from .conftest import AppSession, build_app
 from .helpers import OLD_SECRET, SECRET, call, cookie_header
+from .support import AppSession, build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -31,7 +31,8 @@ from fastapi_session_deps import (
 from fastapi_session_deps._faults import faults
 from fastapi_session_deps.signing import TokenSigner, new_session_id, store_key
 
-from .conftest import (
+from .helpers import OLD_SECRET, SECRET, Clock, CountingBackend, call, cookie_header
+from .support import (
     WITH_THE_SERVICE,
     AppSession,
     ManagerFactory,
@@ -39,7 +40,6 @@ from .conftest import (
     build_app,
     each_store,
 )
-from .helpers import OLD_SECRET, SECRET, Clock, CountingBackend, call, cookie_header
 from .test_manager import app_with_a_slow_route, session_id_of
 
 pytestmark = pytest.mark.anyio

@@ -20,9 +20,9 @@ from fastapi_session_deps import (
 from fastapi_session_deps.backends.base import Backend
 from fastapi_session_deps.health import PING_KEY, ping
 
-from .conftest import WITH_THE_SERVICE, AppSession, ManagerFactory, each_store, manager_factory
 from .helpers import SECRET, Clock, SwitchableBackend
 from .redis_servers import RedisServer
+from .support import WITH_THE_SERVICE, AppSession, ManagerFactory, each_store, manager_factory
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ from fastapi import Depends, FastAPI
 
 from fastapi_session_deps import MemoryBackend
 
-from .conftest import AppSession, build_app, manager_factory
 from .helpers import Clock
+from .support import AppSession, build_app, manager_factory
 
 pytestmark = pytest.mark.anyio
 

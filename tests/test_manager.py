@@ -21,8 +21,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.signing import TokenSigner, new_session_id, store_key
 
-from .conftest import AppSession, ManagerFactory, PassTime, StoreRecords, build_app
 from .helpers import OLD_SECRET, SECRET, CountingBackend
+from .support import AppSession, ManagerFactory, PassTime, StoreRecords, build_app
 
 pytestmark = pytest.mark.anyio
 

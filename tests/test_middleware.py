@@ -11,7 +11,6 @@ from starlette.types import Message
 from fastapi_session_deps import MemoryBackend, SessionManager
 from fastapi_session_deps.middleware import SessionCommitMiddleware
 
-from .conftest import AppSession, ManagerFactory, build_app
 from .helpers import (
     SECRET,
     SwitchableBackend,
@@ -20,6 +19,7 @@ from .helpers import (
     empty_body_receiver,
     http_scope,
 )
+from .support import AppSession, ManagerFactory, build_app
 
 pytestmark = pytest.mark.anyio
 

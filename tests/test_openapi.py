@@ -5,8 +5,8 @@ import pytest
 
 from fastapi_session_deps import CookieFrontend, HeaderFrontend, MemoryBackend, SessionManager
 
-from .conftest import AppSession, build_app
 from .helpers import SECRET
+from .support import AppSession, build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -24,8 +24,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.policy import POLICY_SETTINGS, PolicySettings
 
-from .conftest import AppSession, build_app
 from .helpers import SECRET, call, cookie_header
+from .support import AppSession, build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from starlette.applications import Starlette
 
 from fastapi_session_deps import CookieFrontend, MemoryBackend, SessionManager, SessionMiddleware
 
-from .conftest import AppSession
 from .helpers import SECRET
+from .support import AppSession
 
 REFERENCE = (Path(__file__).parents[1] / "docs" / "reference.md").read_text()
 

@@ -31,8 +31,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.signing import TokenSigner, store_key
 
-from .conftest import PassTime, StoreRecords
 from .helpers import SECRET, Clock, CountingBackend, SwitchableBackend, call, cookie_header
+from .support import PassTime, StoreRecords
 
 pytestmark = pytest.mark.anyio
 

@@ -24,8 +24,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.telemetry import InstrumentedStore, Telemetry
 
-from .conftest import AppSession, build_app, manager_factory
 from .helpers import Clock, SwitchableBackend
+from .support import AppSession, build_app, manager_factory
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ import pytest
 from fastapi_session_deps import HeaderFrontend
 from fastapi_session_deps.testing import session_headers
 
-from .conftest import AppSession, ManagerFactory, build_app
 from .helpers import SECRET
+from .support import AppSession, ManagerFactory, build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -40,7 +40,8 @@ from fastapi_session_deps._engine import (
 from fastapi_session_deps.backends.memory import MIN_USERS_KEPT
 from fastapi_session_deps.users import session_handle
 
-from .conftest import (
+from .helpers import SECRET, Clock, http_scope
+from .support import (
     WITH_THE_SERVICE,
     AppSession,
     ManagerFactory,
@@ -50,7 +51,6 @@ from .conftest import (
     manager_factory,
     open_store,
 )
-from .helpers import SECRET, Clock, http_scope
 
 pytestmark = pytest.mark.anyio
 

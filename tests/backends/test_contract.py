@@ -20,8 +20,8 @@ from fastapi_session_deps._engine import OWNER_FIELD
 from fastapi_session_deps.backends import base
 from fastapi_session_deps.backends.base import StoreStats
 
-from ..conftest import STORES, PassTime, open_store
 from ..helpers import Clock
+from ..support import STORES, PassTime, open_store
 
 pytestmark = pytest.mark.anyio
 

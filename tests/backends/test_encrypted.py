@@ -22,8 +22,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.backends.encrypted import KEYS_ENV, PREFIX, new_key
 
-from ..conftest import STORES, StoreRecords, build_app, each_store, manager_factory
 from ..helpers import Clock
+from ..support import STORES, StoreRecords, build_app, each_store, manager_factory
 
 pytestmark = pytest.mark.anyio
 

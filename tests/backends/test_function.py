@@ -24,8 +24,8 @@ from fastapi_session_deps import (
     SessionManager,
 )
 
-from ..conftest import AppSession, build_app
 from ..helpers import SECRET, Clock, call, cookie_header
+from ..support import AppSession, build_app
 
 pytestmark = pytest.mark.anyio
 

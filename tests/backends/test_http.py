@@ -26,7 +26,6 @@ from fastapi_session_deps.backends.base import MAX_RECORD_BYTES
 from fastapi_session_deps.backends.http import HTTPBackend
 from fastapi_session_deps.service import create_app
 
-from ..conftest import AppSession, build_app
 from ..helpers import (
     SECRET,
     SERVICE_TOKEN,
@@ -37,6 +36,7 @@ from ..helpers import (
     http_scope,
     served_in_thread,
 )
+from ..support import AppSession, build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -20,9 +20,9 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.backends.base import StoreStats
 
-from ..conftest import AppSession, build_app
 from ..helpers import SECRET, call, cookie_header
 from ..redis_servers import RedisSentinel, RedisServer
+from ..support import AppSession, build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -32,9 +32,9 @@ from fastapi_session_deps.backends._json_record import split_fields
 from fastapi_session_deps.backends.sql import SERVER_PATCH_LIMIT, decode_row, session_tables
 from fastapi_session_deps.signing import store_key
 
-from ..conftest import SQL_STORES, AppSession, build_app, open_sql_store, sql_records, sql_url
 from ..helpers import SECRET, Clock, call, cookie_header
 from ..sql_servers import MariaDBServer, PostgresServer
+from ..support import SQL_STORES, AppSession, build_app, open_sql_store, sql_records, sql_url
 from ..test_manager import session_id_of
 
 pytestmark = pytest.mark.anyio

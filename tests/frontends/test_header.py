@@ -16,8 +16,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.signing import TokenSigner
 
-from ..conftest import AppSession, ManagerFactory, PassTime, build_app
 from ..helpers import OLD_SECRET, SECRET, call
+from ..support import AppSession, ManagerFactory, PassTime, build_app
 
 pytestmark = pytest.mark.anyio
 

@@ -22,8 +22,8 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.signing import TokenSigner, new_session_id, store_key
 
-from ..conftest import STORES, AppSession, build_app, open_store
 from ..helpers import OLD_SECRET, SECRET, Clock, call, cookie_header
+from ..support import STORES, AppSession, build_app, open_store
 
 pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
 
