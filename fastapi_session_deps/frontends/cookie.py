@@ -91,49 +91,7 @@ class CookieFrontend(Frontend):
         if cookie_name is None:
             host_only = secure is True and domain is None and path == "/"
             cookie_name = "__Host-session" if host_only else "session"
-        if secure not in (True, False, "auto"):
-            raise ConfigurationError(
-                f"secure={secure!r}: use True (the default), 'auto' or False."
-            )
-        if not isinstance(cookie_name, str) or _COOKIE_NAME_RE.fullmatch(cookie_name) is None:
-            raise ConfigurationError(
-                f"cookie_name={cookie_name!r} is not a valid cookie name: use letters, digits "
-                "and -_. only."
-            )
-        samesite_value = str(samesite).lower()
-        if samesite_value not in ("lax", "strict", "none"):
-            raise ConfigurationError(
-                f"samesite={samesite!r}: use 'lax' (the default), 'strict' or 'none'."
-            )
-        if samesite_value == "none" and secure is False:
-            raise ConfigurationError(
-                "samesite='none' requires secure=True: browsers reject a SameSite=None cookie "
-                "that is not Secure. Keep secure=True, or use samesite='lax'."
-            )
-        if partitioned and secure is False:
-            raise ConfigurationError(
-                "partitioned=True requires secure=True: browsers only accept Partitioned "
-                "cookies that are Secure."
-            )
-        if not path.startswith("/") or _UNSAFE_ATTRIBUTE_RE.search(path):
-            raise ConfigurationError(
-                f"path={path!r} must start with '/' and hold no ';' or spaces."
-            )
-        if domain is not None and (not domain or _UNSAFE_ATTRIBUTE_RE.search(domain)):
-            raise ConfigurationError(f"domain={domain!r} is not a valid cookie domain.")
-        if cookie_name.startswith("__Host-") and (
-            secure is False or domain is not None or path != "/"
-        ):
-            raise ConfigurationError(
-                f"A {cookie_name!r} cookie must be Secure, have Path=/ and no Domain, or "
-                "browsers drop it: pass secure=True, path='/' and domain=None, or drop the "
-                "'__Host-' prefix."
-            )
-        if cookie_name.startswith("__Secure-") and secure is False:
-            raise ConfigurationError(
-                f"A {cookie_name!r} cookie must be Secure: pass secure=True, or drop the "
-                "'__Secure-' prefix."
-            )
+        samesite_value = _checked(cookie_name, path, domain, secure, samesite, partitioned)
         super().__init__(
             secret_key, namespace=_unprefixed(cookie_name) if namespace is None else namespace
         )
@@ -242,3 +200,55 @@ def _unprefixed(cookie_name: str) -> str:
         if cookie_name.startswith(prefix):
             return cookie_name[len(prefix) :]
     return cookie_name
+
+
+def _checked(
+    cookie_name: str,
+    path: str,
+    domain: str | None,
+    secure: Secure,
+    samesite: str,
+    partitioned: bool,
+) -> str:
+    """Refuse cookie attributes that are invalid, or that browsers would drop; return the
+    ``SameSite`` value, lower-case."""
+    if secure not in (True, False, "auto"):
+        raise ConfigurationError(f"secure={secure!r}: use True (the default), 'auto' or False.")
+    if not isinstance(cookie_name, str) or _COOKIE_NAME_RE.fullmatch(cookie_name) is None:
+        raise ConfigurationError(
+            f"cookie_name={cookie_name!r} is not a valid cookie name: use letters, digits "
+            "and -_. only."
+        )
+    samesite_value = str(samesite).lower()
+    if samesite_value not in ("lax", "strict", "none"):
+        raise ConfigurationError(
+            f"samesite={samesite!r}: use 'lax' (the default), 'strict' or 'none'."
+        )
+    if samesite_value == "none" and secure is False:
+        raise ConfigurationError(
+            "samesite='none' requires secure=True: browsers reject a SameSite=None cookie "
+            "that is not Secure. Keep secure=True, or use samesite='lax'."
+        )
+    if partitioned and secure is False:
+        raise ConfigurationError(
+            "partitioned=True requires secure=True: browsers only accept Partitioned "
+            "cookies that are Secure."
+        )
+    if not path.startswith("/") or _UNSAFE_ATTRIBUTE_RE.search(path):
+        raise ConfigurationError(f"path={path!r} must start with '/' and hold no ';' or spaces.")
+    if domain is not None and (not domain or _UNSAFE_ATTRIBUTE_RE.search(domain)):
+        raise ConfigurationError(f"domain={domain!r} is not a valid cookie domain.")
+    if cookie_name.startswith("__Host-") and (
+        secure is False or domain is not None or path != "/"
+    ):
+        raise ConfigurationError(
+            f"A {cookie_name!r} cookie must be Secure, have Path=/ and no Domain, or "
+            "browsers drop it: pass secure=True, path='/' and domain=None, or drop the "
+            "'__Host-' prefix."
+        )
+    if cookie_name.startswith("__Secure-") and secure is False:
+        raise ConfigurationError(
+            f"A {cookie_name!r} cookie must be Secure: pass secure=True, or drop the "
+            "'__Secure-' prefix."
+        )
+    return samesite_value
