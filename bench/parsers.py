@@ -40,7 +40,7 @@ from bench.compare import (  # noqa: E402
     versions,
 )
 from fastapi_session_deps import RedisBackend  # noqa: E402
-from fastapi_session_deps._engine import CREATED_FIELD  # noqa: E402
+from fastapi_session_deps._record import CREATED_FIELD  # noqa: E402
 from tests.redis_servers import RedisServer  # noqa: E402
 
 #: Records by what they stand for: field name -> stored value, as a commit writes them.

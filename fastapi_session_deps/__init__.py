@@ -34,6 +34,7 @@ from .policy import SessionEvent as SessionEvent
 from .policy import SessionPolicy as SessionPolicy
 from .starlette import Session as Session
 from .starlette import SessionAutoloadMiddleware as SessionAutoloadMiddleware
+from .starlette import SessionDict as SessionDict
 from .starlette import SessionMiddleware as SessionMiddleware
 from .starlette import SessionNotLoaded as SessionNotLoaded
 from .starlette import destroy_session as destroy_session
@@ -73,6 +74,7 @@ __all__ = [
     "Session",
     "SessionAutoloadMiddleware",
     "SessionBusy",
+    "SessionDict",
     "SessionError",
     "SessionEvent",
     "SessionIndex",

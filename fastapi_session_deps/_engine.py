@@ -23,13 +23,9 @@ the record still slide forward with activity.
 
 from __future__ import annotations
 
-import base64
 import enum
-import json
 import logging
 import math
-import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, cast
@@ -40,7 +36,21 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import Scope
 
 from ._faults import faults
-from .backends.base import Backend, SessionIndex, SessionLocks, backend_name, record_size
+from ._locks import HeldLock, LockKeeper
+from ._record import (
+    CREATED_FIELD,
+    CREATED_SIZE,
+    RESERVED_PREFIX,
+    SEEN_FIELD,
+    RecordFacts,
+    carried_fields,
+    declared,
+    log_in_fields,
+    moved,
+    owner_of,
+    record_size,
+)
+from .backends.base import Backend, SessionIndex, SessionLocks, backend_name
 from .exceptions import (
     BackendUnavailable,
     ConfigurationError,
@@ -50,52 +60,21 @@ from .exceptions import (
     SessionTooLarge,
 )
 from .frontends.base import Frontend
-from .policy import SessionEvent, SessionPolicy
-from .serializers import RESERVED_PREFIX, Serializer
+from .policy import EventKind, SessionEvent, SessionPolicy
+from .serializers import Serializer
 from .signing import VerifiedToken, new_session_id, session_handle, store_key
 from .telemetry import InstrumentedStore, telemetry_for
 
 T = TypeVar("T")
-EventKind = Literal["created", "regenerated", "destroyed", "revoked", "expired"]
 
 logger = logging.getLogger("fastapi_session_deps")
 
-#: Reserved field holding the session's creation time (seconds since the epoch).
-CREATED_FIELD = RESERVED_PREFIX + "created"
-#: Reserved fields of a session bound to a user (`SessionEngine.log_in`): the user, when
-#: the session was last seen (written when its expiry is renewed), and, when the policy
-#: records them, the client's address and user agent at log-in. Carried along by
-#: `regenerate`, dropped by `destroy`.
-OWNER_FIELD = RESERVED_PREFIX + "user"
-SEEN_FIELD = RESERVED_PREFIX + "seen"
-ADDRESS_FIELD = RESERVED_PREFIX + "ip"
-AGENT_FIELD = RESERVED_PREFIX + "agent"
-#: Reserved field of the flash messages waiting to be shown (`flash`): kept across a
-#: regeneration (a log-in's redirect), dropped by `destroy`.
-FLASH_FIELD = RESERVED_PREFIX + "flash"
-#: Reserved field of the session's CSRF secret (`csrf`): replaced by `regenerate`,
-#: dropped by `destroy`.
-CSRF_FIELD = RESERVED_PREFIX + "csrf"
-#: Bytes of a CSRF secret.
-CSRF_SECRET_BYTES = 32
-#: The library's fields a session carries with it (`SessionState.meta`).
-META_FIELDS = (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD, FLASH_FIELD, CSRF_FIELD)
-#: Those a log-in sets afresh.
-_LOG_IN_FIELDS = (OWNER_FIELD, ADDRESS_FIELD, AGENT_FIELD)
-#: The most the creation time adds to a record: its name, and a float's longest JSON.
-_CREATED_SIZE = len(CREATED_FIELD) + 24
-#: The longest user name a session can be bound to (an id, an email address).
-MAX_USER_LENGTH = 255
-#: The longest user agent kept.
-MAX_AGENT_LENGTH = 256
 #: The token and the record's expiry are renewed once a token is this share of the
 #: lifetime old, so a visitor is logged out after between 90 % and 100 % of it idle.
 REISSUE_FRACTION = 0.1
 #: A token stamped more than this many seconds in the future (servers whose clocks
 #: disagree) is re-issued at once, so it slides like any other.
 MAX_CLOCK_SKEW = 60.0
-#: At most this many failed lock releases are remembered for a retry.
-MAX_UNRELEASED = 1024
 
 
 class Use(enum.Enum):
@@ -123,15 +102,6 @@ class Fate(enum.Enum):
     END = "end"
 
 
-@dataclass(frozen=True)
-class HeldLock:
-    """The session lock a request holds (``concurrency="lock"``), and the store of it."""
-
-    locks: SessionLocks
-    key: str
-    token: str
-
-
 @dataclass(eq=False, slots=True)
 class SessionState(Generic[T]):
     """Everything the engine knows about one request's session."""
@@ -148,11 +118,11 @@ class SessionState(Generic[T]):
     use: Use = Use.WRITABLE
     fate: Fate = Fate.KEEP
     lock: HeldLock | None = None
-    #: The library's own fields to keep with the record (`META_FIELDS`: the owner, what
-    #: was recorded at log-in, flash messages), creation and last-seen times aside. Never
-    #: changed in place: a change replaces the dict.
+    #: The reserved fields the session carries with it (`_record.RESERVED_FIELDS`: the
+    #: owner, what was recorded at log-in, flash messages, the CSRF secret), its creation
+    #: time aside. Never changed in place: a change replaces the dict.
     meta: dict[str, bytes] | None = None
-    #: ``meta`` as loaded: while ``meta`` is this very object, the library's fields are
+    #: ``meta`` as loaded: while ``meta`` is this very object, the reserved fields are
     #: unchanged.
     loaded_meta: dict[str, bytes] | None = None
     #: The stored record as it was read (never changed), for its owner, its index entry
@@ -160,25 +130,36 @@ class SessionState(Generic[T]):
     stored: dict[str, bytes] | None = None
 
     @property
-    def stored_meta(self) -> dict[str, bytes]:
-        """The stored record's own library fields (owner, creation, client); none for a
-        session never stored."""
-        stored = self.stored or {}
-        return {name: stored[name] for name in (*META_FIELDS, CREATED_FIELD) if name in stored}
-
-    @property
     def stored_owner(self) -> str | None:
         """The user the stored record is bound to, if any."""
-        return reserved_text(self.stored.get(OWNER_FIELD)) if self.stored else None
-
-    def library_fields(self) -> dict[str, bytes]:
-        """The library's fields this session will be stored with: for its events."""
-        return {**(self.meta or {}), CREATED_FIELD: to_json(self.created_at)}
+        return owner_of(self.stored)
 
     @property
     def owner(self) -> str | None:
         """The user the session is bound to, if any."""
-        return reserved_text(self.meta.get(OWNER_FIELD)) if self.meta else None
+        return owner_of(self.meta)
+
+    def library_fields(self) -> dict[str, bytes]:
+        """The reserved fields this session will be stored with: for its events."""
+        return {**(self.meta or {}), CREATED_FIELD: to_json(self.created_at)}
+
+    def reserved(self, name: str) -> bytes | None:
+        """The value of the reserved field ``name`` the session carries, if any."""
+        return self.meta.get(name) if self.meta else None
+
+    def set_reserved(self, name: str, value: bytes | None) -> None:
+        """Give the reserved field ``name`` a new value (``None``: drop it), saved with the
+        session's commit.
+
+        Raises:
+            ValueError: ``name`` has no row in `_record.RESERVED_FIELDS`, so a regeneration
+                would not know what to do with it.
+        """
+        declared(name)
+        meta = {other: raw for other, raw in (self.meta or {}).items() if other != name}
+        if value is not None:
+            meta[name] = value
+        self.meta = meta or None
 
 
 class RequestSlot:
@@ -213,6 +194,29 @@ def bound_state(session: object) -> SessionState[Any]:
     return state
 
 
+def _check_wiring(frontend: object, backend: object, policy: SessionPolicy) -> None:
+    """Refuse a frontend, a backend or a policy the others cannot serve."""
+    if not isinstance(frontend, Frontend):
+        raise ConfigurationError(
+            f"frontend must be a Frontend such as CookieFrontend(...), not {frontend!r}."
+        )
+    if not isinstance(backend, Backend):
+        raise ConfigurationError(
+            f"backend must be a Backend such as MemoryBackend(), not {backend!r}."
+        )
+    if policy.concurrency == "lock" and not isinstance(backend, SessionLocks):
+        raise ConfigurationError(
+            f"concurrency='lock' needs a backend with session locks (MemoryBackend, "
+            f"RedisBackend); {type(backend).__name__} has none. Use concurrency='merge'."
+        )
+    if policy.user_index and not isinstance(backend, SessionIndex):
+        raise ConfigurationError(
+            f"user_index=True needs a backend that keeps an index of each user's sessions "
+            f"(MemoryBackend, RedisBackend, SQLBackend, HTTPBackend); "
+            f"{type(backend).__name__} has none."
+        )
+
+
 class SessionEngine(Generic[T]):
     """Frontend + backend + serializer + policy: loads and commits sessions.
 
@@ -227,42 +231,24 @@ class SessionEngine(Generic[T]):
         backend: Backend,
         policy: SessionPolicy,
     ) -> None:
-        if not isinstance(frontend, Frontend):
-            raise ConfigurationError(
-                f"frontend must be a Frontend such as CookieFrontend(...), not {frontend!r}."
-            )
-        if not isinstance(backend, Backend):
-            raise ConfigurationError(
-                f"backend must be a Backend such as MemoryBackend(), not {backend!r}."
-            )
+        _check_wiring(frontend, backend, policy)
         #: The instruments (OpenTelemetry), or ``None``: then the store is called directly.
         self.telemetry = telemetry_for(policy.telemetry)  # True without the package: raises
         #: What the engine calls: the store, or the store through its instruments.
         self.store: Backend = (
             backend if self.telemetry is None else InstrumentedStore(backend, self.telemetry)
         )
-        locks = cast("SessionLocks", self.store) if isinstance(backend, SessionLocks) else None
-        if policy.concurrency == "lock" and locks is None:
-            raise ConfigurationError(
-                f"concurrency='lock' needs a backend with session locks (MemoryBackend, "
-                f"RedisBackend); {type(backend).__name__} has none. Use concurrency='merge'."
-            )
-        if policy.user_index and not isinstance(backend, SessionIndex):
-            raise ConfigurationError(
-                f"user_index=True needs a backend that keeps an index of each user's sessions "
-                f"(MemoryBackend, RedisBackend, SQLBackend, HTTPBackend); "
-                f"{type(backend).__name__} has none."
-            )
         self.serializer = serializer
         self.frontend = frontend
         self.backend = backend
         self.policy = policy
-        self.locks = locks
-        self.index = (
-            cast("SessionIndex", self.store)
-            if policy.user_index and isinstance(backend, SessionIndex)
+        #: The session locks requests take, under ``concurrency="lock"``.
+        self.locking = (
+            LockKeeper(cast("SessionLocks", self.store), policy, self._log_extra)
+            if policy.concurrency == "lock"
             else None
         )
+        self.index = cast("SessionIndex", self.store) if policy.user_index else None
         self.scope_key = f"fastapi_session_deps.{id(self):x}"
         #: The sliding lifetime: the idle timeout, or the frontend's shorter token lifetime
         #: (a cookie's max_age), since a client drops its token after that anyway.
@@ -272,8 +258,6 @@ class SessionEngine(Generic[T]):
         #: Whether anything hears of events (a hook, or the instruments): if not, none is
         #: built.
         self._listening = policy.on_event is not None or self.telemetry is not None
-        #: Locks whose release failed (the store was unreachable): key -> (lock, until).
-        self._unreleased: dict[str, tuple[HeldLock, float]] = {}
         # A new session's fields, when every new session's are the same (no default drawn
         # from a factory that varies): computed once, not per request. Never mutated.
         first, second = serializer.dump(serializer.new()), serializer.dump(serializer.new())
@@ -315,12 +299,8 @@ class SessionEngine(Generic[T]):
             if token is None or self.policy.clock() - token.issued_at > self.lifetime:
                 # No token, or one older than any client may keep it (its Max-Age ran out).
                 state = self.new_state(use)
-            elif (
-                self.locks is not None
-                and use is Use.WRITABLE
-                and self.policy.concurrency == "lock"
-            ):
-                state = await self._load_locked(self.locks, token, use)
+            elif self.locking is not None and use is Use.WRITABLE:
+                state = await self._load_locked(self.locking, token, use)
             else:
                 state = await self._restore(token, use) or self.new_state(use)
         except SessionBusy:
@@ -341,17 +321,17 @@ class SessionEngine(Generic[T]):
         return state
 
     async def _load_locked(
-        self, locks: SessionLocks, token: VerifiedToken, use: Use
+        self, locking: LockKeeper, token: VerifiedToken, use: Use
     ) -> SessionState[T]:
-        lock = await self._acquire(locks, token.key)
+        lock = await locking.acquire(token.key)
         try:
             state = await self._restore(token, use)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                await self._release_quietly(lock)
+                await lock.release()
             raise
         if state is None:
-            await self._release_quietly(lock)
+            await lock.release()
             return self.new_state(use)
         state.lock = lock
         return state
@@ -403,7 +383,7 @@ class SessionEngine(Generic[T]):
                 extra=self._log_extra("record_undecodable", token.key),
             )
             return None
-        meta = _meta_of(fields)
+        meta = carried_fields(fields)
         return SessionState(
             self,
             data,
@@ -438,46 +418,34 @@ class SessionEngine(Generic[T]):
         state.use = Use.WRITABLE
 
     def regenerate(self, state: SessionState[T]) -> None:
-        """Move the session to a new id at commit, keeping its data; the old record goes."""
+        """Move the session to a new id at commit, keeping its data; the old record goes.
+        Its reserved fields go as `_record.RESERVED_FIELDS` says."""
         self.make_writable(state)
         if state.fate is not Fate.END:  # an ended session has nothing left to move
             state.fate = Fate.MOVE
-        if state.meta and CSRF_FIELD in state.meta:  # a token seen before must not carry on
-            state.meta = {
-                **state.meta,
-                CSRF_FIELD: csrf_field(secrets.token_bytes(CSRF_SECRET_BYTES)),
-            }
+        state.meta = moved(state.meta, log_in=False)
 
-    def log_in(self, state: SessionState[T], user: str, scope: Scope | None = None) -> None:
+    def log_in(
+        self,
+        state: SessionState[T],
+        user: str,
+        *,
+        address: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
         """Bind the session to ``user`` and move it to a new id at commit (a log-in: the
-        fixation defence and the binding in one step). With ``record_client``, the client's
-        address and user agent are taken from ``scope``."""
+        fixation defence and the binding in one step). The client's ``address`` and
+        ``user_agent`` are recorded when the policy says so (``record_client``)."""
         if self.index is None:
             raise ConfigurationError(
                 "Binding sessions to users needs user_index=True in the session settings."
             )
-        if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_LENGTH:
-            raise SessionError(
-                f"The user must be a non-empty string of at most {MAX_USER_LENGTH} "
-                f"characters, not {user!r}."
-            )
-        self.regenerate(state)
+        if not self.policy.record_client:
+            address = user_agent = None
+        written = log_in_fields(user, address, user_agent)
+        self.make_writable(state)
         state.fate = Fate.MOVE  # even a session ended earlier in this request
-        # The owner and the client are the log-in's; the rest (flash messages) is kept.
-        meta = {
-            name: raw for name, raw in (state.meta or {}).items() if name not in _LOG_IN_FIELDS
-        }
-        meta[OWNER_FIELD] = to_json(user)
-        if self.policy.record_client and scope is not None:
-            client = scope.get("client")
-            if client:
-                meta[ADDRESS_FIELD] = to_json(str(client[0]))
-            for name, value in scope.get("headers", ()):
-                if name == b"user-agent":
-                    agent = value.decode("latin-1")[:MAX_AGENT_LENGTH]
-                    meta[AGENT_FIELD] = to_json(agent)
-                    break
-        state.meta = meta
+        state.meta = {**(moved(state.meta, log_in=True) or {}), **written}
 
     def destroy(self, state: SessionState[T]) -> None:
         """End the session: its record is deleted at commit and the token cleared.
@@ -576,7 +544,7 @@ class SessionEngine(Generic[T]):
         if self.index is not None and state.stored_owner is not None:
             await self.index.index_remove(state.stored_owner, [key])
         if event is not None and self._listening:
-            await self.emit(event, key, state.stored_meta)
+            await self.emit(event, key, state.stored or {})
 
     async def _save(
         self,
@@ -596,10 +564,8 @@ class SessionEngine(Generic[T]):
                 self._clear(headers, scope)
             return
         fields, changed, removed = self._changes(state, unchanged)
-        self._meta_changes(state, changed, removed)
-        dirty = bool(changed or removed)
         if state.use is Use.READ_ONLY:
-            if dirty:
+            if changed or removed:
                 logger.warning(
                     "A read-only session was changed; the change is not saved",
                     extra=self._log_extra(
@@ -611,51 +577,91 @@ class SessionEngine(Generic[T]):
         stored = None if ended else state.origin
         now = self.policy.clock()
         ttl = self.remaining(state.created_at, now)
-
         if ttl <= 0:
-            # No time left: the absolute timeout ran out while this request ran, or the
-            # session's lifetime is zero (a cookie max_age of 0 or less, as Starlette
-            # allows). Nothing is kept; a new session's token is sent already expired, as
-            # Starlette sends it, so the client learns of it and drops it at once.
-            if stored is not None:
-                await self._delete_stored(state, stored.key, "expired")
-                self._clear(headers, scope)
-            elif dirty:
-                self._send(headers, new_session_id(), now, ttl, scope)
-            elif ended:
+            await self._end_now(state, stored, bool(changed or removed), now, ttl, headers, scope)
+        elif stored is None or state.fate is Fate.MOVE:
+            await self._save_whole(
+                state, stored, fields, bool(changed or removed), now, ttl, headers, scope
+            )
+        else:
+            await self._save_changes(
+                state, stored, fields, changed, removed, now, ttl, headers, scope
+            )
+
+    async def _end_now(
+        self,
+        state: SessionState[T],
+        stored: VerifiedToken | None,
+        dirty: bool,
+        now: float,
+        ttl: float,
+        headers: MutableHeaders,
+        scope: Scope,
+    ) -> None:
+        """No time left: the absolute timeout ran out while this request ran, or the
+        session's lifetime is zero (a cookie max_age of 0 or less, as Starlette allows).
+        Nothing is kept; a new session's token is sent already expired, as Starlette sends
+        it, so the client learns of it and drops it at once."""
+        if stored is not None:
+            await self._delete_stored(state, stored.key, "expired")
+            self._clear(headers, scope)
+        elif dirty:
+            self._send(headers, new_session_id(), now, ttl, scope)
+        elif state.fate is Fate.END:
+            self._clear(headers, scope)
+
+    async def _save_whole(
+        self,
+        state: SessionState[T],
+        stored: VerifiedToken | None,
+        fields: dict[str, bytes],
+        dirty: bool,
+        now: float,
+        ttl: float,
+        headers: MutableHeaders,
+        scope: Scope,
+    ) -> None:
+        """A new session (stored only if the route filled it), or a stored one moving to
+        a new id: the whole record under a new id, then the old record deleted."""
+        if stored is None and not dirty:
+            if state.fate is Fate.END:
                 self._clear(headers, scope)
             return
-
-        if stored is None or state.fate is Fate.MOVE:
-            if not dirty and stored is None:
-                if ended:
-                    self._clear(headers, scope)
-                return
-            # A new session, or a stored one moving to a new id: the whole record.
-            self._check_size(fields)
-            try:
-                session_id, new_key = await self._write_new(
-                    fields, state.created_at, ttl, state.meta
-                )
-            except BackendUnavailable as exc:
-                if stored is not None or self.policy.on_backend_error != "anonymous":
-                    raise
-                # "anonymous": a visitor the store cannot take goes on without a session.
-                faults.report("Session store unavailable; a new session was not stored", exc)
-                return
-            if stored is not None:
-                await self._delete_stored(state, stored.key)
-            if self._listening:
-                previous = None if stored is None else stored.key
-                await self.emit(
-                    "created" if stored is None else "regenerated",
-                    new_key,
-                    state.library_fields(),
-                    previous=previous,
-                )
-            self._send(headers, session_id, now, ttl, scope)
+        self._check_size(fields)
+        try:
+            session_id, new_key = await self._write_new(fields, state.created_at, ttl, state.meta)
+        except BackendUnavailable as exc:
+            if stored is not None or self.policy.on_backend_error != "anonymous":
+                raise
+            # "anonymous": a visitor the store cannot take goes on without a session.
+            faults.report("Session store unavailable; a new session was not stored", exc)
             return
+        if stored is not None:
+            await self._delete_stored(state, stored.key)
+        if self._listening:
+            previous = None if stored is None else stored.key
+            await self.emit(
+                "created" if stored is None else "regenerated",
+                new_key,
+                state.library_fields(),
+                previous=previous,
+            )
+        self._send(headers, session_id, now, ttl, scope)
 
+    async def _save_changes(
+        self,
+        state: SessionState[T],
+        stored: VerifiedToken,
+        fields: dict[str, bytes],
+        changed: dict[str, bytes],
+        removed: list[str],
+        now: float,
+        ttl: float,
+        headers: MutableHeaders,
+        scope: Scope,
+    ) -> None:
+        """A stored session staying under its id: merge what changed into the record, and
+        re-issue the token when it is due."""
         index, owner = self.index, state.owner
         if index is not None and owner is not None and state.fate is Fate.RENEW:
             # The index keeps the session as long as the record; the record says when it
@@ -679,43 +685,40 @@ class SessionEngine(Generic[T]):
     def _changes(
         self, state: SessionState[T], unchanged: bool | None
     ) -> tuple[dict[str, bytes], dict[str, bytes], list[str]]:
-        """The data's fields now, those that differ from the snapshot, and those removed.
-        ``unchanged`` is the serializer's answer if the commit already asked it."""
+        """The data's fields now, and the fields (the reserved ones included) that differ
+        from the record as loaded, and those removed. ``unchanged`` is the serializer's
+        answer if the commit already asked it."""
         snapshot = state.snapshot
         if unchanged is None:
             unchanged = self.serializer.unchanged(state.data, state.memo)
         if unchanged:
             # The common case of a session only read: one call of the serializer says so.
-            kept = {name: raw for name, raw in snapshot.items() if name[:1] != RESERVED_PREFIX}
-            return kept, {}, []
-        fields = self.serializer.dump(state.data)
-        changed = {name: raw for name, raw in fields.items() if snapshot.get(name) != raw}
-        removed = [
-            name
-            for name in snapshot
-            if name not in fields and not name.startswith(RESERVED_PREFIX)
-        ]
+            fields = {name: raw for name, raw in snapshot.items() if name[:1] != RESERVED_PREFIX}
+            changed: dict[str, bytes] = {}
+            removed: list[str] = []
+        else:
+            fields = self.serializer.dump(state.data)
+            changed = {name: raw for name, raw in fields.items() if snapshot.get(name) != raw}
+            removed = [
+                name
+                for name in snapshot
+                if name not in fields and not name.startswith(RESERVED_PREFIX)
+            ]
+        if state.meta is not state.loaded_meta or state.snapshot is not state.stored:
+            # The reserved fields were replaced since the load (an owner bound, flash
+            # messages added or shown): add those that changed.
+            now, then = state.meta or {}, carried_fields(snapshot) or {}
+            if now != then:
+                changed.update({name: raw for name, raw in now.items() if then.get(name) != raw})
+                removed.extend(name for name in then if name not in now)
         return fields, changed, removed
-
-    @staticmethod
-    def _meta_changes(
-        state: SessionState[T], changed: dict[str, bytes], removed: list[str]
-    ) -> None:
-        """Add the library's fields that changed (an owner bound, flash messages added or
-        shown) to ``changed`` and ``removed``."""
-        if state.meta is state.loaded_meta and state.snapshot is state.stored:
-            return  # neither replaced since the load
-        now, then = state.meta or {}, _meta_of(state.snapshot) or {}
-        if now != then:
-            changed.update({name: raw for name, raw in now.items() if then.get(name) != raw})
-            removed.extend(name for name in then if name not in now)
 
     def _check_size(self, fields: dict[str, bytes]) -> None:
         """Refuse a record over ``max_record_bytes``, as it would be stored (its creation
         time counted at the most it can take)."""
         limit = self.policy.max_record_bytes
         if limit is not None:
-            size = record_size(fields) + _CREATED_SIZE
+            size = record_size(fields) + CREATED_SIZE
             if size > limit:
                 raise SessionTooLarge(size, limit)
 
@@ -734,7 +737,7 @@ class SessionEngine(Generic[T]):
         fields[CREATED_FIELD] = to_json(created_at)
         if meta:
             fields.update(meta)
-            owner = reserved_text(meta.get(OWNER_FIELD))
+            owner = owner_of(meta)
             if owner is not None and self.index is not None:
                 fields[SEEN_FIELD] = to_json(self.policy.clock())
                 await self.index.index_add(owner, key, ttl=ttl)
@@ -764,22 +767,23 @@ class SessionEngine(Generic[T]):
         previous: str | None = None,
     ) -> None:
         """Tell ``on_event`` that ``kind`` happened to the session stored under ``key``,
-        with what its library ``fields`` say of it; a hook that fails is logged, never the
+        with what its reserved ``fields`` say of it; a hook that fails is logged, never the
         request's failure."""
         if self.telemetry is not None:
             self.telemetry.events.add(1, {"session.event": kind})
         hook = self.policy.on_event
         if hook is None:
             return
+        facts = RecordFacts.of(fields)
         event = SessionEvent(
             kind=kind,
             handle=session_handle(key),
-            user=reserved_text(fields.get(OWNER_FIELD)),
+            user=facts.user,
             at=self.policy.clock(),
             previous=None if previous is None else session_handle(previous),
-            created_at=reserved_number(fields.get(CREATED_FIELD)),
-            ip=reserved_text(fields.get(ADDRESS_FIELD)),
-            user_agent=reserved_text(fields.get(AGENT_FIELD)),
+            created_at=facts.created_at,
+            ip=facts.ip,
+            user_agent=facts.user_agent,
         )
         try:
             await hook(event)
@@ -790,96 +794,11 @@ class SessionEngine(Generic[T]):
                 extra=self._log_extra("event_hook_failed", key),
             )
 
-    # -- locks -----------------------------------------------------------------------------------
-
-    async def _acquire(self, locks: SessionLocks, key: str) -> HeldLock:
-        await self._retry_release(key)
-        lock = HeldLock(locks, key, secrets.token_urlsafe(16))
-        policy = self.policy
-        try:
-            held = await locks.acquire_lock(
-                key, lock.token, ttl=policy.lock_ttl, wait=policy.lock_timeout
-            )
-        except BaseException:
-            # A store that timed out may still have applied the attempt: free the lock
-            # now, rather than leave every later request waiting for its TTL.
-            with anyio.CancelScope(shield=True):
-                await self._release_quietly(lock)
-            raise
-        if held:
-            return lock
-        # Covered by the lock-timeout tests; the coverage tracer loses this frame once a
-        # cancelled wait inside acquire_lock has resumed it.
-        raise SessionBusy(  # pragma: no cover
-            f"another request held this session for {policy.lock_timeout:g} s"
-        )
-
     async def release(self, state: SessionState[T]) -> None:
         """Release the session lock ``state`` holds, if any. Never raises for a store fault."""
         lock, state.lock = state.lock, None
         if lock is not None:
-            await self._release_quietly(lock)
-
-    async def _release_quietly(self, lock: HeldLock) -> None:
-        """Release a lock; if the store cannot be reached, remember to try again."""
-        try:
-            await lock.locks.release_lock(lock.key, lock.token)
-        except BackendUnavailable as exc:
-            # Left as it is, the lock would keep every request on this session waiting for
-            # lock_timeout, then 503, until lock_ttl runs out. The next request of this
-            # process for the session releases it first.
-            logger.warning(
-                "Could not release a session lock (retried on next use): %s",
-                exc,
-                extra=self._log_extra("lock_release_failed", lock.key),
-            )
-            self._unreleased[lock.key] = (lock, time.monotonic() + self.policy.lock_ttl)
-            while len(self._unreleased) > MAX_UNRELEASED:
-                del self._unreleased[next(iter(self._unreleased))]
-
-    async def _retry_release(self, key: str) -> None:
-        pending = self._unreleased.pop(key, None)
-        if pending is not None and pending[1] > time.monotonic():
-            await self._release_quietly(pending[0])
-
-
-def _meta_of(fields: dict[str, bytes]) -> dict[str, bytes] | None:
-    """The library's fields of a loaded record (as `SessionState.meta` holds them)."""
-    if _META_SET.isdisjoint(fields):  # most records: one set operation says so
-        return None
-    return {name: fields[name] for name in META_FIELDS if name in fields}
-
-
-_META_SET = frozenset(META_FIELDS)
-
-
-def csrf_field(secret: bytes) -> bytes:
-    """A CSRF secret as its field holds it: base64url (unpadded) JSON text."""
-    return to_json(base64.urlsafe_b64encode(secret).rstrip(b"=").decode("ascii"))
-
-
-def _reserved(raw: bytes | None) -> object:
-    """A reserved field's JSON value; ``None`` if absent or not JSON."""
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
-
-
-def reserved_number(raw: bytes | None) -> float | None:
-    """A reserved time field's value (a finite JSON number); ``None`` if absent or damaged."""
-    value = _reserved(raw)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def reserved_text(raw: bytes | None) -> str | None:
-    """A reserved text field's value (JSON text); ``None`` if absent or damaged."""
-    value = _reserved(raw)
-    return value if isinstance(value, str) else None
+            await lock.release()
 
 
 def _no_store(headers: MutableHeaders) -> None:

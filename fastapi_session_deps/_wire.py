@@ -14,6 +14,9 @@ from typing import Any, TypeGuard
 
 __all__ = [
     "MAX_LISTING_BYTES",
+    "MAX_TTL_SECONDS",
+    "SERVICE_TOKEN_ENV",
+    "counted_stats",
     "decode_fields",
     "encode_fields",
     "json_object",
@@ -22,6 +25,10 @@ __all__ = [
     "record_fields",
 ]
 
+#: The environment variable that holds the token clients and the service share.
+SERVICE_TOKEN_ENV = "SESSION_SERVICE_TOKEN"  # noqa: S105 - a variable's name
+#: The longest time-to-live the service takes for a record or an index entry: a year.
+MAX_TTL_SECONDS = 366 * 86400
 #: The largest answer to a listing of a user's sessions: the library's fields of each (a
 #: few hundred bytes) for thousands of sessions.
 MAX_LISTING_BYTES = 16 * 1024 * 1024

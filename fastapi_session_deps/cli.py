@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ._engine import SessionEngine
-from .backends.base import Backend, backend_name
+from .backends.base import Backend, backend_name, ping
 from .backends.memory import MemoryBackend
 from .exceptions import (
     BackendError,
@@ -31,7 +31,6 @@ from .exceptions import (
     SessionError,
 )
 from .frontends.cookie import CookieFrontend
-from .health import ping
 from .keys import new_encryption_key, new_secret_key
 from .manager import SessionManager
 from .models import SessionModel
@@ -214,7 +213,7 @@ def session_engines(app: Any, namespace: dict[str, Any]) -> Iterator[SessionEngi
             found.append(standalone)
         layer = getattr(layer, "app", None)
     for holder in found:
-        engine = getattr(holder, "_engine", None) or getattr(holder, "core", None)
+        engine = getattr(holder, "engine", None)
         if isinstance(engine, SessionEngine) and id(engine) not in seen:
             seen.add(id(engine))
             yield engine
@@ -236,7 +235,7 @@ async def check_engine(engine: SessionEngine[Any], report: Report) -> None:
             "store: MemoryBackend keeps sessions in one process: lost on restart, not "
             "shared between workers"
         )
-    keys = len(frontend._signer._signers)  # each at least 32 bytes, or it was refused
+    keys = frontend.key_count  # each at least 32 bytes, or it was refused
     report.ok(f"secret key: {keys} key(s), each at least {MIN_SECRET_KEY_BYTES} bytes")
     if isinstance(frontend, CookieFrontend):
         _check_cookie(frontend, report)

@@ -15,7 +15,6 @@ a new secret, and `destroy` drops it.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import html
 import importlib.util
@@ -32,17 +31,12 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Message, Receive
 
-from ._engine import (
-    CSRF_FIELD,
-    CSRF_SECRET_BYTES,
-    SessionState,
-    bound_state,
-    csrf_field,
-    reserved_text,
-)
+from ._engine import SessionState, bound_state
 from ._http import retry_later
+from ._record import CSRF_FIELD, CSRF_SECRET_BYTES, csrf_field, csrf_secret
+from ._starlette_settings import compiled_pattern
 from .exceptions import BackendUnavailable, ConfigurationError, SessionBusy
-from .starlette import _loaded_state, _pattern
+from .starlette import loaded_state
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -177,10 +171,10 @@ class CSRFProtection:
         self.trusted_origins = frozenset(
             _origin_of(origin, "trusted_origins") for origin in trusted_origins
         )
-        self.exempt = [_pattern(path, "exempt") for path in exempt]
+        self.exempt = [compiled_pattern(path, "exempt") for path in exempt]
         self.check_origin = check_origin
         self._load: Callable[[HTTPConnection], Awaitable[SessionState[Any]]]
-        self._load = _typed_loader(sessions) if sessions is not None else _loaded_state
+        self._load = _typed_loader(sessions) if sessions is not None else loaded_state
         self.__name__ = self.__qualname__ = "csrf_protection"
 
     def token(self, session: object) -> CSRFToken:
@@ -215,7 +209,7 @@ class CSRFProtection:
             state = await self._load(connection)
         except (BackendUnavailable, SessionBusy) as exc:
             raise retry_later(connection, exc) from exc
-        secret = _stored_secret(state) if state.origin is not None else None
+        secret = csrf_secret(state.reserved(CSRF_FIELD)) if state.origin is not None else None
         if secret is None:
             raise _refuse(connection, "no session")
         sent = await self._sent_token(connection)
@@ -323,20 +317,14 @@ def csrf_error_response(request: Request, exc: Exception) -> Response:
 # -- the token -------------------------------------------------------------------------
 
 
-def _stored_secret(state: SessionState[Any]) -> bytes | None:
-    """The session's secret; ``None`` if it has none, or a damaged one."""
-    stored = reserved_text((state.meta or {}).get(CSRF_FIELD))
-    secret = _decode(stored) if stored is not None else None
-    return secret if secret is not None and len(secret) == SECRET_BYTES else None
-
-
 def _secret(state: SessionState[Any]) -> bytes:
-    """The session's secret, made (and stored with the session at commit) if it has none."""
-    secret = _stored_secret(state)
+    """The session's secret, made (and stored with the session at commit) if it has none,
+    or a damaged one."""
+    secret = csrf_secret(state.reserved(CSRF_FIELD))
     if secret is None:
         state.engine.make_writable(state)
         secret = secrets.token_bytes(SECRET_BYTES)
-        state.meta = {**(state.meta or {}), CSRF_FIELD: csrf_field(secret)}
+        state.set_reserved(CSRF_FIELD, csrf_field(secret))
     return secret
 
 
@@ -360,13 +348,6 @@ def _xor(a: bytes, b: bytes) -> bytes:
 
 def _encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode(text: str) -> bytes | None:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
 
 
 # -- origins ---------------------------------------------------------------------------

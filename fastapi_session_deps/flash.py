@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from ._engine import FLASH_FIELD, SessionState, bound_state
+from ._engine import SessionState, bound_state
+from ._record import FLASH_FIELD
 from .exceptions import SessionError
 
 __all__ = ["FlashMessage", "flash", "get_flashed_messages"]
@@ -65,7 +66,7 @@ def _state(session: object) -> SessionState[Any]:
 
 def _pending(state: SessionState[Any]) -> list[FlashMessage]:
     """The waiting messages; a damaged field holds none."""
-    raw = (state.meta or {}).get(FLASH_FIELD)
+    raw = state.reserved(FLASH_FIELD)
     try:
         stored = json.loads(raw) if raw is not None else []
     except ValueError:
@@ -82,7 +83,5 @@ def _pending(state: SessionState[Any]) -> list[FlashMessage]:
 
 
 def _keep(state: SessionState[Any], messages: list[FlashMessage]) -> None:
-    meta = {name: raw for name, raw in (state.meta or {}).items() if name != FLASH_FIELD}
-    if messages:
-        meta[FLASH_FIELD] = to_json([[m.category, m.text] for m in messages])
-    state.meta = meta or None
+    value = to_json([[m.category, m.text] for m in messages]) if messages else None
+    state.set_reserved(FLASH_FIELD, value)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from .backends.base import Backend, backend_name
+from .backends.base import ping as ping_backend
 from .exceptions import BackendError, BackendUnavailable
 
 if TYPE_CHECKING:
@@ -19,10 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["health_router", "ping"]
 
 logger = logging.getLogger("fastapi_session_deps")
-
-#: The key a ping reads: shaped like a store key (a SHA-256 digest) but the digest of no
-#: session id, so it is never there, on any store.
-PING_KEY = hashlib.sha256(b"fastapi-session-deps: ping").hexdigest()
 
 
 async def ping(store: Backend | SessionManager[Any]) -> float:
@@ -35,10 +30,7 @@ async def ping(store: Backend | SessionManager[Any]) -> float:
         BackendUnavailable: the store did not answer in time, or refused.
         BackendError: it answered something that is not a store's answer.
     """
-    backend = store if isinstance(store, Backend) else store.backend
-    started = time.perf_counter()
-    await backend.get(PING_KEY)
-    return time.perf_counter() - started
+    return await ping_backend(store if isinstance(store, Backend) else store.backend)
 
 
 def health_router(
@@ -63,7 +55,7 @@ def health_router(
     async def session_store_health() -> JSONResponse:
         headers = {"Cache-Control": "no-store"}
         try:
-            took = await ping(backend)
+            took = await ping_backend(backend)
         except (BackendUnavailable, BackendError) as exc:
             logger.warning(
                 "Session store health check failed: %s",

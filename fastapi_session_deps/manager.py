@@ -13,16 +13,15 @@ from starlette.types import ASGIApp
 
 from ._cleanup import cleaning
 from ._engine import SessionEngine, SessionState, state_of
-from .backends.base import Backend
+from .backends.base import Backend, ping
 from .dependencies import SecuredSessionDependency, SessionDependency
 from .exceptions import SessionError
 from .frontends.base import Frontend
-from .health import ping
 from .middleware import SessionCommitMiddleware
 from .models import SessionModel
 from .policy import PolicySettings, SessionPolicy
 from .serializers import ModelSerializer
-from .users import UserSessions
+from .users import UserSessions, client_of
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -58,15 +57,18 @@ class SessionManager(Generic[M]):
         backend: where the data lives, e.g. `MemoryBackend` or `RedisBackend`.
         **settings: the `SessionPolicy` settings, by name: ``idle_timeout`` (1800 s),
             ``absolute_timeout`` (``None``), ``concurrency`` (``"merge"`` or ``"lock"``),
-            ``on_backend_error`` (``"fail"`` or ``"anonymous"``), ``lock_timeout``,
-            ``lock_ttl``, ``max_record_bytes`` and ``clock``. See `SessionPolicy` for what
-            each does.
+            ``on_backend_error`` (``"fail"`` or ``"anonymous"``), ``lock_timeout`` (5 s),
+            ``lock_ttl`` (30 s), ``max_record_bytes`` (64 KiB), ``cleanup_interval``
+            (``None``), ``user_index`` (off), ``record_client`` (off), ``on_event``,
+            ``telemetry`` (off) and ``clock``. See `SessionPolicy` for what each does.
 
     Attributes:
         model: the session model.
         frontend: the frontend.
         backend: the backend.
         policy: the `SessionPolicy` built from the settings.
+        engine: the engine that loads and commits the sessions, read-only; for tools
+            (the command line, `fastapi_session_deps.testing`), not a stable interface.
 
     Raises:
         ConfigurationError: an invalid model, setting or combination.
@@ -101,6 +103,12 @@ class SessionManager(Generic[M]):
             f"backend={self.backend!r}, idle_timeout={self.idle_timeout:g}, "
             f"absolute_timeout={self.absolute_timeout!r})"
         )
+
+    @property
+    def engine(self) -> SessionEngine[M]:
+        """The engine that loads and commits this manager's sessions (for tools, such as
+        the command line and `fastapi_session_deps.testing`; not a stable interface)."""
+        return self._engine
 
     @property
     def idle_timeout(self) -> float:
@@ -207,8 +215,8 @@ class SessionManager(Generic[M]):
         The session then appears in ``sessions.users.list(user)`` and can be revoked. Pass
         the ``request`` to record its client's address and user agent (``record_client``).
         """
-        scope = None if request is None else request.scope
-        self._engine.log_in(self._state_of(session), user, scope)
+        address, user_agent = (None, None) if request is None else client_of(request)
+        self._engine.log_in(self._state_of(session), user, address=address, user_agent=user_agent)
 
     @property
     def users(self) -> UserSessions:

@@ -34,7 +34,7 @@ class SessionCommitMiddleware:
 
     Args:
         app: the ASGI app to wrap.
-        core: the session engine that loads and commits.
+        engine: the session engine that loads and commits.
         prepare: run before the app (``request.session`` loads there); ``False`` means it
             has already answered.
         should_commit: asked before a loaded session is committed; ``False`` skips it.
@@ -43,12 +43,12 @@ class SessionCommitMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        core: SessionEngine[Any],
+        engine: SessionEngine[Any],
         prepare: Callable[[Scope, RequestSlot, Send], Awaitable[bool]] | None = None,
         should_commit: Callable[[SessionState[Any]], bool] | None = None,
     ) -> None:
         self.app = app
-        self.core = core
+        self.engine = engine
         self._prepare = prepare
         self._should_commit = should_commit
 
@@ -60,7 +60,7 @@ class SessionCommitMiddleware:
                 await self.app(scope, receive, send)
             return
         slot = RequestSlot()
-        scope[self.core.scope_key] = slot
+        scope[self.engine.scope_key] = slot
         replaced = started = False
 
         async def send_with_commit(message: Message) -> None:
@@ -70,22 +70,13 @@ class SessionCommitMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 state = slot.state
-                if state is not None and (
-                    self._should_commit is None or self._should_commit(state)
+                if (
+                    state is not None
+                    and (self._should_commit is None or self._should_commit(state))
+                    and not await self._commit(state, message, scope, send)
                 ):
-                    message.setdefault("headers", [])
-                    try:
-                        await self.core.commit(
-                            state, MutableHeaders(scope=message), message["status"], scope
-                        )
-                    except BackendUnavailable as exc:
-                        replaced = True
-                        await send_retry_later(scope, send, exc)
-                        return
-                    except (SessionTooLarge, BackendError) as exc:
-                        replaced = True
-                        await not_saved(send, exc)
-                        return
+                    replaced = True
+                    return
             await send(message)
 
         try:
@@ -102,15 +93,31 @@ class SessionCommitMiddleware:
             # nothing is saved, but a log-out made before the error still happens.
             if not started and slot.state is not None:
                 with contextlib.suppress(BackendUnavailable):  # the error in hand matters more
-                    await self.core.abandon(slot.state)
+                    await self.engine.abandon(slot.state)
             raise
         finally:
             await self._end(slot)
 
+    async def _commit(
+        self, state: SessionState[Any], start: Message, scope: Scope, send: Send
+    ) -> bool:
+        """Commit ``state`` as the response ``start``s; ``False`` if the store could not
+        take it, and a 503 (or a 500 naming the reason) was sent instead."""
+        start.setdefault("headers", [])
+        try:
+            await self.engine.commit(state, MutableHeaders(scope=start), start["status"], scope)
+        except BackendUnavailable as exc:
+            await send_retry_later(scope, send, exc)
+            return False
+        except (SessionTooLarge, BackendError) as exc:
+            await not_saved(send, exc)
+            return False
+        return True
+
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The dependencies may read the session during the handshake; nothing is committed.
         slot = RequestSlot()
-        scope[self.core.scope_key] = slot
+        scope[self.engine.scope_key] = slot
         try:
             if self._prepare is None or await self._prepare(scope, slot, send):
                 await self.app(scope, receive, send)
@@ -121,5 +128,5 @@ class SessionCommitMiddleware:
         state = slot.state
         if state is not None:
             if state.lock is not None:  # the response never started: free it now
-                await self.core.release(state)
-            self.core.forget(state)
+                await self.engine.release(state)
+            self.engine.forget(state)

@@ -13,14 +13,15 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Literal, TypedDict
 
+from ._record import MAX_RECORD_BYTES
 from ._time import to_seconds
-from .backends.base import MAX_RECORD_BYTES
 from .exceptions import ConfigurationError
 from .telemetry import Telemetry
 
 __all__ = [
     "BackendErrorPolicy",
     "ConcurrencyPolicy",
+    "EventKind",
     "PolicySettings",
     "SessionEvent",
     "SessionPolicy",
@@ -28,6 +29,8 @@ __all__ = [
 
 BackendErrorPolicy = Literal["fail", "anonymous"]
 ConcurrencyPolicy = Literal["merge", "lock"]
+#: What can happen to a session, as `SessionEvent.kind` names it.
+EventKind = Literal["created", "regenerated", "destroyed", "revoked", "expired"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class SessionEvent:
         user_agent: the client's user agent at log-in, likewise.
     """
 
-    kind: Literal["created", "regenerated", "destroyed", "revoked", "expired"]
+    kind: EventKind
     handle: str
     user: str | None
     at: float
@@ -91,7 +94,7 @@ class SessionPolicy:
             default, for none: run ``python -m fastapi_session_deps cleanup`` from cron
             instead. Only stores that keep expired records (`SQLBackend`) need either.
         user_index: keep an index of each user's sessions, so that a user's sessions can be
-            listed and revoked (`SessionManager.log_in`, `SessionManager.user_sessions`).
+            listed and revoked (`SessionManager.login`, `SessionManager.users`).
             Needs a backend that implements `SessionIndex`. Off by default.
         record_client: with ``user_index``, record the client's address and user agent at
             log-in, to show in the list of a user's sessions. Off by default: they are

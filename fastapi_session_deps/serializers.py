@@ -19,13 +19,11 @@ from typing import Any, Generic, TypeVar
 from pydantic import ValidationError
 from pydantic_core import to_json
 
+from ._record import RESERVED_PREFIX
 from .exceptions import ConfigurationError, InvalidSessionData
 from .models import SessionModel
 
 __all__ = ["RESERVED_PREFIX", "DictSerializer", "ModelSerializer", "Serializer"]
-
-#: Field names starting with this belong to the library, not to the session data.
-RESERVED_PREFIX = "\x00"
 
 T = TypeVar("T")
 M = TypeVar("M", bound=SessionModel)

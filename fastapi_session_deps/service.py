@@ -54,20 +54,24 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._engine import MAX_USER_LENGTH
 from ._http import retry_later_response, send_json
-from ._wire import decode_fields, encode_fields, max_body_bytes
-from .backends.base import MAX_RECORD_BYTES, Backend, SessionIndex, SessionLocks
+from ._record import MAX_RECORD_BYTES, MAX_USER_LENGTH, reserved_fields
+from ._wire import (
+    MAX_TTL_SECONDS,
+    SERVICE_TOKEN_ENV,
+    decode_fields,
+    encode_fields,
+    max_body_bytes,
+)
+from .backends.base import Backend, SessionIndex, SessionLocks
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError
-from .serializers import RESERVED_PREFIX
 from .signing import MIN_SECRET_KEY_BYTES
 
 __all__ = ["create_app", "from_env"]
 
 logger = logging.getLogger("fastapi_session_deps")
 
-TOKEN_ENV = "SESSION_SERVICE_TOKEN"  # noqa: S105 - a variable name
 REDIS_URL_ENV = "SESSION_SERVICE_REDIS_URL"
 _KEY = r"[A-Za-z0-9_-]{1,128}"
 _KEY_RE = re.compile(_KEY)
@@ -86,7 +90,7 @@ class Changes(BaseModel):
 
 class IndexEntry(BaseModel):
     user: str = Field(min_length=1, max_length=MAX_USER_LENGTH)
-    ttl: float = Field(gt=0, le=366 * 86400)
+    ttl: float = Field(gt=0, le=MAX_TTL_SECONDS)
 
 
 class IndexRemoval(BaseModel):
@@ -122,7 +126,7 @@ def create_app(
     if len(token.encode()) < MIN_SECRET_KEY_BYTES:
         raise ConfigurationError(
             f"The session service token must be at least {MIN_SECRET_KEY_BYTES} bytes: "
-            f"set {TOKEN_ENV} to the output of "
+            f"set {SERVICE_TOKEN_ENV} to the output of "
             'python -c "import secrets; print(secrets.token_urlsafe(48))".'
         )
 
@@ -138,7 +142,7 @@ def create_app(
             seconds = float(value)
         except ValueError:
             raise HTTPException(400, "Session-TTL must be a number of seconds") from None
-        if not 0 < seconds <= 366 * 86400:
+        if not 0 < seconds <= MAX_TTL_SECONDS:
             raise HTTPException(400, "Session-TTL out of range")
         return seconds
 
@@ -255,17 +259,12 @@ def create_app(
         records = await index().index_list(query.user)
         return {
             "sessions": [
-                {"key": key, "fields": encode_fields(_library_fields(fields)), "ttl": left}
+                {"key": key, "fields": encode_fields(reserved_fields(fields)), "ttl": left}
                 for key, fields, left in records
             ]
         }
 
     return _Guard(app, f"Bearer {token}".encode(), max_body_bytes(max_record_bytes))
-
-
-def _library_fields(fields: dict[str, bytes]) -> dict[str, bytes]:
-    """Only the library's own fields: a listing needs no session data."""
-    return {name: value for name, value in fields.items() if name.startswith(RESERVED_PREFIX)}
 
 
 class _Guard:
@@ -316,7 +315,7 @@ def from_env() -> ASGIApp:
     ``SESSION_SERVICE_TOKEN`` (required) and ``SESSION_SERVICE_REDIS_URL`` (without it, the
     sessions live in the service's memory, with a warning).
     """
-    token = os.environ.get(TOKEN_ENV, "")
+    token = os.environ.get(SERVICE_TOKEN_ENV, "")
     url = os.environ.get(REDIS_URL_ENV)
     if url:
         from .backends.redis import RedisBackend

@@ -243,6 +243,11 @@ class TokenSigner:
         # Never show a key, not even a prefix of one.
         return f"TokenSigner(keys={len(self._signers)}, namespace={self.namespace!r})"
 
+    @property
+    def key_count(self) -> int:
+        """How many keys verify (the first of them signs)."""
+        return len(self._signers)
+
     def sign(self, session_id: str, issued_at: int) -> str:
         """Return the token for ``session_id``, signed with the current (first) key."""
         if issued_at != self._stamp[0]:  # tokens signed in one second share their stamp

@@ -14,7 +14,6 @@ frontends, backends, signing, expiry and the commit point.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 import re
@@ -29,16 +28,24 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ._cleanup import cleaning
 from ._engine import RequestSlot, SessionEngine, SessionState, state_of
 from ._http import send_retry_later
+from ._starlette_settings import (
+    COOKIE_SETTINGS,
+    DEFAULT,
+    DEFAULT_MAX_AGE,
+    compiled_pattern,
+    positive,
+    resolve,
+)
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError, SessionBusy, SessionError
 from .frontends.base import Frontend
 from .frontends.cookie import CookieFrontend, Secure
 from .middleware import SessionCommitMiddleware
-from .policy import POLICY_SETTINGS, PolicySettings, SessionPolicy
+from .policy import SessionPolicy
 from .serializers import DictSerializer
 from .signing import SecretKeys
-from .users import UserSessions
+from .users import UserSessions, client_of
 
 __all__ = [
     "Session",
@@ -54,9 +61,6 @@ __all__ = [
 
 logger = logging.getLogger("fastapi_session_deps")
 
-#: Starlette's default cookie lifetime: 14 days.
-DEFAULT_MAX_AGE = 14 * 24 * 60 * 60
-
 
 class SessionNotLoaded(SessionError, RuntimeError):
     """``request.session`` was used in async code before its data was loaded."""
@@ -66,18 +70,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _loads_first(method: F) -> F:
-    """``method`` of dict, made to load the session first (see `Session`)."""
+    """``method`` of dict, made to load the session first (see `SessionDict`)."""
 
     @functools.wraps(method)
-    def loading(self: Session, *args: Any, **kwargs: Any) -> Any:
+    def loading(self: SessionDict, *args: Any, **kwargs: Any) -> Any:
         self._ensure_loaded()
         return method(self, *args, **kwargs)
 
     return cast("F", loading)
 
 
-class Session(dict[str, Any]):
-    """The ``request.session`` dictionary.
+class SessionDict(dict[str, Any]):
+    """The ``request.session`` dictionary (also importable as ``Session``, its former name).
 
     It tracks ``accessed`` and ``modified`` as Starlette's does, though saving relies on
     neither: at commit every value is compared with the stored one, so in-place edits of
@@ -169,40 +173,14 @@ class Session(dict[str, Any]):
         self.mark_modified()
         super().update(*args, **kwargs)
 
-    def __ior__(self, other: Any) -> Session:  # type: ignore[override, misc]
+    def __ior__(self, other: Any) -> SessionDict:  # type: ignore[override, misc]
         self.mark_modified()
         super().update(other)
         return self
 
 
-#: Each setting's other spellings: starsessions' and the tutorial's. ``lifetime`` and
-#: ``rolling`` are starsessions' too, but change meaning on the way (see `_resolve`).
-SPELLINGS: dict[str, tuple[str, ...]] = {
-    "session_cookie": ("cookie_name",),
-    "same_site": ("cookie_same_site",),
-    "https_only": ("cookie_https_only",),
-    "domain": ("cookie_domain",),
-    "path": ("cookie_path",),
-    "max_age": ("lifetime",),
-    "autoload": ("autoload_cookie",),
-    "backend": ("store",),
-}
-_CANONICAL = {alias: name for name, aliases in SPELLINGS.items() for alias in aliases}
-#: starsessions keywords that have no counterpart here, with the reason.
-_UNSUPPORTED = {
-    "serializer": "sessions are always stored as JSON, one entry per key",
-    "encryptor": "encryption at rest is not a SessionMiddleware setting",
-}
-
-
-class _Default:
-    """The default of a keyword the caller did not give (so two spellings can be told)."""
-
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-_DEFAULT: Any = _Default()
+#: The former name of `SessionDict`, kept for code that imports it.
+Session = SessionDict
 
 
 class _StarletteCookieFrontend(CookieFrontend):
@@ -312,7 +290,7 @@ class SessionMiddleware(SessionCommitMiddleware):
 
     Attributes:
         app: the wrapped ASGI app.
-        core: the session engine (frontend, backend, policy) it commits with.
+        engine: the session engine (frontend, backend, policy) it commits with.
         autoload: whether sessions are loaded as requests start.
         refusal: the `ConfigurationError` that stops the app's start-up, or ``None``.
     """
@@ -321,18 +299,18 @@ class SessionMiddleware(SessionCommitMiddleware):
         self,
         app: ASGIApp,
         secret_key: SecretKeys | None = None,
-        session_cookie: str = _DEFAULT,
-        max_age: int | None = _DEFAULT,
-        path: str = _DEFAULT,
-        same_site: Literal["lax", "strict", "none"] = _DEFAULT,
-        https_only: Secure = _DEFAULT,
-        domain: str | None = _DEFAULT,
+        session_cookie: str = DEFAULT,
+        max_age: int | None = DEFAULT,
+        path: str = DEFAULT,
+        same_site: Literal["lax", "strict", "none"] = DEFAULT,
+        https_only: Secure = DEFAULT,
+        domain: str | None = DEFAULT,
         partitioned: bool = False,
         *,
-        backend: Backend | None = _DEFAULT,
-        rolling: bool = _DEFAULT,
+        backend: Backend | None = DEFAULT,
+        rolling: bool = DEFAULT,
         frontend: Frontend | None = None,
-        autoload: bool = _DEFAULT,
+        autoload: bool = DEFAULT,
         **settings: Any,
     ) -> None:
         self.app = app
@@ -350,31 +328,16 @@ class SessionMiddleware(SessionCommitMiddleware):
                 ("rolling", rolling),
                 ("autoload", autoload),
             )
-            if value is not _DEFAULT
+            if value is not DEFAULT
         }
         try:
-            chosen, policy_settings = _resolve(given, settings)
-            if frontend is None:
-                frontend = _StarletteCookieFrontend(
-                    secret_key,
-                    cookie_name=chosen.get("session_cookie", "session"),
-                    max_age=chosen.get("max_age", DEFAULT_MAX_AGE),
-                    path=chosen.get("path", "/"),
-                    domain=chosen.get("domain"),
-                    secure=chosen.get("https_only", "auto"),
-                    samesite=chosen.get("same_site", "lax"),
-                    partitioned=partitioned,
-                )
-            elif secret_key is not None or partitioned or set(chosen) & _COOKIE_SETTINGS:
-                raise ConfigurationError(
-                    "Pass either frontend=... or the cookie settings (secret_key, "
-                    "session_cookie, max_age, ...), not both."
-                )
+            chosen, policy_settings = resolve(given, settings)
+            frontend = _frontend(frontend, secret_key, partitioned, chosen)
             # Starlette's max_age is also the sliding lifetime, unless idle_timeout is given.
-            lifetime = _positive(chosen.get("max_age", DEFAULT_MAX_AGE)) or DEFAULT_MAX_AGE
+            lifetime = positive(chosen.get("max_age", DEFAULT_MAX_AGE)) or DEFAULT_MAX_AGE
             policy = SessionPolicy.from_settings({"idle_timeout": lifetime, **policy_settings})
-            engine: SessionEngine[Session] = SessionEngine(
-                DictSerializer(Session),
+            engine: SessionEngine[SessionDict] = SessionEngine(
+                DictSerializer(SessionDict),
                 frontend=frontend,
                 backend=_backend(chosen.get("backend")),
                 policy=policy,
@@ -391,13 +354,13 @@ class SessionMiddleware(SessionCommitMiddleware):
         if scope["type"] == "lifespan":
             scope[INSTALLED] = True  # for a SessionAutoloadMiddleware inside this one
             # The app's lifespan runs as long as the app: clean while it does.
-            async with cleaning(self.core.backend, self.core.policy.cleanup_interval):
+            async with cleaning(self.engine.backend, self.engine.policy.cleanup_interval):
                 await self.app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
     async def _load_up_front(self, scope: Scope, slot: RequestSlot, send: Send) -> bool:
-        engine = self.core
+        engine = self.engine
         token = engine.frontend.read(HTTPConnection(scope))
         if token is None:
             # Nothing to load: an empty session, stored only if the app fills it.
@@ -405,7 +368,7 @@ class SessionMiddleware(SessionCommitMiddleware):
             engine.bind(slot.state)
             scope["session"] = slot.state.data
             return True
-        session = Session()
+        session = SessionDict()
         scope["session"] = session
 
         async def load() -> None:
@@ -424,78 +387,44 @@ class SessionMiddleware(SessionCommitMiddleware):
         return True
 
     def _should_commit_session(self, state: SessionState[Any]) -> bool:
-        session: Session = state.data
+        session: SessionDict = state.data
         if not session.accessed:
             return False  # the app never looked at it: no store call, no cookie, no Vary
         if state.origin is not None and session.modified and not dict.__len__(session):
             # Emptied: end the session rather than keep an empty record (as Starlette
             # clears the cookie of an emptied session).
-            self.core.destroy(state)
+            self.engine.destroy(state)
         return True
 
 
-#: Cookie settings that a ready-made ``frontend=`` replaces.
-_COOKIE_SETTINGS = {"session_cookie", "max_age", "path", "same_site", "https_only", "domain"}
+def _frontend(
+    frontend: Frontend | None,
+    secret_key: SecretKeys | None,
+    partitioned: bool,
+    chosen: dict[str, Any],
+) -> Frontend:
+    """The frontend given, or the cookie the settings describe; not both."""
+    if frontend is None:
+        return _StarletteCookieFrontend(
+            secret_key,
+            cookie_name=chosen.get("session_cookie", "session"),
+            max_age=chosen.get("max_age", DEFAULT_MAX_AGE),
+            path=chosen.get("path", "/"),
+            domain=chosen.get("domain"),
+            secure=chosen.get("https_only", "auto"),
+            samesite=chosen.get("same_site", "lax"),
+            partitioned=partitioned,
+        )
+    if secret_key is not None or partitioned or set(chosen) & COOKIE_SETTINGS:
+        raise ConfigurationError(
+            "Pass either frontend=... or the cookie settings (secret_key, "
+            "session_cookie, max_age, ...), not both."
+        )
+    return frontend
+
+
 #: A marker a `SessionMiddleware` leaves in the lifespan scope for the middleware inside it.
 INSTALLED = "fastapi_session_deps.session_middleware"
-
-
-def _resolve(
-    given: dict[str, Any], others: dict[str, Any]
-) -> tuple[dict[str, Any], PolicySettings]:
-    """Fold the other spellings into Starlette's names, refusing doubles and unknowns.
-
-    Returns the middleware's own settings, and the `SessionPolicy` ones.
-    """
-    chosen = dict(given)
-    policy: dict[str, Any] = {}
-    for alias, value in others.items():
-        if alias in POLICY_SETTINGS:
-            policy[alias] = value
-            continue
-        name = _CANONICAL.get(alias)
-        if name is None:
-            raise ConfigurationError(_unknown_keyword(alias))
-        if name in chosen:
-            spelled = next(a for a in (name, *SPELLINGS[name]) if a in given or a in others)
-            raise ConfigurationError(
-                f"SessionMiddleware got both {spelled}= and {alias}=, two spellings of one "
-                f"setting: keep one."
-            )
-        chosen[name] = value
-    if "lifetime" in others:
-        # starsessions: 0 is a browser-session cookie; a session ends `lifetime` after its
-        # creation unless rolling=True.
-        chosen["max_age"] = others["lifetime"] or None
-        chosen.setdefault("rolling", False)
-    if chosen.pop("rolling", None) is False and _positive(chosen.get("max_age")) is not None:
-        if "absolute_timeout" in policy:
-            raise ConfigurationError(
-                "SessionMiddleware got both rolling=False and absolute_timeout=, two "
-                "spellings of one setting (rolling=False ends a session max_age after its "
-                "creation): keep one."
-            )
-        policy["absolute_timeout"] = chosen["max_age"]
-    return chosen, cast("PolicySettings", policy)
-
-
-def _unknown_keyword(name: str) -> str:
-    if name in _UNSUPPORTED:
-        return f"SessionMiddleware has no {name}= (starsessions has): {_UNSUPPORTED[name]}."
-    known = [*SPELLINGS, *_CANONICAL, *POLICY_SETTINGS, *_OTHER_KEYWORDS]
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" Did you mean {close[0]}=?" if close else ""
-    return f"SessionMiddleware got an unknown keyword {name}=.{hint}"
-
-
-_OTHER_KEYWORDS = ("secret_key", "partitioned", "rolling", "frontend")
-
-
-def _positive(max_age: Any) -> float | None:
-    """``max_age`` as the default idle timeout: only a positive one is a lifetime."""
-    if isinstance(max_age, timedelta):
-        max_age = max_age.total_seconds()
-    return float(max_age) if isinstance(max_age, (int, float)) and max_age > 0 else None
 
 
 def _backend(backend: Backend | None) -> Backend:
@@ -544,7 +473,7 @@ class SessionAutoloadMiddleware:
         self.refusal: ConfigurationError | None = None
         self.patterns: list[re.Pattern[str]] = []
         try:
-            self.patterns = [_pattern(path) for path in paths or ()]
+            self.patterns = [compiled_pattern(path) for path in paths or ()]
             if "autoload" in session_settings or "autoload_cookie" in session_settings:
                 raise ConfigurationError(
                     "SessionAutoloadMiddleware always loads: drop autoload= (use paths= to "
@@ -569,7 +498,7 @@ class SessionAutoloadMiddleware:
             await refuse_to_start(scope, receive, send, _no_session_middleware())
         if scope["type"] in ("http", "websocket") and self._wanted(scope["path"]):
             session = scope.get("session")
-            if not isinstance(session, Session):
+            if not isinstance(session, SessionDict):
                 raise _no_session_middleware()
             if not await load_or_refuse(scope, send, session):
                 return
@@ -577,19 +506,6 @@ class SessionAutoloadMiddleware:
 
     def _wanted(self, path: str) -> bool:
         return not self.patterns or any(pattern.match(path) for pattern in self.patterns)
-
-
-def _pattern(path: object, setting: str = "paths") -> re.Pattern[str]:
-    if isinstance(path, re.Pattern):
-        return path
-    if isinstance(path, str):
-        try:
-            return re.compile(path)
-        except re.error as exc:
-            raise ConfigurationError(
-                f"{setting}: {path!r} is not a regular expression: {exc}"
-            ) from exc
-    raise ConfigurationError(f"{setting}: {path!r} is neither a string nor a compiled pattern.")
 
 
 def _no_session_middleware() -> ConfigurationError:
@@ -602,7 +518,7 @@ def _no_session_middleware() -> ConfigurationError:
     )
 
 
-async def load_or_refuse(scope: Scope, send: Send, session: Session) -> bool:
+async def load_or_refuse(scope: Scope, send: Send, session: SessionDict) -> bool:
     """Load ``session`` now; on a store fault answer "try again later" and return ``False``."""
     if session._loader is None:
         return True
@@ -628,9 +544,9 @@ async def refuse_to_start(
     raise error
 
 
-def _session_of(connection: HTTPConnection) -> Session:
+def _session_of(connection: HTTPConnection) -> SessionDict:
     session = connection.scope.get("session")
-    if not isinstance(session, Session):
+    if not isinstance(session, SessionDict):
         raise SessionError(
             "This request has no fastapi-session-deps session: add "
             "`app.add_middleware(SessionMiddleware, ...)` from fastapi_session_deps."
@@ -638,14 +554,16 @@ def _session_of(connection: HTTPConnection) -> Session:
     return session
 
 
-async def _loaded_state(connection: HTTPConnection) -> SessionState[Session]:
+async def loaded_state(connection: HTTPConnection) -> SessionState[SessionDict]:
+    """The state of the request's session, loaded first if need be (for the helpers that
+    act on ``request.session``: `regenerate_session`, `csrf_token`, ...)."""
     state = state_of(await load_session(connection))
     if state is None:  # pragma: no cover - the middleware binds every session it loads
         raise SessionError("The session is not bound to a request.")
     return state
 
 
-async def load_session(connection: HTTPConnection) -> Session:
+async def load_session(connection: HTTPConnection) -> SessionDict:
     """Load ``request.session`` from the store if it is not loaded yet, and return it.
 
     Raises:
@@ -664,7 +582,7 @@ async def regenerate_session(connection: HTTPConnection) -> None:
     The same as `SessionManager.regenerate`: the new record is written, and the old one
     deleted, when the response starts.
     """
-    state = await _loaded_state(connection)
+    state = await loaded_state(connection)
     state.engine.regenerate(state)
 
 
@@ -674,7 +592,7 @@ async def destroy_session(connection: HTTPConnection) -> None:
     The same as `SessionManager.destroy`: the dictionary is emptied in place, and anything
     stored in it afterwards starts a new session under a new id.
     """
-    state = await _loaded_state(connection)
+    state = await loaded_state(connection)
     state.engine.destroy(state)
 
 
@@ -684,12 +602,13 @@ async def login_session(connection: HTTPConnection, user: str) -> None:
     The same as `SessionManager.login` (needs ``user_index=True``); the client's address
     and user agent are recorded when ``record_client`` is on.
     """
-    state = await _loaded_state(connection)
-    state.engine.log_in(state, user, connection.scope)
+    state = await loaded_state(connection)
+    address, user_agent = client_of(connection)
+    state.engine.log_in(state, user, address=address, user_agent=user_agent)
 
 
 async def user_sessions(connection: HTTPConnection) -> UserSessions:
     """List and revoke users' sessions through the store of the request's middleware
     (needs ``user_index=True``): ``await (await user_sessions(request)).list(user)``."""
-    state = await _loaded_state(connection)
+    state = await loaded_state(connection)
     return UserSessions(state.engine)

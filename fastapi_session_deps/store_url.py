@@ -26,6 +26,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
+from ._wire import SERVICE_TOKEN_ENV as SERVICE_TOKEN_VARIABLE
 from .exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVICE_TOKEN_VARIABLE", "open_store"]
 
-#: Where the session service's token is read from.
-SERVICE_TOKEN_VARIABLE = "SESSION_SERVICE_TOKEN"  # noqa: S105 - a variable's name
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
 _KINDS = (
     "redis://, rediss://, unix://, redis+cluster://, rediss+cluster://, sqlite://, "

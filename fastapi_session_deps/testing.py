@@ -36,5 +36,5 @@ async def session_headers(sessions: SessionManager[Any], data: Any) -> dict[str,
         Headers to send with the test client's requests: a ``cookie`` header for
         `CookieFrontend`, the token header for `HeaderFrontend`.
     """
-    session_id = await sessions._engine.store_new(data)
+    session_id = await sessions.engine.store_new(data)
     return sessions.frontend.request_headers(session_id, issued_at=int(sessions.policy.clock()))

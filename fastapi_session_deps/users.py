@@ -15,17 +15,10 @@ import builtins
 from dataclasses import dataclass
 from typing import Any
 
-from ._engine import (
-    ADDRESS_FIELD,
-    AGENT_FIELD,
-    CREATED_FIELD,
-    OWNER_FIELD,
-    SEEN_FIELD,
-    SessionEngine,
-    reserved_number,
-    reserved_text,
-    state_of,
-)
+from starlette.requests import HTTPConnection
+
+from ._engine import SessionEngine, state_of
+from ._record import RecordFacts, owner_of
 from .backends.base import SessionIndex, UserRecord
 from .exceptions import ConfigurationError, SessionError
 from .signing import session_handle
@@ -114,7 +107,7 @@ class UserSessions:
         if not isinstance(user, str) or not user:
             raise SessionError(f"The user must be a non-empty string, not {user!r}.")
         records = await self._index.index_list(user)
-        return [record for record in records if reserved_text(record[1].get(OWNER_FIELD)) == user]
+        return [record for record in records if owner_of(record[1]) == user]
 
     async def _end(self, user: str, records: builtins.list[UserRecord]) -> None:
         for key, _fields, _left in records:
@@ -134,7 +127,8 @@ class UserSessions:
         mine: str | None,
     ) -> SessionInfo | None:
         expires_at = now + left
-        created = reserved_number(fields.get(CREATED_FIELD))
+        facts = RecordFacts.of(fields)
+        created = facts.created_at
         if created is None:
             return None  # damaged: its next read treats it as no session
         absolute = self._engine.policy.absolute_timeout
@@ -146,10 +140,10 @@ class UserSessions:
             handle=session_handle(key),
             user=user,
             created_at=created,
-            last_seen=reserved_number(fields.get(SEEN_FIELD)) or created,
+            last_seen=facts.last_seen or created,
             expires_at=expires_at,
-            ip=reserved_text(fields.get(ADDRESS_FIELD)),
-            user_agent=reserved_text(fields.get(AGENT_FIELD)),
+            ip=facts.ip,
+            user_agent=facts.user_agent,
             current=key == mine,
         )
 
@@ -162,3 +156,14 @@ def _stored_key(session: object) -> str | None:
     if state is None:
         raise SessionError("Pass the session object a dependency gave, or request.session.")
     return None if state.origin is None else state.origin.key
+
+
+def client_of(connection: HTTPConnection) -> tuple[str | None, str | None]:
+    """The client's address and ``User-Agent`` as a log-in records them (``record_client``)."""
+    scope = connection.scope
+    client = scope.get("client")
+    address = str(client[0]) if client else None
+    for name, value in scope.get("headers", ()):
+        if name == b"user-agent":
+            return address, value.decode("latin-1")
+    return address, None

@@ -30,7 +30,7 @@ from fastapi_session_deps import (
     destroy_session,
     regenerate_session,
 )
-from fastapi_session_deps._engine import CSRF_FIELD
+from fastapi_session_deps._record import CSRF_FIELD
 
 from .helpers import SECRET, Clock, CountingBackend, SwitchableBackend, call
 from .support import AppSession, ManagerFactory, manager_factory

@@ -18,7 +18,7 @@ from fastapi_session_deps import (
     get_flashed_messages,
     login_session,
 )
-from fastapi_session_deps._engine import FLASH_FIELD
+from fastapi_session_deps._record import FLASH_FIELD
 
 from .helpers import SECRET, Clock
 from .support import AppSession, ManagerFactory

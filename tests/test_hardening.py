@@ -608,11 +608,11 @@ async def test_the_anonymous_policy_lets_a_new_visitor_through_when_the_store_is
 
 
 async def test_failed_releases_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastapi_session_deps import _engine
+    from fastapi_session_deps import _locks
 
     from .helpers import SwitchableBackend
 
-    monkeypatch.setattr(_engine, "MAX_UNRELEASED", 2)
+    monkeypatch.setattr(_locks, "MAX_UNRELEASED", 2)
     store = SwitchableBackend(MemoryBackend())
     sessions = SessionManager(
         AppSession,
@@ -625,16 +625,19 @@ async def test_failed_releases_remembered_are_bounded(monkeypatch: pytest.Monkey
     store.down = {"release_lock"}
     for token in tokens:
         assert (await call(app, "/incr", "POST", headers=cookie_header(token))).status == 200
-    assert len(sessions._engine._unreleased) == 2  # the oldest was forgotten (its TTL frees it)
+    assert sessions.engine.locking is not None
+    assert (
+        len(sessions.engine.locking._unreleased) == 2
+    )  # the oldest was forgotten (its TTL frees it)
 
 
 async def test_a_tombstone_is_forgotten_after_a_while(clock: Clock) -> None:
-    from fastapi_session_deps.backends.memory import TOMBSTONE_SECONDS
+    from fastapi_session_deps.backends.base import LOCK_TOMBSTONE_SECONDS
 
     store = MemoryBackend(clock=clock)
     await store.release_lock("k", "gone")
     assert not await store.acquire_lock("k", "gone", ttl=5, wait=0)
-    clock.advance(TOMBSTONE_SECONDS + 1)
+    clock.advance(LOCK_TOMBSTONE_SECONDS + 1)
     await store.release_lock("k", "another")  # prunes the expired tombstone
     assert await store.acquire_lock("k", "gone", ttl=5, wait=0)
 

@@ -17,8 +17,8 @@ from fastapi_session_deps import (
     SessionManager,
     health_router,
 )
-from fastapi_session_deps.backends.base import Backend
-from fastapi_session_deps.health import PING_KEY, ping
+from fastapi_session_deps.backends.base import PING_KEY, Backend
+from fastapi_session_deps.health import ping
 
 from .helpers import SECRET, Clock, SwitchableBackend
 from .redis_servers import RedisServer

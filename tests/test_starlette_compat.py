@@ -400,14 +400,14 @@ async def test_explicit_https_only_means_what_it_says(make_app: MakeApp, https_o
 def test_without_a_backend_it_warns_and_uses_memory(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="fastapi_session_deps"):
         middleware = SessionMiddleware(no_session_access, secret_key=SECRET)
-    assert isinstance(middleware.core.backend, MemoryBackend)
+    assert isinstance(middleware.engine.backend, MemoryBackend)
     assert "lost on restart" in caplog.text
 
 
 def test_a_frontend_replaces_the_cookie_settings() -> None:
     frontend = CookieFrontend(SECRET, cookie_name="__Host-sid")
     middleware = SessionMiddleware(no_session_access, frontend=frontend, backend=MemoryBackend())
-    assert middleware.core.frontend is frontend
+    assert middleware.engine.frontend is frontend
     assert "not both" in refused_at_start_up(secret_key=SECRET, frontend=frontend)
     assert "not both" in refused_at_start_up(frontend=frontend, cookie_name="sid")
 

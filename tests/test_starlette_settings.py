@@ -29,7 +29,7 @@ from fastapi_session_deps import (
     SessionMiddleware,
     SessionNotLoaded,
 )
-from fastapi_session_deps.starlette import SPELLINGS
+from fastapi_session_deps._starlette_settings import SPELLINGS
 
 from .helpers import SECRET, Clock, CountingBackend, free_port
 

@@ -220,11 +220,11 @@ async def test_with_telemetry_off_the_same_life_and_failures_record_nothing(
 async def test_telemetry_is_off_unless_asked_for(clock: Clock) -> None:
     factory = manager_factory(MemoryBackend(clock=clock), clock)
     for off in (factory(), factory(telemetry=False)):  # the package is installed here
-        assert off._engine.telemetry is None
-        assert off._engine.store is off.backend  # called directly: nothing in between
+        assert off.engine.telemetry is None
+        assert off.engine.store is off.backend  # called directly: nothing in between
     on = factory(telemetry=True)
-    assert isinstance(on._engine.store, InstrumentedStore)
-    assert on._engine.telemetry is Telemetry.shared()
+    assert isinstance(on.engine.store, InstrumentedStore)
+    assert on.engine.telemetry is Telemetry.shared()
     with pytest.raises(ConfigurationError, match="telemetry must be True, False or a Telemetry"):
         factory(telemetry="yes")
 
@@ -235,7 +235,7 @@ def test_without_the_package_telemetry_true_names_the_extra(
     monkeypatch.setattr(telemetry_module, "otel_metrics", None)
     factory = manager_factory(MemoryBackend(clock=clock), clock)
     absent: SessionManager[AppSession] = factory()
-    assert absent._engine.store is absent.backend
+    assert absent.engine.store is absent.backend
     with pytest.raises(MissingDependencyError, match="fastapi-session-deps\\[otel\\]"):
         factory(telemetry=True)
     with pytest.raises(MissingDependencyError, match="opentelemetry-api"):

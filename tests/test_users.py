@@ -30,7 +30,7 @@ from fastapi_session_deps import (
     login_session,
     user_sessions,
 )
-from fastapi_session_deps._engine import (
+from fastapi_session_deps._record import (
     ADDRESS_FIELD,
     AGENT_FIELD,
     CREATED_FIELD,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..serializers import RESERVED_PREFIX
+from .._record import RESERVED_PREFIX
 
 __all__ = ["join_fields", "split_fields"]
 

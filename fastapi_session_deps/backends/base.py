@@ -1,19 +1,27 @@
-"""The `Backend` protocol: an asynchronous store of session records.
+"""The protocols of a session store: `Backend`, and the optional `SessionLocks` and
+`SessionIndex`.
 
-A record is a flat mapping of field name to bytes, kept under a key (the hash of a session
-id) for a time-to-live. Backends know nothing of models, JSON or HTTP; they never hold live
-objects, so no two requests can share one by accident.
+A record is a flat mapping of field name to bytes (its format: `fastapi_session_deps._record`),
+kept under a key (the hash of a session id) for a time-to-live. Backends know nothing of
+models, JSON or HTTP; they never hold live objects, so no two requests can share one by
+accident.
 
-The five methods map onto one round trip each on a networked store:
+A `Backend`'s own methods map onto one round trip each on a networked store:
 
-=========  ===============================================================================
-``get``    read a record, optionally pushing its expiry out (a sliding idle timeout)
-``set``    create or replace a whole record
-``update`` merge changed fields into a record *only if it still exists*, so that a session
-           destroyed by another request is not brought back by a late save
-``delete`` remove a record
-``aclose`` release connections the backend owns
-=========  ===============================================================================
+=================  =======================================================================
+``get``            read a record, optionally pushing its expiry out (a sliding idle timeout)
+``set``            create or replace a whole record
+``update``         merge changed fields into a record *only if it still exists*, so that a
+                   session destroyed by another request is not brought back by a late save
+``delete``         remove a record
+``delete_expired`` delete expired records, for a store that keeps them (SQL); 0 elsewhere
+``stats``          count the sessions and their users, for an operator; optional
+``aclose``         release connections the backend owns
+=================  =======================================================================
+
+A store that can lock a session for ``concurrency="lock"`` also implements `SessionLocks`;
+one that can list a user's sessions (``user_index=True``), `SessionIndex`. `ping` reads
+from any store once, as a readiness check.
 
 Every method raises :class:`~fastapi_session_deps.BackendUnavailable` when the store cannot
 be reached or does not answer in time; no other exception may escape for a store fault.
@@ -21,6 +29,8 @@ be reached or does not answer in time; no other exception may escape for a store
 
 from __future__ import annotations
 
+import hashlib
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -28,32 +38,27 @@ from dataclasses import dataclass
 
 import anyio
 
+from .._record import MAX_RECORD_BYTES, record_size
+
 __all__ = [
+    "LOCK_TOMBSTONE_SECONDS",
     "MAX_RECORD_BYTES",
+    "PING_KEY",
     "Backend",
     "SessionIndex",
     "SessionLocks",
     "UserRecord",
+    "ping",
     "record_size",
 ]
-
-#: The default size limit of one session's record: field names and values, in bytes.
-#: The engine refuses to write more, and treats a larger record it reads as no session;
-#: `HTTPBackend` and the session service size their answers and bodies from it.
-MAX_RECORD_BYTES = 64 * 1024
-
-
-def record_size(fields: Mapping[str, bytes]) -> int:
-    """The size of a record as the limit counts it: every field's value in bytes, and every
-    name in characters (names are short and almost always ASCII; this runs on every read)."""
-    size = 0
-    for name, value in fields.items():  # a loop beats two sums for a handful of fields
-        size += len(name) + len(value)
-    return size
 
 
 #: Seconds between attempts to take a busy lock: doubling from the first to the last.
 LOCK_POLL_FIRST, LOCK_POLL_LAST = 0.002, 0.05
+#: How long a store keeps a released token from taking its lock (`release_lock`): longer
+#: than any attempt can sit in a paused store's queue and still matter, since a late lock
+#: would only live ``lock_ttl`` anyway.
+LOCK_TOMBSTONE_SECONDS = 300.0
 
 
 class LockWaits:
@@ -240,9 +245,10 @@ class SessionLocks(ABC):
     async def release_lock(self, key: str, token: str) -> None:
         """Release the lock of ``key`` if ``token`` still holds it.
 
-        If ``token`` does not hold it, make sure it never will: its acquisition may still be
-        in flight (it timed out against a paused store, which will run it later), and a
-        lock taken then would have no one to release it.
+        If ``token`` does not hold it, make sure it never will, for at least
+        `LOCK_TOMBSTONE_SECONDS`: its acquisition may still be in flight (it timed out
+        against a paused store, which will run it later), and a lock taken then would have
+        no one to release it.
         """
 
 
@@ -275,3 +281,23 @@ class SessionIndex(ABC):
     async def index_list(self, user: str) -> list[UserRecord]:
         """The live records in ``user``'s index, in no particular order: each one's key,
         fields and seconds left. Entries whose record is gone are removed from the index."""
+
+
+#: The key a ping reads: shaped like a store key (a SHA-256 digest) but the digest of no
+#: session id, so it is never there, on any store.
+PING_KEY = hashlib.sha256(b"fastapi-session-deps: ping").hexdigest()
+
+
+async def ping(backend: Backend) -> float:
+    """Read from the store once, within its timeout, and return how long it took (s).
+
+    The read is of a key no session has, through the same call a request makes, so it
+    proves what a request needs: the store answers, in time.
+
+    Raises:
+        BackendUnavailable: the store did not answer in time, or refused.
+        BackendError: it answered something that is not a store's answer.
+    """
+    started = time.perf_counter()
+    await backend.get(PING_KEY)
+    return time.perf_counter() - started

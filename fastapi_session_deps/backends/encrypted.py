@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from typing import cast
 
+from .._record import OWNER_FIELD
 from ..exceptions import ConfigurationError, MissingDependencyError
 from ..keys import new_encryption_key
 from .base import Backend, Progress, SessionIndex, SessionLocks, StoreStats, UserRecord
@@ -46,8 +47,6 @@ logger = logging.getLogger("fastapi_session_deps")
 #: The environment variable `EncryptedBackend` reads its keys from when given none.
 KEYS_ENV = "SESSION_ENCRYPTION_KEYS"
 PREFIX = b"fsd-aead1."
-#: The reserved field that stays readable (see the module's notes).
-OWNER_FIELD = "\x00user"
 #: Records whose values were sealed with an older key, remembered to seal them again.
 MAX_REMEMBERED = 1024
 

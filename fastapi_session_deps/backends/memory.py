@@ -16,7 +16,15 @@ from dataclasses import dataclass
 import anyio
 
 from ..exceptions import ConfigurationError
-from .base import Backend, Progress, SessionIndex, SessionLocks, StoreStats, UserRecord
+from .base import (
+    LOCK_TOMBSTONE_SECONDS,
+    Backend,
+    Progress,
+    SessionIndex,
+    SessionLocks,
+    StoreStats,
+    UserRecord,
+)
 
 __all__ = ["MemoryBackend"]
 
@@ -29,8 +37,6 @@ SWEEP_BATCH = 16
 DEFAULT_MAX_SESSIONS = 10_000
 #: Users kept in the index before every user's entries are pruned (at least).
 MIN_USERS_KEPT = 1024
-#: How long a token released before it held its lock is kept from taking it.
-TOMBSTONE_SECONDS = 300.0
 
 
 @dataclass(slots=True)
@@ -191,7 +197,7 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
         now = self._clock()
         while self._given_up and next(iter(self._given_up.values())) <= now:
             self._given_up.popitem(last=False)
-        self._given_up[token] = now + TOMBSTONE_SECONDS
+        self._given_up[token] = now + LOCK_TOMBSTONE_SECONDS
 
     async def index_add(self, user: str, key: str, *, ttl: float) -> None:
         with self._lock:

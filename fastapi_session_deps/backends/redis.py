@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .._deadline import Deadlines
-from .._engine import OWNER_FIELD, reserved_text
+from .._record import OWNER_FIELD, reserved_text
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
@@ -28,6 +28,7 @@ from ..exceptions import (
 )
 from ..signing import session_handle
 from .base import (
+    LOCK_TOMBSTONE_SECONDS,
     Backend,
     LockWaits,
     SessionIndex,
@@ -102,7 +103,7 @@ return 1
 """
 
 
-#: Release a lock only if the caller's token still holds it.
+#: Take a lock for the caller's token, unless another holds it.
 #: KEYS = lock, the token's tombstone; ARGV = token, ttl_ms. A token that was given up on
 #: (its tombstone is set) never takes the lock, however late its request reaches Redis.
 _ACQUIRE = """
@@ -111,6 +112,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 
+#: Release a lock only if the caller's token still holds it.
 #: KEYS = lock, the token's tombstone; ARGV = token, tombstone ttl_ms. A token that does
 #: not hold the lock gets a tombstone instead: its acquisition may still be in flight (it
 #: timed out while Redis was paused) and must not take the lock when it lands.
@@ -137,9 +139,8 @@ redis.call('PEXPIREAT', KEYS[1], tonumber(last[2]) + ttl)
 return 1
 """
 
-#: How long a tombstone lasts: longer than any command can sit in a paused server's queue
-#: and still matter, since a late lock would only live lock_ttl anyway.
-_TOMBSTONE_MS = 300_000
+#: How long a tombstone lasts, in milliseconds.
+_TOMBSTONE_MS = int(LOCK_TOMBSTONE_SECONDS * 1000)
 
 #: How Redis words the failure of a script itself (not of a command it ran).
 _SCRIPT_FAILED = re.compile(r"user_script|Error (?:running|compiling) script")

@@ -17,16 +17,17 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
+from .._record import MAX_USER_LENGTH, RESERVED_PREFIX, owner_of
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
     ConfigurationError,
     MissingDependencyError,
 )
-from ..serializers import RESERVED_PREFIX
 from ..signing import session_handle
 from ._json_record import join_fields, split_fields
 from .base import (
+    LOCK_TOMBSTONE_SECONDS,
     Backend,
     LockWaits,
     Progress,
@@ -55,8 +56,6 @@ R = TypeVar("R")
 #: lives between 90 % and 100 % of the idle timeout after the last request, as the token's
 #: renewal already allows (the engine's ``REISSUE_FRACTION``).
 RENEW_FRACTION = 0.1
-#: How long a token released before it held its lock is kept from taking it.
-TOMBSTONE_SECONDS = 300.0
 #: The most members a merge patch may have to be applied by SQLite's ``json_patch`` or
 #: MySQL's ``JSON_MERGE_PATCH`` (whose time grows with the patch's size times the
 #: record's); a larger one is applied here, in a transaction that locks the row.
@@ -316,7 +315,7 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
     async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
         data, meta = split_fields(fields)
         until = self._clock() + ttl
-        values = {"k": key, "d": data, "m": meta, "until": until, "u": _owner(meta)}
+        values = {"k": key, "d": data, "m": meta, "until": until, "u": _owner(fields)}
         await self._run("set", self._statements.upsert, values, _count)
 
     async def update(
@@ -515,7 +514,7 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         if not released:
             # Not held by this token: its acquisition may still be on its way (it timed out
             # against a paused database). Leave a tombstone so that it never takes the lock.
-            until = self._clock() + TOMBSTONE_SECONDS
+            until = self._clock() + LOCK_TOMBSTONE_SECONDS
             values = {"lk": _tombstone(key, token), "tok": token, "until": until}
             await self._run("release_lock", statements.tombstone, values, _count)
 
@@ -613,10 +612,16 @@ class _Statements:
 
     def __init__(self, dialect: str, table: sa.Table, locks: sa.Table) -> None:
         self.dialect = dialect
-        c, lc = table.c, locks.c
-        k = sa.bindparam("k", type_=c.id_hash.type)
         now: sa.BindParameter[float] = sa.bindparam("now", type_=sa.Double())
         until: sa.BindParameter[float] = sa.bindparam("until", type_=sa.Double())
+        self._records(table, now, until)
+        self._locks(locks, now, until)
+
+    def _records(
+        self, table: sa.Table, now: sa.BindParameter[float], until: sa.BindParameter[float]
+    ) -> None:
+        c = table.c
+        k = sa.bindparam("k", type_=c.id_hash.type)
         live = sa.and_(c.id_hash == k, c.expires_at > now)
 
         # Read back as text, parsed by `decode_row`: a damaged row is "no session", never
@@ -636,27 +641,7 @@ class _Statements:
             "expires_at": until,
             "user_id": sa.bindparam("u", type_=c.user_id.type),
         }
-        if dialect == "mysql":
-            mysql_upsert = mysql.insert(table).values(row)
-            inserted = mysql_upsert.inserted
-            self.upsert: sa.Executable = mysql_upsert.on_duplicate_key_update(
-                data=inserted.data,
-                meta=inserted.meta,
-                expires_at=inserted.expires_at,
-                user_id=inserted.user_id,
-            )
-        else:
-            insert = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(row)
-            self.upsert = insert.on_conflict_do_update(
-                index_elements=[c.id_hash],
-                set_={
-                    "data": insert.excluded.data,
-                    "meta": insert.excluded.meta,
-                    "expires_at": insert.excluded.expires_at,
-                    "user_id": insert.excluded.user_id,
-                },
-            )
-
+        self.upsert = self._upsert(table, row)
         self.merge = (
             sa.update(table)
             .where(live)
@@ -670,7 +655,7 @@ class _Statements:
         # For a merge patched here: the live row, locked until the transaction ends (SQLite
         # takes its write lock at BEGIN IMMEDIATE instead), then written whole.
         self.begin = {"sqlite": "BEGIN IMMEDIATE", "mysql": "START TRANSACTION"}.get(
-            dialect, "BEGIN"
+            self.dialect, "BEGIN"
         )
         self.select_for_update = sa.select(*as_text).where(live).with_for_update()
         self.replace = (
@@ -679,8 +664,36 @@ class _Statements:
             .values(data=row["data"], meta=row["meta"], expires_at=until)
         )
 
-        # Locks: a row per held lock. Taking one inserts the row unless it exists (whoever
-        # holds it) or the token was given up on (its tombstone row exists).
+    def _upsert(self, table: sa.Table, row: dict[str, Any]) -> sa.Executable:
+        """Insert ``row``, or replace the record under its key."""
+        if self.dialect == "mysql":
+            mysql_upsert = mysql.insert(table).values(row)
+            inserted = mysql_upsert.inserted
+            return mysql_upsert.on_duplicate_key_update(
+                data=inserted.data,
+                meta=inserted.meta,
+                expires_at=inserted.expires_at,
+                user_id=inserted.user_id,
+            )
+        insert = (
+            postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
+        ).values(row)
+        return insert.on_conflict_do_update(
+            index_elements=[table.c.id_hash],
+            set_={
+                "data": insert.excluded.data,
+                "meta": insert.excluded.meta,
+                "expires_at": insert.excluded.expires_at,
+                "user_id": insert.excluded.user_id,
+            },
+        )
+
+    def _locks(
+        self, locks: sa.Table, now: sa.BindParameter[float], until: sa.BindParameter[float]
+    ) -> None:
+        # A row per held lock. Taking one inserts the row unless it exists (whoever holds
+        # it) or the token was given up on (its tombstone row exists).
+        lc = locks.c
         lock_key = sa.bindparam("lk", type_=lc.lock_key.type)
         token = sa.bindparam("tok", type_=lc.token.type)
         tombstoned = (
@@ -768,16 +781,10 @@ def _all(result: sa.CursorResult[Any]) -> list[Any]:
     return list(result.all())
 
 
-def _owner(meta: dict[str, str]) -> str | None:
-    """The user a record's library fields bind it to (the ``user`` field, JSON text)."""
-    raw = meta.get("user")
-    if raw is None:
-        return None
-    try:
-        user = json.loads(raw)
-    except ValueError:
-        return None
-    return user[:255] if isinstance(user, str) else None
+def _owner(fields: Mapping[str, bytes]) -> str | None:
+    """The user a record is bound to, as the ``user_id`` column holds it."""
+    owner = owner_of(fields)
+    return None if owner is None else owner[:MAX_USER_LENGTH]
 
 
 def _refused_as_wrong(exc: sa_exc.DBAPIError) -> bool:

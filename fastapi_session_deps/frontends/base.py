@@ -82,6 +82,11 @@ class Frontend(ABC):
         self._read_cache: dict[bytes, VerifiedToken] = {}
         self._read_cache_bytes = 0
 
+    @property
+    def key_count(self) -> int:
+        """How many keys verify this frontend's tokens (the first of them signs)."""
+        return self._signer.key_count
+
     # -- the transport: strings in and out -------------------------------------------------
 
     @abstractmethod

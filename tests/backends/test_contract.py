@@ -16,7 +16,7 @@ from fastapi_session_deps import (
     SessionLocks,
     SQLBackend,
 )
-from fastapi_session_deps._engine import OWNER_FIELD
+from fastapi_session_deps._record import OWNER_FIELD
 from fastapi_session_deps.backends import base
 from fastapi_session_deps.backends.base import StoreStats
 

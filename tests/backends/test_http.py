@@ -21,7 +21,13 @@ from fastapi_session_deps import (
     MemoryBackend,
     SessionManager,
 )
-from fastapi_session_deps._wire import json_object, listed_records, max_body_bytes, record_fields
+from fastapi_session_deps._wire import (
+    SERVICE_TOKEN_ENV,
+    json_object,
+    listed_records,
+    max_body_bytes,
+    record_fields,
+)
 from fastapi_session_deps.backends.base import MAX_RECORD_BYTES
 from fastapi_session_deps.backends.http import HTTPBackend
 from fastapi_session_deps.service import create_app
@@ -110,7 +116,7 @@ def test_a_short_service_token_is_refused() -> None:
 def test_the_service_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi_session_deps import service
 
-    monkeypatch.setenv(service.TOKEN_ENV, SERVICE_TOKEN)
+    monkeypatch.setenv(SERVICE_TOKEN_ENV, SERVICE_TOKEN)
     monkeypatch.delenv(service.REDIS_URL_ENV, raising=False)
     auth = {"authorization": f"Bearer {SERVICE_TOKEN}"}
     with served_in_thread(service.from_env()) as url:
@@ -123,7 +129,7 @@ def test_the_service_from_the_environment_on_redis(
 ) -> None:
     from fastapi_session_deps import service
 
-    monkeypatch.setenv(service.TOKEN_ENV, SERVICE_TOKEN)
+    monkeypatch.setenv(SERVICE_TOKEN_ENV, SERVICE_TOKEN)
     monkeypatch.setenv(service.REDIS_URL_ENV, redis_url)
     with served_in_thread(service.from_env()) as url:
         response = httpx.get(
