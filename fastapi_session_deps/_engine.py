@@ -423,7 +423,8 @@ class SessionEngine(Generic[T]):
         self.make_writable(state)
         if state.fate is not Fate.END:  # an ended session has nothing left to move
             state.fate = Fate.MOVE
-        state.meta = moved(state.meta, log_in=False)
+        if state.meta:
+            state.meta = moved(state.meta, log_in=False)
 
     def log_in(
         self,

@@ -70,49 +70,49 @@ class SessionCommitMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 state = slot.state
-                if (
-                    state is not None
-                    and (self._should_commit is None or self._should_commit(state))
-                    and not await self._commit(state, message, scope, send)
+                if state is not None and (
+                    self._should_commit is None or self._should_commit(state)
                 ):
-                    replaced = True
-                    return
+                    message.setdefault("headers", [])
+                    try:
+                        await self.engine.commit(
+                            state, MutableHeaders(scope=message), message["status"], scope
+                        )
+                    except BackendUnavailable as exc:
+                        replaced = True
+                        await send_retry_later(scope, send, exc)
+                        return
+                    except (SessionTooLarge, BackendError) as exc:
+                        replaced = True
+                        await not_saved(send, exc)
+                        return
             await send(message)
 
         try:
             if self._prepare is None or await self._prepare(scope, slot, send):
                 await self.app(scope, receive, send_with_commit)
-        except (BackendUnavailable, SessionBusy) as exc:
-            # A load inside the app (a lazily loaded request.session) found the store down,
-            # or the session locked.
-            if started:
+        except Exception as exc:
+            if started or not await self._answer_failure(exc, slot, scope, send):
                 raise
-            await send_retry_later(scope, send, exc)
-        except Exception:
-            # An unhandled error: the server answers 500 without passing through here, so
-            # nothing is saved, but a log-out made before the error still happens.
-            if not started and slot.state is not None:
-                with contextlib.suppress(BackendUnavailable):  # the error in hand matters more
-                    await self.engine.abandon(slot.state)
-            raise
         finally:
             await self._end(slot)
 
-    async def _commit(
-        self, state: SessionState[Any], start: Message, scope: Scope, send: Send
+    async def _answer_failure(
+        self, exc: Exception, slot: RequestSlot, scope: Scope, send: Send
     ) -> bool:
-        """Commit ``state`` as the response ``start``s; ``False`` if the store could not
-        take it, and a 503 (or a 500 naming the reason) was sent instead."""
-        start.setdefault("headers", [])
-        try:
-            await self.engine.commit(state, MutableHeaders(scope=start), start["status"], scope)
-        except BackendUnavailable as exc:
+        """Answer an error that escaped the app before its response started, if it is the
+        store's (``True``); otherwise let it go on to the server (``False``)."""
+        if isinstance(exc, BackendUnavailable | SessionBusy):
+            # A load inside the app (a lazily loaded request.session) found the store down,
+            # or the session locked.
             await send_retry_later(scope, send, exc)
-            return False
-        except (SessionTooLarge, BackendError) as exc:
-            await not_saved(send, exc)
-            return False
-        return True
+            return True
+        # An unhandled error: the server answers 500 without passing through here, so
+        # nothing is saved, but a log-out made before the error still happens.
+        if slot.state is not None:
+            with contextlib.suppress(BackendUnavailable):  # the error in hand matters more
+                await self.engine.abandon(slot.state)
+        return False
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The dependencies may read the session during the handshake; nothing is committed.
