@@ -538,14 +538,16 @@ class SessionEngine(Generic[T]):
 
     async def _delete_stored(
         self, state: SessionState[T], key: str, event: EventKind | None = None
-    ) -> None:
+    ) -> bool | None:
         """Delete the stored record ``key``, take it out of its owner's index, and tell
-        ``on_event`` why, if it is an ``event``."""
-        await self.store.delete(key)
+        ``on_event`` why, if it is an ``event``; return whether it was still live (``None``:
+        the store cannot tell)."""
+        live = await self.store.delete(key)
         if self.index is not None and state.stored_owner is not None:
             await self.index.index_remove(state.stored_owner, [key])
         if event is not None and self._listening:
             await self.emit(event, key, state.stored or {})
+        return live
 
     async def _save(
         self,
@@ -623,7 +625,15 @@ class SessionEngine(Generic[T]):
         scope: Scope,
     ) -> None:
         """A new session (stored only if the route filled it), or a stored one moving to
-        a new id: the whole record under a new id, then the old record deleted."""
+        a new id: the whole record under a new id, then the old record deleted.
+
+        A move stands only if the old record was still live when it was deleted (one
+        atomic step in the store): a log-out or a revocation that ended it while this
+        request ran is final, so the new record is deleted again and its token never sent.
+        The browser's token is left as it is: dead already, or a newer one another request
+        of this browser was given (two log-ins at once). Writing first means that a store
+        failing on the write leaves the session as it was.
+        """
         if stored is None and not dirty:
             if state.fate is Fate.END:
                 self._clear(headers, scope)
@@ -637,8 +647,16 @@ class SessionEngine(Generic[T]):
             # "anonymous": a visitor the store cannot take goes on without a session.
             faults.report("Session store unavailable; a new session was not stored", exc)
             return
-        if stored is not None:
-            await self._delete_stored(state, stored.key)
+        if stored is not None and await self._delete_stored(state, stored.key) is False:
+            await self.store.delete(new_key)  # no one holds its id: it goes unseen
+            owner = state.owner
+            if owner is not None and self.index is not None:
+                await self.index.index_remove(owner, [new_key])
+            logger.info(
+                "Session ended by another request; this request's move to a new id dropped",
+                extra=self._log_extra("changes_dropped", stored.key),
+            )
+            return
         if self._listening:
             previous = None if stored is None else stored.key
             await self.emit(

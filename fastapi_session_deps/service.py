@@ -15,7 +15,8 @@ The protocol (every request carries ``Authorization: Bearer <token>``):
 ``PATCH /v1/sessions/{key}``            with ``If-Match: *``: merge ``{"changed": {...},
                                         "removed": [...]}`` only if the record exists. 204, or
                                         412 when it does not (it is never brought back).
-``DELETE /v1/sessions/{key}``           204, whether or not it existed.
+``DELETE /v1/sessions/{key}``           204, whether or not it existed; ``Session-Deleted``
+                                        says whether a live record was there (1 or 0).
 ``POST /v1/locks/{key}``                ``{"token", "ttl", "wait"}``: 200 ``{"held": bool}``.
 ``DELETE /v1/locks/{key}?token=...``    release, if that token holds it. 204.
 ``PUT /v1/index/{key}``                 ``{"user", "ttl"}``: add the record to the user's index.
@@ -208,8 +209,9 @@ def create_app(
 
     @app.delete("/v1/sessions/{key}", status_code=204)
     async def delete(key: str) -> Response:
-        await backend.delete(checked(key))
-        return Response(status_code=204)
+        live = await backend.delete(checked(key))
+        said = {} if live is None else {"Session-Deleted": "1" if live else "0"}
+        return Response(status_code=204, headers=said)
 
     def locks() -> SessionLocks:
         if not isinstance(backend, SessionLocks):

@@ -205,8 +205,8 @@ class InstrumentedStore(Backend, SessionLocks, SessionIndex):
     ) -> bool:
         return await self._call("update", self.inner.update(key, changed, removed, ttl=ttl))
 
-    async def delete(self, key: str) -> None:
-        await self._call("delete", self.inner.delete(key))
+    async def delete(self, key: str) -> bool | None:
+        return await self._call("delete", self.inner.delete(key))
 
     async def delete_expired(
         self, *, batch_size: int = 1000, progress: Progress | None = None

@@ -77,9 +77,9 @@ class CountingBackend(Backend, SessionLocks, SessionIndex):
         self.calls["update"] += 1
         return await self.inner.update(key, changed, removed, ttl=ttl)
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> bool | None:
         self.calls["delete"] += 1
-        await self.inner.delete(key)
+        return await self.inner.delete(key)
 
     async def aclose(self) -> None:
         self.calls["aclose"] += 1
@@ -145,9 +145,9 @@ class SwitchableBackend(CountingBackend):
         self._check("update")
         return await super().update(key, changed, removed, ttl=ttl)
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> bool | None:
         self._check("delete")
-        await super().delete(key)
+        return await super().delete(key)
 
     async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
         self._check("acquire_lock")

@@ -13,7 +13,7 @@ A `Backend`'s own methods map onto one round trip each on a networked store:
 ``set``            create or replace a whole record
 ``update``         merge changed fields into a record *only if it still exists*, so that a
                    session destroyed by another request is not brought back by a late save
-``delete``         remove a record
+``delete``         remove a record, and say whether a live one was there
 ``delete_expired`` delete expired records, for a store that keeps them (SQL); 0 elsewhere
 ``stats``          count the sessions and their users, for an operator; optional
 ``aclose``         release connections the backend owns
@@ -190,8 +190,15 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    async def delete(self, key: str) -> None:
-        """Remove the record under ``key``; no error if there is none."""
+    async def delete(self, key: str) -> bool | None:
+        """Remove the record under ``key``; no error if there is none.
+
+        Returns:
+            Whether a live record was there, decided in the same atomic step as the
+            deletion: a session moving to a new id (a log-in) goes only if its record was
+            still live, so that no request in flight brings back a session another request
+            ended. ``None`` if the store cannot tell; the move then goes ahead.
+        """
 
     async def delete_expired(
         self, *, batch_size: int = 1000, progress: Progress | None = None

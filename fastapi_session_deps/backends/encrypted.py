@@ -205,9 +205,9 @@ class EncryptedBackend(Backend):
         sealed = {name: self._seal(key, name, value) for name, value in values.items()}
         return await self.inner.update(key, sealed, removed, ttl=ttl)
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> bool | None:
         self._stale.pop(key, None)
-        await self.inner.delete(key)
+        return await self.inner.delete(key)
 
     async def delete_expired(
         self, *, batch_size: int = 1000, progress: Progress | None = None

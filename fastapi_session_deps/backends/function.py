@@ -134,6 +134,8 @@ class FunctionBackend(Backend):
         return True
 
     async def delete(self, key: str) -> None:
+        """Delete through the ``delete`` function, which does not say whether the record
+        was there (see `Backend.delete`)."""
         await self._call("delete", self._delete, key)
 
     # -- the record's shape ------------------------------------------------------------------

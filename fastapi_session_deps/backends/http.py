@@ -52,6 +52,8 @@ class _Answer:
     content_type: str
     body: bytes
     oversized: bool = False
+    #: ``Session-Deleted``, on the answer to a deletion: whether a live record was there.
+    deleted: str | None = None
 
 
 class HTTPBackend(Backend, SessionLocks, SessionIndex):
@@ -173,9 +175,11 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
         self._expect(response, "update", 204)
         return True
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> bool | None:
         response = await self._request("DELETE", f"/v1/sessions/{key}", {}, retry=True)
         self._expect(response, "delete", 204)
+        # A service that does not say (an older one) leaves it to the caller.
+        return {"1": True, "0": False}.get(response.deleted or "")
 
     async def acquire_lock(self, key: str, token: str, *, ttl: float, wait: float) -> bool:
         response = await self._request(
@@ -269,6 +273,7 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
                             response.headers.get("content-type", ""),
                             bytes(body),
                             oversized=len(body) > limit,
+                            deleted=response.headers.get("session-deleted"),
                         )
             except (httpx.HTTPError, TimeoutError, OSError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"

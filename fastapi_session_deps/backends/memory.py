@@ -153,10 +153,11 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             self._records.move_to_end(key)
             return True
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> bool:
         with self._lock:
-            if self._records.pop(key, None) is not None:
-                del self._expiry[key]
+            if self._records.pop(key, None) is None:
+                return False
+            return self._expiry.pop(key) > self._clock()
 
     async def delete_expired(
         self, *, batch_size: int = 1000, progress: Progress | None = None

@@ -319,9 +319,9 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
             )
         return bool(done == 1)
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str) -> bool:
         name = self.redis_key(key)
-        await self._call("delete", lambda: self.client.delete(name))
+        return bool(await self._call("delete", lambda: self.client.delete(name)))
 
     def lock_key(self, key: str) -> str:
         """The Redis key of a record's lock: in the record's hash slot."""

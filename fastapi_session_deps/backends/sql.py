@@ -394,8 +394,13 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         await connection.execute(statements.replace, whole)
         return True
 
-    async def delete(self, key: str) -> None:
-        await self._run("delete", self._statements.delete, {"k": key}, _count)
+    async def delete(self, key: str) -> bool:
+        values = {"k": key, "now": self._clock()}
+        if await self._run("delete", self._statements.delete_live, values, _count):
+            return True
+        # Not live: an expired row may still be there, for the cleanup to find otherwise.
+        await self._run("delete", self._statements.delete, values, _count)
+        return False
 
     # -- the index of a user's sessions: the user_id column --------------------------------------
 
@@ -652,6 +657,7 @@ class _Statements:
             )
         )
         self.delete = sa.delete(table).where(c.id_hash == k)
+        self.delete_live = sa.delete(table).where(live)
         # For a merge patched here: the live row, locked until the transaction ends (SQLite
         # takes its write lock at BEGIN IMMEDIATE instead), then written whole.
         self.begin = {"sqlite": "BEGIN IMMEDIATE", "mysql": "START TRANSACTION"}.get(

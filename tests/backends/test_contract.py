@@ -129,6 +129,23 @@ async def test_delete_removes_and_tolerates_missing(backend: Backend) -> None:
     assert await backend.get("k") is None
 
 
+async def test_delete_says_whether_a_live_record_was_there(
+    backend: Backend, pass_time: PassTime
+) -> None:
+    # What lets a move to a new id stand only if no one ended the session meanwhile.
+    await backend.set("k", {"a": b"1"}, ttl=60)
+    await backend.set("old", {"a": b"1"}, ttl=5)
+    await pass_time(6)
+    if isinstance(backend, FunctionBackend):  # its delete function cannot tell
+        assert await backend.delete("k") is None
+        return
+    assert await backend.delete("k") is True
+    assert await backend.delete("k") is False
+    assert await backend.delete("never") is False
+    assert await backend.delete("old") is False  # expired: not live, and gone all the same
+    assert await backend.get("old") is None
+
+
 async def test_keys_are_independent(backend: Backend) -> None:
     await backend.set("k1", {"a": b"1"}, ttl=60)
     await backend.set("k2", {"a": b"2"}, ttl=60)
