@@ -75,6 +75,9 @@ REISSUE_FRACTION = 0.1
 #: A token stamped more than this many seconds in the future (servers whose clocks
 #: disagree) is re-issued at once, so it slides like any other.
 MAX_CLOCK_SKEW = 60.0
+#: Tokens are stamped in whole seconds, rounded down: a token is up to this much younger
+#: than its stamp says.
+STAMP_RESOLUTION = 1.0
 
 
 class Use(enum.Enum):
@@ -255,6 +258,13 @@ class SessionEngine(Generic[T]):
         idle = policy.idle_timeout
         self.lifetime = idle if frontend.max_age is None else min(idle, frontend.max_age)
         self._reissue_after = max(self.lifetime, 0) * REISSUE_FRACTION
+        #: The stamp's age past which a token is refused unread: the lifetime, and the
+        #: stamp's resolution, so that no session is refused before its deadline (the
+        #: store's exact expiry decides within it). A lifetime of zero or less (a cookie
+        #: that expires at once) stores nothing: no token of it is worth a read.
+        self._oldest_token = (
+            self.lifetime + STAMP_RESOLUTION if self.lifetime > 0 else self.lifetime
+        )
         #: Whether anything hears of events (a hook, or the instruments): if not, none is
         #: built.
         self._listening = policy.on_event is not None or self.telemetry is not None
@@ -296,7 +306,7 @@ class SessionEngine(Generic[T]):
         """
         use = Use.READ_ONLY if readonly else Use.WRITABLE
         try:
-            if token is None or self.policy.clock() - token.issued_at > self.lifetime:
+            if token is None or self.policy.clock() - token.issued_at > self._oldest_token:
                 # No token, or one older than any client may keep it (its Max-Age ran out).
                 state = self.new_state(use)
             elif self.locking is not None and use is Use.WRITABLE:
