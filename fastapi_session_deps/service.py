@@ -15,6 +15,9 @@ The protocol (every request carries ``Authorization: Bearer <token>``):
 ``PATCH /v1/sessions/{key}``            with ``If-Match: *``: merge ``{"changed": {...},
                                         "removed": [...]}`` only if the record exists. 204, or
                                         412 when it does not (it is never brought back).
+``POST /v1/sessions/{key}/replace``     ``{"fields": {name: [old, new]}}``: write each new
+                                        value where the record still holds the old one
+                                        (`Backend.replace_unchanged`). 204.
 ``DELETE /v1/sessions/{key}``           204, whether or not it existed; ``Session-Deleted``
                                         says whether a live record was there (1 or 0).
 ``POST /v1/locks/{key}``                ``{"token", "ttl", "wait"}``: 200 ``{"held": bool}``.
@@ -87,6 +90,10 @@ class Record(BaseModel):
 class Changes(BaseModel):
     changed: dict[str, str] = {}
     removed: list[str] = []
+
+
+class Replacements(BaseModel):
+    fields: dict[str, tuple[str, str]]
 
 
 class IndexEntry(BaseModel):
@@ -205,6 +212,14 @@ def create_app(
             checked(key), changed, changes.removed, ttl=ttl_of(session_ttl)
         ):
             raise HTTPException(412, "No such session")
+        return Response(status_code=204)
+
+    @app.post("/v1/sessions/{key}/replace", status_code=204)
+    async def replace_unchanged(key: str, replacements: Replacements) -> Response:
+        old = fields_of({name: pair[0] for name, pair in replacements.fields.items()})
+        new = fields_of({name: pair[1] for name, pair in replacements.fields.items()})
+        swaps = {name: (old[name], new[name]) for name in old}
+        await backend.replace_unchanged(checked(key), swaps)
         return Response(status_code=204)
 
     @app.delete("/v1/sessions/{key}", status_code=204)

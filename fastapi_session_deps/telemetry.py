@@ -66,6 +66,7 @@ OPERATIONS = (
     "set",
     "update",
     "delete",
+    "replace_unchanged",
     "delete_expired",
     "acquire_lock",
     "release_lock",
@@ -207,6 +208,11 @@ class InstrumentedStore(Backend, SessionLocks, SessionIndex):
 
     async def delete(self, key: str) -> bool | None:
         return await self._call("delete", self.inner.delete(key))
+
+    async def replace_unchanged(
+        self, key: str, replacements: Mapping[str, tuple[bytes, bytes]]
+    ) -> None:
+        await self._call("replace_unchanged", self.inner.replace_unchanged(key, replacements))
 
     async def delete_expired(
         self, *, batch_size: int = 1000, progress: Progress | None = None

@@ -81,6 +81,12 @@ class CountingBackend(Backend, SessionLocks, SessionIndex):
         self.calls["delete"] += 1
         return await self.inner.delete(key)
 
+    async def replace_unchanged(
+        self, key: str, replacements: Mapping[str, tuple[bytes, bytes]]
+    ) -> None:
+        self.calls["replace_unchanged"] += 1
+        await self.inner.replace_unchanged(key, replacements)
+
     async def aclose(self) -> None:
         self.calls["aclose"] += 1
         await self.inner.aclose()

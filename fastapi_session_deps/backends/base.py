@@ -14,6 +14,7 @@ A `Backend`'s own methods map onto one round trip each on a networked store:
 ``update``         merge changed fields into a record *only if it still exists*, so that a
                    session destroyed by another request is not brought back by a late save
 ``delete``         remove a record, and say whether a live one was there
+``replace_unchanged`` compare and set some fields (sealing values again); optional
 ``delete_expired`` delete expired records, for a store that keeps them (SQL); 0 elsewhere
 ``stats``          count the sessions and their users, for an operator; optional
 ``aclose``         release connections the backend owns
@@ -198,6 +199,17 @@ class Backend(ABC):
             deletion: a session moving to a new id (a log-in) goes only if its record was
             still live, so that no request in flight brings back a session another request
             ended. ``None`` if the store cannot tell; the move then goes ahead.
+        """
+
+    async def replace_unchanged(  # noqa: B027 - optional, a no-op by default
+        self, key: str, replacements: Mapping[str, tuple[bytes, bytes]]
+    ) -> None:
+        """For each ``name: (old, new)``, write ``new`` if the record still holds ``old``
+        there; leave the other fields, and the expiry, as they are. Atomic for the call.
+
+        For `EncryptedBackend`, which seals values again with a new key: a value another
+        request changed since it was read is never written back. A store without it (the
+        default does nothing) keeps the values as they were sealed.
         """
 
     async def delete_expired(

@@ -7,8 +7,11 @@ another field, fails to decrypt. The stored form is ASCII text,
 JSON columns and the session service included).
 
 Keys form a ring: the first encrypts, every one decrypts (picked by its id, a digest of
-the key). Values sealed with an older key are sealed again with the first when their
-record is next written by this process.
+the key). Values sealed with an older key are sealed again with the first as soon as their
+record is read, each only if the store still holds what was read
+(`Backend.replace_unchanged`): a value another worker changed meanwhile is never written
+back. A store without that operation keeps older values as they were sealed until they
+change.
 
 A record with a value that does not decrypt (tampered with, moved, or sealed with a key no
 longer in the ring) is "no session", logged without its data. It is not deleted: a key
@@ -22,15 +25,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from typing import cast
 
 from .._record import OWNER_FIELD
-from ..exceptions import ConfigurationError, MissingDependencyError
+from ..exceptions import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    MissingDependencyError,
+)
 from ..keys import new_encryption_key
 from .base import Backend, Progress, SessionIndex, SessionLocks, StoreStats, UserRecord
 
@@ -47,8 +55,6 @@ logger = logging.getLogger("fastapi_session_deps")
 #: The environment variable `EncryptedBackend` reads its keys from when given none.
 KEYS_ENV = "SESSION_ENCRYPTION_KEYS"
 PREFIX = b"fsd-aead1."
-#: Records whose values were sealed with an older key, remembered to seal them again.
-MAX_REMEMBERED = 1024
 
 
 def new_key() -> str:
@@ -123,7 +129,6 @@ class EncryptedBackend(Backend):
         self.inner = inner
         self._ring = [_Key(key) for key in keys]
         self._by_id = {key.id: key for key in reversed(self._ring)}
-        self._stale: OrderedDict[str, dict[str, bytes]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"EncryptedBackend({self.inner!r}, keys={len(self._ring)})"
@@ -155,15 +160,19 @@ class EncryptedBackend(Backend):
             raise _Undecryptable from exc
         return value, ring_key is self._ring[0]
 
-    def _open_record(self, key: str, fields: Mapping[str, bytes]) -> dict[str, bytes] | None:
+    def _open_record(
+        self, key: str, fields: Mapping[str, bytes]
+    ) -> tuple[dict[str, bytes], dict[str, tuple[bytes, bytes]]] | None:
+        """The record's values, and those sealed with an older key sealed again: each as
+        ``name: (stored, resealed)``. ``None`` for a record that does not decrypt."""
         opened: dict[str, bytes] = {}
-        stale: dict[str, bytes] = {}
+        stale: dict[str, tuple[bytes, bytes]] = {}
         try:
             for name, stored in fields.items():
                 value, current = self._open(key, name, stored)
                 opened[name] = value
                 if not current:
-                    stale[name] = value
+                    stale[name] = (stored, self._seal(key, name, value))
         except _Undecryptable:
             logger.warning(
                 "A session record that does not decrypt (tampered with, moved, or sealed "
@@ -171,21 +180,25 @@ class EncryptedBackend(Backend):
                 extra={"event": "record_undecryptable", "store": "EncryptedBackend"},
             )
             return None
-        if stale:  # sealed again with the first key when this record is next written
-            self._stale[key] = stale
-            self._stale.move_to_end(key)
-            while len(self._stale) > MAX_REMEMBERED:
-                self._stale.popitem(last=False)
-        return opened
+        return opened, stale
 
     # -- the Backend -----------------------------------------------------------------------------
 
     async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
         fields = await self.inner.get(key, ttl=ttl)
-        return None if fields is None else self._open_record(key, fields)
+        opened = None if fields is None else self._open_record(key, fields)
+        if opened is None:
+            return None
+        values, stale = opened
+        if stale:
+            # Sealed again now, where the store still holds what was read: a value changed
+            # since then (another worker's log-out) is never written back.
+            # The record was read: if the store fails now, it is sealed at its next read.
+            with contextlib.suppress(BackendUnavailable, BackendError):
+                await self.inner.replace_unchanged(key, stale)
+        return values
 
     async def set(self, key: str, fields: Mapping[str, bytes], *, ttl: float) -> None:
-        self._stale.pop(key, None)
         sealed = {name: self._seal(key, name, value) for name, value in fields.items()}
         await self.inner.set(key, sealed, ttl=ttl)
 
@@ -197,16 +210,10 @@ class EncryptedBackend(Backend):
         *,
         ttl: float,
     ) -> bool:
-        stale = self._stale.pop(key, {})
-        values = {
-            **{name: value for name, value in stale.items() if name not in removed},
-            **changed,
-        }
-        sealed = {name: self._seal(key, name, value) for name, value in values.items()}
+        sealed = {name: self._seal(key, name, value) for name, value in changed.items()}
         return await self.inner.update(key, sealed, removed, ttl=ttl)
 
     async def delete(self, key: str) -> bool | None:
-        self._stale.pop(key, None)
         return await self.inner.delete(key)
 
     async def delete_expired(
@@ -245,7 +252,7 @@ class _WithIndex(EncryptedBackend, SessionIndex):
         for key, fields, left in await cast("SessionIndex", self.inner).index_list(user):
             opened = self._open_record(key, fields)
             if opened is not None:
-                found.append((key, opened, left))
+                found.append((key, opened[0], left))
         return found
 
 

@@ -175,6 +175,17 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
         self._expect(response, "update", 204)
         return True
 
+    async def replace_unchanged(
+        self, key: str, replacements: Mapping[str, tuple[bytes, bytes]]
+    ) -> None:
+        old = encode_fields({name: pair[0] for name, pair in replacements.items()})
+        new = encode_fields({name: pair[1] for name, pair in replacements.items()})
+        body = {"fields": {name: (old[name], new[name]) for name in old}}
+        response = await self._request(
+            "POST", f"/v1/sessions/{key}/replace", {}, json=body, retry=True
+        )
+        self._expect(response, "replace_unchanged", 204)
+
     async def delete(self, key: str) -> bool | None:
         response = await self._request("DELETE", f"/v1/sessions/{key}", {}, retry=True)
         self._expect(response, "delete", 204)

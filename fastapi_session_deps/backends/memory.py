@@ -153,6 +153,16 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             self._records.move_to_end(key)
             return True
 
+    async def replace_unchanged(
+        self, key: str, replacements: Mapping[str, tuple[bytes, bytes]]
+    ) -> None:
+        with self._lock:
+            fields = self._live(key, self._clock())
+            if fields is not None:
+                for name, (old, new) in replacements.items():
+                    if fields.get(name) == old:
+                        fields[name] = new
+
     async def delete(self, key: str) -> bool:
         with self._lock:
             if self._records.pop(key, None) is None:

@@ -111,6 +111,16 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
+#: Compare and set fields, leaving the expiry alone: ARGV = field, old, new, field, ...
+_SWAP = """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
+for i = 1, #ARGV, 3 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+  end
+end
+return 1
+"""
 
 #: Release a lock only if the caller's token still holds it.
 #: KEYS = lock, the token's tombstone; ARGV = token, tombstone ttl_ms. A token that does
@@ -209,6 +219,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         self._get_and_touch = _Script(client, _GET_AND_TOUCH)
         self._replace = _Script(client, _REPLACE)
         self._merge = _Script(client, _MERGE)
+        self._swap = _Script(client, _SWAP)
         self._acquire = _Script(client, _ACQUIRE)
         self._release = _Script(client, _RELEASE)
         self._index_add = _Script(client, _INDEX_ADD)
@@ -318,6 +329,16 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
                 extra=_extra("record_wrong_type", key),
             )
         return bool(done == 1)
+
+    async def replace_unchanged(
+        self, key: str, replacements: Mapping[str, tuple[bytes, bytes]]
+    ) -> None:
+        args: list[str | bytes] = []
+        for field, (old, new) in replacements.items():
+            args += (field, old, new)
+        await self._call(
+            "replace_unchanged", lambda: self._swap(keys=[self.redis_key(key)], args=args)
+        )
 
     async def delete(self, key: str) -> bool:
         name = self.redis_key(key)

@@ -340,29 +340,67 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         here = self._dialect != "postgresql" and len(patch) + len(meta_patch) > SERVER_PATCH_LIMIT
         if self._dialect == "sqlite" and not here:
             return await self._run("update", self._statements.merge, values, _count) == 1
-        return await self._call("update", lambda: _retrying(lambda: self._merge(values, here)))
+        return await self._call(
+            "update", lambda: _retrying(lambda: self._in_transaction(self._merge(values, here)))
+        )
 
-    async def _merge(self, values: dict[str, Any], here: bool) -> bool:
-        """The merge in a transaction of its own: one ``UPDATE`` that patches on the server,
-        or (``here``) a locked read, a patch applied here and a write.
+    def _merge(
+        self, values: dict[str, Any], here: bool
+    ) -> Callable[[AsyncConnection], Awaitable[bool]]:
+        """The merge: one ``UPDATE`` that patches on the server, or (``here``) a locked
+        read, a patch applied here and a write. ``here`` is for a large patch, which
+        SQLite's and MySQL's JSON patch functions apply in time proportional to the patch's
+        size times the record's."""
 
-        On a database server, a merge is never a statement on its own: a call given up on
+        async def merge(connection: AsyncConnection) -> bool:
+            if here:
+                return await self._patch_locked_row(connection, values)
+            result = await connection.execute(self._statements.merge, values)
+            return bool(result.rowcount == 1)
+
+        return merge
+
+    async def replace_unchanged(
+        self, key: str, replacements: Mapping[str, tuple[bytes, bytes]]
+    ) -> None:
+        values = {"k": key, "now": self._clock()}
+
+        async def swap(connection: AsyncConnection) -> bool:
+            row = (await connection.execute(self._statements.select_for_update, values)).first()
+            if row is None:
+                return False
+            try:
+                fields = decode_row(row[0], row[1])
+            except (TypeError, ValueError):
+                return False  # a damaged row is no session: left alone
+            swapped = {
+                name: new for name, (old, new) in replacements.items() if fields.get(name) == old
+            }
+            if swapped:
+                fields.update(swapped)
+                data, meta = split_fields(fields)
+                rewrite = {"k": key, "d": data, "m": meta, "u": _owner(fields)}
+                await connection.execute(self._statements.rewrite, rewrite)
+            return True
+
+        await self._call(
+            "replace_unchanged", lambda: _retrying(lambda: self._in_transaction(swap))
+        )
+
+    async def _in_transaction(self, work: Callable[[AsyncConnection], Awaitable[bool]]) -> bool:
+        """``work`` in a transaction of its own.
+
+        On a database server, a change is never a statement on its own: a call given up on
         (the database paused past the timeout) may still reach it later, and run after
         newer writes of the same fields, undoing them. In a transaction it cannot: if its
         ``UPDATE`` runs late, no ``COMMIT`` follows, and the transaction is rolled back when
         the connection closes; if it ran in time, it holds the row until its ``COMMIT``, and
-        newer writes wait for it. ``here`` is for a large patch, which SQLite's and MySQL's
-        JSON patch functions apply in time proportional to the patch's size times the
-        record's.
+        newer writes wait for it.
         """
         async with self._autocommit.connect() as connection:
             try:
                 await connection.exec_driver_sql(self._statements.begin)
-                if here:
-                    merged = await self._patch_locked_row(connection, values)
-                else:
-                    result = await connection.execute(self._statements.merge, values)
-                    merged = result.rowcount == 1
+                done = await work(connection)
             except Exception:
                 with contextlib.suppress(Exception):
                     await connection.exec_driver_sql("ROLLBACK")
@@ -373,7 +411,7 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
                 await connection.invalidate()
                 raise
             await connection.exec_driver_sql("COMMIT")
-        return merged
+        return done
 
     async def _patch_locked_row(self, connection: AsyncConnection, values: dict[str, Any]) -> bool:
         statements = self._statements
@@ -668,6 +706,11 @@ class _Statements:
             sa.update(table)
             .where(c.id_hash == k)
             .values(data=row["data"], meta=row["meta"], expires_at=until)
+        )
+        self.rewrite = (
+            sa.update(table)
+            .where(c.id_hash == k)
+            .values(data=row["data"], meta=row["meta"], user_id=row["user_id"])
         )
 
     def _upsert(self, table: sa.Table, row: dict[str, Any]) -> sa.Executable:

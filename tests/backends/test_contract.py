@@ -146,6 +146,23 @@ async def test_delete_says_whether_a_live_record_was_there(
     assert await backend.get("old") is None
 
 
+async def test_replace_unchanged_writes_only_where_the_old_value_still_is(
+    backend: Backend, pass_time: PassTime
+) -> None:
+    # What lets EncryptedBackend seal a value again without undoing a newer write.
+    await backend.set("k", {"a": b"1", "b": b"2", "\x00user": b'"u"'}, ttl=10)
+    swaps = {"a": (b"1", b"10"), "b": (b"changed meanwhile", b"20"), "c": (b"", b"3")}
+    await backend.replace_unchanged("k", {**swaps, "\x00user": (b'"u"', b'"v"')})
+    await backend.replace_unchanged("absent", {"a": (b"1", b"2")})
+    assert await backend.get("absent") is None  # nothing brought into being
+    if isinstance(backend, FunctionBackend):  # no compare-and-set: it keeps what it holds
+        assert await backend.get("k") == {"a": b"1", "b": b"2", "\x00user": b'"u"'}
+        return
+    assert await backend.get("k") == {"a": b"10", "b": b"2", "\x00user": b'"v"'}
+    await pass_time(11)  # the expiry was left as it was
+    assert await backend.get("k") is None
+
+
 async def test_keys_are_independent(backend: Backend) -> None:
     await backend.set("k1", {"a": b"1"}, ttl=60)
     await backend.set("k2", {"a": b"2"}, ttl=60)

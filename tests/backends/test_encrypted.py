@@ -1,13 +1,12 @@
 """EncryptedBackend: every stored value sealed with AES-256-GCM, on every store."""
 
-from __future__ import annotations
-
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from fastapi import Depends
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,15 +21,22 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps.backends.encrypted import KEYS_ENV, PREFIX, new_key
 
-from ..helpers import Clock
-from ..support import STORES, StoreRecords, build_app, each_store, manager_factory
+from ..helpers import Clock, CountingBackend, NoLocksBackend
+from ..support import (
+    WITH_THE_SERVICE,
+    AppSession,
+    StoreRecords,
+    build_app,
+    each_store,
+    manager_factory,
+)
 
 pytestmark = pytest.mark.anyio
 
 KEY, OLD_KEY = new_key(), new_key()
 SECRET_VALUE = "card-4111-1111-1111-1111"
 
-backend = pytest.fixture(params=STORES, name="backend")(each_store)
+backend = pytest.fixture(params=WITH_THE_SERVICE, name="backend")(each_store)
 
 
 @pytest.fixture
@@ -41,9 +47,22 @@ async def encrypted_client(backend: Backend, clock: Clock) -> AsyncIterator[http
         yield client
 
 
-async def client_on(store: Backend, clock: Clock, keys: list[str]) -> httpx.AsyncClient:
+async def client_on(
+    store: Backend, clock: Clock, keys: list[str], *, forget: bool = False
+) -> httpx.AsyncClient:
+    """A client of an app on ``store`` through `EncryptedBackend`; with ``forget``, the
+    app also has ``/forget-user``, which sets ``user_id`` back to none."""
     sessions = manager_factory(EncryptedBackend(store, keys=keys), clock)()
-    transport = httpx.ASGITransport(app=build_app(sessions), raise_app_exceptions=False)
+    app = build_app(sessions)
+    if forget:
+
+        @app.post("/forget-user")
+        async def forget_user(
+            session: Annotated[AppSession, Depends(sessions.get_session)],
+        ) -> None:
+            session.user_id = None
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
@@ -93,7 +112,7 @@ async def test_a_value_moved_to_another_session_or_field_does_not_decrypt(
     assert await backend.get("a" * 43) is None
 
 
-async def test_rotation_reads_old_values_and_seals_them_again_when_written(
+async def test_rotation_seals_old_values_again_as_soon_as_they_are_read(
     backend: Backend, clock: Clock, store_records: StoreRecords
 ) -> None:
     async with await client_on(backend, clock, [OLD_KEY]) as old:
@@ -107,8 +126,7 @@ async def test_rotation_reads_old_values_and_seals_them_again_when_written(
     async with await client_on(backend, clock, [KEY, OLD_KEY]) as rotated:
         rotated.cookies.update(cookies)
         assert (await rotated.get("/me")).json()["cart"] == ["tea"]  # old key still opens
-        await rotated.post("/incr")  # a write: every value sealed with the new key
-        dump = repr(await store_records())
+        dump = repr(await store_records())  # a read: every value sealed with the new key
     assert old_id not in dump
     assert new_id in dump
 
@@ -116,7 +134,52 @@ async def test_rotation_reads_old_values_and_seals_them_again_when_written(
         retired.cookies.update(cookies)
         me = (await retired.get("/me")).json()
     assert me["cart"] == ["tea"]
-    assert me["counter"] == 1
+    assert me["user_id"] == 1
+
+
+async def test_a_change_another_worker_made_after_a_rotated_read_stands(
+    backend: Backend, clock: Clock
+) -> None:
+    """Worker 1 reads a session sealed under the old key; worker 2 signs the user out of
+    it (``user_id`` back to none); worker 1's next change, of another field, must not
+    write the old ``user_id`` back."""
+    async with await client_on(backend, clock, [OLD_KEY]) as old:
+        await old.post("/login", params={"user_id": 7})
+        await old.post("/cart", params={"item": "tea"})
+        cookies = dict(old.cookies)
+    one = await client_on(backend, clock, [KEY, OLD_KEY], forget=True)
+    two = await client_on(backend, clock, [KEY, OLD_KEY], forget=True)
+    async with one, two:
+        one.cookies.update(cookies)
+        two.cookies.update(cookies)
+        assert (await one.get("/me")).json()["user_id"] == 7
+        assert (await two.post("/forget-user")).status_code == 200
+        assert (await one.post("/incr")).status_code == 200
+        me = (await one.get("/me")).json()
+    assert (me["user_id"], me["counter"], me["cart"]) == (None, 1, ["tea"])
+
+
+async def test_a_value_written_between_the_read_and_the_reseal_is_kept(
+    backend: Backend,
+) -> None:
+    key = "k" * 43
+    await EncryptedBackend(backend, keys=[OLD_KEY]).set(
+        key, {"user_id": b"1", "role": b'"admin"'}, ttl=60
+    )
+    other_worker = EncryptedBackend(backend, keys=[KEY, OLD_KEY])
+
+    class Interleaved(CountingBackend):
+        """The store, with another worker's write landing right after each read."""
+
+        async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
+            fields = await super().get(key, ttl=ttl)
+            assert await other_worker.update(key, {"role": b'"user"'}, ttl=60)
+            return fields
+
+    rotated = EncryptedBackend(Interleaved(backend), keys=[KEY, OLD_KEY])
+    assert await rotated.get(key) == {"user_id": b"1", "role": b'"admin"'}  # as read
+    after = await EncryptedBackend(backend, keys=[KEY]).get(key)  # only the new key
+    assert after == {"user_id": b"1", "role": b'"user"'}  # resealed, and the newer role
 
 
 async def test_a_ring_without_the_key_reads_no_session(backend: Backend, clock: Clock) -> None:
@@ -213,7 +276,6 @@ async def test_any_stored_value_opens_or_is_no_session(stored: bytes) -> None:
 async def test_locks_cleanup_and_closing_go_to_the_store_it_wraps(
     clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fastapi_session_deps.backends import encrypted
 
     inner = MemoryBackend(clock=clock)
     backend = EncryptedBackend(inner, keys=[KEY])
@@ -234,16 +296,13 @@ async def test_locks_cleanup_and_closing_go_to_the_store_it_wraps(
     assert await backend.index_list("alice") == []
     await backend.aclose()
 
-    # Records read under an old key are remembered, boundedly, to seal them again.
-    monkeypatch.setattr(encrypted, "MAX_REMEMBERED", 2)
+    # A store that cannot compare and set keeps what it holds: read, never resealed.
     old = EncryptedBackend(inner, keys=[OLD_KEY])
-    rotated = EncryptedBackend(inner, keys=[KEY, OLD_KEY])
-    for key in ("a", "b", "c"):
-        await old.set(key, {"cart": b"[]"}, ttl=60)
-        assert await rotated.get(key) == {"cart": b"[]"}
-    assert list(rotated._stale) == ["b", "c"]
-    await rotated.delete("b")
-    assert list(rotated._stale) == ["c"]
+    await old.set("a", {"cart": b"[]"}, ttl=60)
+    unable = NoLocksBackend()
+    unable.get = inner.get  # type: ignore[method-assign]
+    assert await EncryptedBackend(unable, keys=[KEY, OLD_KEY]).get("a") == {"cart": b"[]"}
+    assert await old.get("a") == {"cart": b"[]"}  # still sealed with the old key
 
 
 async def test_a_listing_leaves_out_what_does_not_decrypt(clock: Clock) -> None:

@@ -1,22 +1,33 @@
-"""Races that must not bring an ended session back, on every store.
+"""Races that must not bring back what another request ended or changed.
 
-A request that moves its session to a new id (a log-in, a privilege change) is held in
-flight while the same user signs out in another tab, or revokes every session from "Your
-devices". When it finishes, its response must not hand out a live cookie: the ending is
-final.
+- A request that moves its session to a new id (a log-in, a privilege change) is held in
+  flight while the same user signs out in another tab, or revokes every session from "Your
+  devices". When it finishes, its response must not hand out a live cookie: the ending is
+  final. On every store.
+- After an encryption key rotation, one worker reads a session sealed under the old key
+  while another signs the user out of it; the first worker's next change must not write
+  the old values back. Two real worker processes, on Redis, SQLite and PostgreSQL.
 """
 
-from collections.abc import Awaitable, Callable
+import functools
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated
 
 import anyio
+import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from fastapi_session_deps import SessionManager
+from fastapi_session_deps import Backend, RedisBackend, SessionManager, SQLBackend
+from fastapi_session_deps.backends.encrypted import new_key
 
-from ..helpers import RawResponse, call, cookie_header
+from ..helpers import RawResponse, call, cookie_header, uvicorn_server
 from ..support import WITH_THE_SERVICE, AppSession, ManagerFactory, each_store
+from . import rotation_app
 
 pytestmark = [pytest.mark.anyio, pytest.mark.reliability]
 
@@ -109,3 +120,72 @@ async def test_without_an_ending_the_slow_move_goes_through(make_manager: Manage
     assert (await call(app, "/me", headers=cookie_header(new_token))).status == 200
     assert (await call(app, "/me", headers=cookie_header(token))).status == 401
     assert len(await sessions.users.list("alice")) == 1
+
+
+# -- a key rotation, with two real worker processes -----------------------------------------
+
+KEY, OLD_KEY = new_key(), new_key()
+
+
+@asynccontextmanager
+async def shared_store(
+    name: str, request: pytest.FixtureRequest, directory: Path
+) -> AsyncIterator[tuple[Backend, dict[str, str]]]:
+    """A store this process and the workers share, and the workers' settings for it."""
+    if name == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), f"rotation:{uuid.uuid4().hex}:"
+        store: Backend = RedisBackend.from_url(url, key_prefix=prefix)
+        settings = {"REDIS_URL": url, "KEY_PREFIX": prefix}
+    else:
+        url = (
+            f"sqlite+aiosqlite:///{directory}/sessions.db"
+            if name == "sqlite"
+            else request.getfixturevalue(f"{name}_url")
+        )
+        table = f"rotation_{uuid.uuid4().hex[:12]}"
+        store = SQLBackend.from_url(url, table_name=table)
+        await store.create_table()
+        settings = {"SQL_URL": url, "SQL_TABLE": table}
+    try:
+        yield store, settings
+    finally:
+        if isinstance(store, SQLBackend):
+            await store.drop_table()
+        await store.aclose()
+
+
+@pytest.mark.parametrize("name", ["redis", "sqlite", "postgres"])
+async def test_a_key_rotation_never_undoes_another_workers_change(
+    name: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    async with shared_store(name, request, tmp_path) as (store, settings):
+        # Before the rotation: a session sealed with the old key.
+        before = rotation_app.build(store, keys=[OLD_KEY])
+        cookie = (await call(before, "/login", "POST")).cookie()
+        assert cookie
+        # After it: two workers with the new ring, new key first.
+        env = {**settings, "SESSION_ENCRYPTION_KEYS": f"{KEY},{OLD_KEY}"}
+        serve = functools.partial(
+            uvicorn_server,
+            "tests.reliability.rotation_app:create_app",
+            factory=True,
+            app_dir=Path(__file__).parents[2],
+            env=env,
+            ready_path="/me",
+        )
+        with serve() as one, serve() as two:
+            jar = {"session": cookie}
+            async with (
+                httpx.AsyncClient(base_url=one, cookies=jar) as first,
+                httpx.AsyncClient(base_url=two, cookies=jar) as second,
+            ):
+                assert (await first.get("/me")).json()["role"] == "admin"  # read, old key
+                assert (await second.post("/demote")).status_code == 200  # signed out
+                assert (await first.post("/incr")).status_code == 200  # another field
+                after = (await second.get("/me")).json()
+        assert (after["user_id"], after["role"], after["counter"]) == (None, "user", 1)
+        # Every value is under the new key now: the old one can leave the ring.
+        retired = await call(
+            rotation_app.build(store, keys=[KEY]), "/me", headers=cookie_header(cookie)
+        )
+        assert json.loads(retired.body)["role"] == "user"
