@@ -37,7 +37,7 @@ from fastapi_session_deps._record import (
     OWNER_FIELD,
     SEEN_FIELD,
 )
-from fastapi_session_deps.backends.memory import MIN_USERS_KEPT
+from fastapi_session_deps.backends.memory import MAX_STRAY_ENTRIES
 from fastapi_session_deps.users import session_handle
 
 from .helpers import SECRET, Clock, http_scope
@@ -438,7 +438,7 @@ async def test_the_index_settings_are_booleans(on_memory: ManagerFactory, settin
 
 async def test_the_memory_index_forgets_users_whose_sessions_are_all_gone(clock: Clock) -> None:
     backend = MemoryBackend(max_sessions=None, clock=clock)
-    for n in range(MIN_USERS_KEPT):
+    for n in range(MAX_STRAY_ENTRIES):
         await backend.index_add(f"user-{n}", f"key-{n}", ttl=10)
     await backend.index_remove("nobody", ["key-0"])
     clock.advance(11)  # every entry is past its time, and none has a record

@@ -35,8 +35,9 @@ SWEEP_BATCH = 16
 #: The default bound on the number of records: about 10 MB of typical sessions (see the
 #: design notes for the measured bytes per session).
 DEFAULT_MAX_SESSIONS = 10_000
-#: Users kept in the index before every user's entries are pruned (at least).
-MIN_USERS_KEPT = 1024
+#: Index entries without a record (a log-in whose write never came) tolerated before
+#: every user's entries are pruned.
+MAX_STRAY_ENTRIES = 1024
 
 
 @dataclass(slots=True)
@@ -100,8 +101,10 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
         #: Tokens released before they held their lock, with when to forget them.
         self._given_up: OrderedDict[str, float] = OrderedDict()
         #: Each user's store keys, with the time until which each entry is kept even if its
-        #: record is not (yet) there.
+        #: record is not (yet) there; and each key's user, so that an entry goes with its
+        #: record (evicted, expired or deleted): the index is never larger than the store.
         self._users: dict[str, dict[str, float]] = {}
+        self._owner_of: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"MemoryBackend(max_sessions={self.max_sessions!r})"
@@ -130,7 +133,7 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             self._records.move_to_end(key)
             if self.max_sessions is not None:
                 while len(self._records) > self.max_sessions:
-                    del self._expiry[self._records.popitem(last=False)[0]]
+                    self._forget(next(iter(self._records)))
 
     async def update(
         self,
@@ -165,9 +168,11 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
 
     async def delete(self, key: str) -> bool:
         with self._lock:
-            if self._records.pop(key, None) is None:
+            if key not in self._records:
                 return False
-            return self._expiry.pop(key) > self._clock()
+            live = self._expiry[key] > self._clock()
+            self._forget(key)
+            return live
 
     async def delete_expired(
         self, *, batch_size: int = 1000, progress: Progress | None = None
@@ -177,7 +182,7 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             now = self._clock()
             expired = [key for key, until in self._expiry.items() if until <= now]
             for key in expired:
-                del self._records[key], self._expiry[key]
+                self._forget(key)
         if progress is not None:
             progress(len(expired), len(expired))
         return len(expired)
@@ -213,19 +218,16 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
     async def index_add(self, user: str, key: str, *, ttl: float) -> None:
         with self._lock:
             now = self._clock()
-            self._prune(user, now)
             self._users.setdefault(user, {})[key] = now + ttl
-            if len(self._users) > max(self.max_sessions or 0, MIN_USERS_KEPT):
+            self._owner_of[key] = user
+            if len(self._owner_of) - len(self._records) >= MAX_STRAY_ENTRIES:
                 for other in list(self._users):
                     self._prune(other, now)
 
     async def index_remove(self, user: str, keys: Collection[str]) -> None:
         with self._lock:
-            known = self._users.get(user, {})
             for key in keys:
-                known.pop(key, None)
-            if not known:
-                self._users.pop(user, None)
+                self._unindex(user, key)
 
     async def index_list(self, user: str) -> list[UserRecord]:
         with self._lock:
@@ -249,19 +251,33 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
 
     def _prune(self, user: str, now: float) -> None:
         """Forget ``user``'s entries whose time is up and whose record is gone. (An entry
-        still in its time may be a record about to be written: it is kept.)"""
+        still in its time may be a record about to be written: it is kept.) Entries of
+        records that went are gone already: this finds those whose record never came."""
+        due = [key for key, until in self._users.get(user, {}).items() if until <= now]
+        for key in due:
+            if self._live(key, now) is None:
+                self._unindex(user, key)
+
+    def _unindex(self, user: str, key: str) -> None:
+        """Take ``key`` out of ``user``'s index (under the lock)."""
         keys = self._users.get(user)
-        if keys is None:
-            return
-        for key in [k for k, until in keys.items() if until <= now and not self._live(k, now)]:
-            del keys[key]
-        if not keys:
-            del self._users[user]
+        if keys is not None and keys.pop(key, None) is not None:
+            if self._owner_of.get(key) == user:
+                del self._owner_of[key]
+            if not keys:
+                del self._users[user]
+
+    def _forget(self, key: str) -> None:
+        """Drop the record ``key``, which is held, and its index entry (under the lock)."""
+        del self._records[key], self._expiry[key]
+        user = self._owner_of.get(key)
+        if user is not None:
+            self._unindex(user, key)
 
     def _live(self, key: str, now: float) -> dict[str, bytes] | None:
         fields = self._records.get(key)
         if fields is not None and self._expiry[key] <= now:
-            del self._records[key], self._expiry[key]
+            self._forget(key)
             return None
         return fields
 
@@ -275,7 +291,7 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             key = next(iter(records))
             if expiry[key] > now:
                 return
-            del records[key], expiry[key]
+            self._forget(key)
 
 
 _WORKERS_OPTION = re.compile(r"^(?:--workers=?|-w)(\d*)$")

@@ -82,3 +82,24 @@ def test_updates_from_many_threads_all_persist() -> None:
     record = anyio.run(lambda: store.get("k"))
     assert record is not None
     assert len(record) == 200
+
+
+async def test_the_user_index_never_outgrows_the_store(clock: Clock) -> None:
+    # 10,000 log-ins of one account into a store of 20: each evicts the oldest record, and
+    # its index entry goes with it, so no log-in walks more than 20 entries.
+    store = MemoryBackend(max_sessions=20, clock=clock)
+    for n in range(10_000):
+        await store.index_add("alice", f"k{n}", ttl=60)  # as a log-in does: index first
+        await store.set(f"k{n}", {"\x00user": b'"alice"'}, ttl=60)
+    assert len(store) == 20
+    assert sorted(store._users["alice"]) == sorted(f"k{n}" for n in range(9_980, 10_000))
+    assert len(store._owner_of) == 20
+    assert len(await store.index_list("alice")) == 20
+    # An entry also goes with a record that is deleted, or expires and is swept.
+    assert await store.delete("k9999")
+    await store.set("other", {}, ttl=100)
+    clock.advance(61)
+    await store.set("another", {}, ttl=100)  # each write sweeps some expired ones
+    await store.set("and another", {}, ttl=100)
+    assert "alice" not in store._users
+    assert store._owner_of == {}
