@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, cast
 
@@ -50,7 +50,7 @@ from ._record import (
     owner_of,
     record_size,
 )
-from .backends.base import Backend, SessionIndex, SessionLocks, backend_name
+from .backends.base import Backend, EndedRecord, SessionIndex, SessionLocks, backend_name
 from .exceptions import (
     BackendUnavailable,
     ConfigurationError,
@@ -78,6 +78,8 @@ MAX_CLOCK_SKEW = 60.0
 #: Tokens are stamped in whole seconds, rounded down: a token is up to this much younger
 #: than its stamp says.
 STAMP_RESOLUTION = 1.0
+#: The most entries of a user's index read in one store call.
+USER_PAGE = 1000
 
 
 class Use(enum.Enum):
@@ -667,6 +669,9 @@ class SessionEngine(Generic[T]):
                 extra=self._log_extra("changes_dropped", stored.key),
             )
             return
+        owner = state.owner
+        if owner is not None and owner != state.stored_owner:  # a log-in: one more session
+            await self._keep_to_the_limit(owner, new_key)
         if self._listening:
             previous = None if stored is None else stored.key
             await self.emit(
@@ -822,6 +827,30 @@ class SessionEngine(Generic[T]):
                 kind,
                 extra=self._log_extra("event_hook_failed", key),
             )
+
+    async def end_sessions(self, user: str, keys: Collection[str]) -> int:
+        """End those of ``keys`` that are ``user``'s sessions (their records deleted, and
+        out of the index), announce each as ``"revoked"``, and return how many."""
+        index = cast("SessionIndex", self.index)  # the callers checked
+        return await self.announce_ended(user, await index.index_end(user, keys))
+
+    async def announce_ended(self, user: str, ended: list[EndedRecord]) -> int:
+        """Announce each session the index ended as ``"revoked"``; return how many."""
+        if self._listening:
+            for key, facts in ended:
+                await self.emit("revoked", key, facts)
+        return len(ended)
+
+    async def _keep_to_the_limit(self, user: str, new_key: str) -> None:
+        """Past ``max_user_sessions``, end the user's sessions that would expire first,
+        never the one just logged in."""
+        limit, index = self.policy.max_user_sessions, self.index
+        if limit is None or index is None:
+            return
+        keys = await index.index_keys(user, limit=limit + USER_PAGE)
+        others = [key for key in keys if key != new_key]
+        if len(others) >= limit:
+            await self.end_sessions(user, others[limit - 1 :])
 
     async def release(self, state: SessionState[T]) -> None:
         """Release the session lock ``state`` holds, if any. Never raises for a store fault."""

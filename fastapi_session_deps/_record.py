@@ -38,6 +38,7 @@ __all__ = [
     "CREATED_SIZE",
     "CSRF_FIELD",
     "CSRF_SECRET_BYTES",
+    "FACT_FIELDS",
     "FLASH_FIELD",
     "MAX_AGENT_LENGTH",
     "MAX_RECORD_BYTES",
@@ -53,6 +54,7 @@ __all__ = [
     "csrf_field",
     "csrf_secret",
     "declared",
+    "facts_fields",
     "log_in_fields",
     "moved",
     "owner_of",
@@ -286,6 +288,12 @@ def csrf_secret(raw: bytes | None) -> bytes | None:
     return secret if len(secret) == CSRF_SECRET_BYTES else None
 
 
+def facts_fields(fields: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Only the fields `RecordFacts` reads, of a record: what a store hands back of a
+    session it ended, for its event, without the session's data."""
+    return {name: fields[name] for name in FACT_FIELDS if name in fields}
+
+
 @dataclass(frozen=True, slots=True)
 class RecordFacts:
     """What a record's reserved fields say of its session, each ``None`` if absent or
@@ -307,3 +315,7 @@ class RecordFacts:
             ip=reserved_text(fields.get(ADDRESS_FIELD)),
             user_agent=reserved_text(fields.get(AGENT_FIELD)),
         )
+
+
+#: The fields `RecordFacts` reads.
+FACT_FIELDS = (OWNER_FIELD, CREATED_FIELD, SEEN_FIELD, ADDRESS_FIELD, AGENT_FIELD)

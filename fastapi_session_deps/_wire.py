@@ -13,22 +13,29 @@ import json
 from typing import Any, TypeGuard
 
 __all__ = [
+    "MAX_INDEX_PAGE",
+    "MAX_KEYS_PAGE",
     "MAX_LISTING_BYTES",
     "MAX_TTL_SECONDS",
     "SERVICE_TOKEN_ENV",
     "counted_stats",
     "decode_fields",
     "encode_fields",
+    "ended_records",
     "json_object",
     "listed_records",
     "max_body_bytes",
     "record_fields",
+    "string_list",
 ]
 
 #: The environment variable that holds the token clients and the service share.
 SERVICE_TOKEN_ENV = "SESSION_SERVICE_TOKEN"  # noqa: S105 - a variable's name
 #: The longest time-to-live the service takes for a record or an index entry: a year.
 MAX_TTL_SECONDS = 366 * 86400
+#: The most records of a user's one call of the service reads or ends, and the most keys
+#: of a user's index it answers (keys are small: a page of them is a few hundred KB).
+MAX_INDEX_PAGE, MAX_KEYS_PAGE = 1000, 10_000
 #: The largest answer to a listing of a user's sessions: the library's fields of each (a
 #: few hundred bytes) for thousands of sessions.
 MAX_LISTING_BYTES = 16 * 1024 * 1024
@@ -97,6 +104,31 @@ def listed_records(document: dict[str, Any]) -> list[tuple[str, dict[str, bytes]
             raise ValueError("a listed session's ttl is out of range")
         found.append((key, record_fields(entry), float(ttl)))
     return found
+
+
+def ended_records(document: dict[str, Any]) -> list[tuple[str, dict[str, bytes]]]:
+    """The records of an ``{"ended": [{"key", "fields"}, ...]}`` answer.
+
+    Raises:
+        ValueError: anything else.
+    """
+    ended = document.get("ended")
+    if not isinstance(ended, list):
+        raise ValueError("ended is not a list")
+    found = []
+    for entry in ended:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            raise ValueError("an ended session lacks its key")
+        found.append((entry["key"], record_fields(entry)))
+    return found
+
+
+def string_list(document: dict[str, Any], name: str) -> list[str]:
+    """The list of text under ``name`` in an answer. Raises ``ValueError`` on anything else."""
+    items = document.get(name)
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"{name} is not a list of text")
+    return items
 
 
 def counted_stats(document: dict[str, Any]) -> tuple[int, int, list[tuple[str, int]]]:

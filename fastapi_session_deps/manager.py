@@ -59,8 +59,9 @@ class SessionManager(Generic[M]):
             ``absolute_timeout`` (``None``), ``concurrency`` (``"merge"`` or ``"lock"``),
             ``on_backend_error`` (``"fail"`` or ``"anonymous"``), ``lock_timeout`` (5 s),
             ``lock_ttl`` (30 s), ``max_record_bytes`` (64 KiB), ``cleanup_interval``
-            (``None``), ``user_index`` (off), ``record_client`` (off), ``on_event``,
-            ``telemetry`` (off) and ``clock``. See `SessionPolicy` for what each does.
+            (``None``), ``user_index`` (off), ``record_client`` (off),
+            ``max_user_sessions`` (``None``), ``on_event``, ``telemetry`` (off) and
+            ``clock``. See `SessionPolicy` for what each does.
 
     Attributes:
         model: the session model.

@@ -99,6 +99,10 @@ class SessionPolicy:
         record_client: with ``user_index``, record the client's address and user agent at
             log-in, to show in the list of a user's sessions. Off by default: they are
             personal data.
+        max_user_sessions: with ``user_index``, the most sessions one user may have at
+            once: a log-in past it ends the user's sessions that would expire first (the
+            least recently used), announced as ``"revoked"``. ``None`` (the default): no
+            limit.
         on_event: an async function called with a `SessionEvent` when a session is
             created, regenerated, destroyed or revoked, or found expired. It runs in the
             request, after the store has done its part; an exception from it is logged and
@@ -124,6 +128,7 @@ class SessionPolicy:
     cleanup_interval: float | None = None
     user_index: bool = False
     record_client: bool = False
+    max_user_sessions: int | None = None
     on_event: Callable[[SessionEvent], Awaitable[None]] | None = None
     telemetry: bool | Telemetry = False
     clock: Callable[[], float] = time.time
@@ -148,22 +153,12 @@ class SessionPolicy:
             raise ConfigurationError(
                 f"on_backend_error={self.on_backend_error!r}: use 'fail' (a 503) or 'anonymous'."
             )
-        limit = self.max_record_bytes
-        if limit is not None and not (
-            isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
-        ):
-            raise ConfigurationError(
-                f"max_record_bytes={limit!r}: a positive number of bytes, or None."
-            )
-        for name in ("user_index", "record_client"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigurationError(f"{name} must be True or False.")
+        _check_count("max_record_bytes", self.max_record_bytes, "bytes")
+        self._check_user_index()
         if not isinstance(self.telemetry, bool | Telemetry):
             raise ConfigurationError(
                 f"telemetry must be True, False or a Telemetry, not {self.telemetry!r}."
             )
-        if self.record_client and not self.user_index:
-            raise ConfigurationError("record_client=True needs user_index=True.")
         if self.on_event is not None and not callable(self.on_event):
             raise ConfigurationError(f"on_event must be an async function, not {self.on_event!r}.")
         if not callable(self.clock):
@@ -175,6 +170,16 @@ class SessionPolicy:
         if self.cleanup_interval is not None:
             interval = to_seconds(self.cleanup_interval, "cleanup_interval")
             object.__setattr__(self, "cleanup_interval", interval)
+
+    def _check_user_index(self) -> None:
+        """The settings of the index of users' sessions, which the others need."""
+        for name in ("user_index", "record_client"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"{name} must be True or False.")
+        _check_count("max_user_sessions", self.max_user_sessions, "sessions")
+        for name in ("record_client", "max_user_sessions"):
+            if getattr(self, name) not in (None, False) and not self.user_index:
+                raise ConfigurationError(f"{name}={getattr(self, name)!r} needs user_index=True.")
 
     @classmethod
     def from_settings(cls, settings: PolicySettings) -> SessionPolicy:
@@ -190,6 +195,13 @@ class SessionPolicy:
         return cls(**settings)  # type: ignore[arg-type]
 
 
+def _check_count(name: str, value: object, unit: str) -> None:
+    """Refuse ``value`` unless it is ``None`` or a positive whole number (of ``unit``)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if value is not None and not (whole and value > 0):  # type: ignore[operator]
+        raise ConfigurationError(f"{name}={value!r}: a positive number of {unit}, or None.")
+
+
 class PolicySettings(TypedDict, total=False):
     """The keyword arguments that make a `SessionPolicy` (each field, by name)."""
 
@@ -203,6 +215,7 @@ class PolicySettings(TypedDict, total=False):
     cleanup_interval: float | timedelta | None
     user_index: bool
     record_client: bool
+    max_user_sessions: int | None
     on_event: Callable[[SessionEvent], Awaitable[None]] | None
     telemetry: bool | Telemetry
     clock: Callable[[], float]

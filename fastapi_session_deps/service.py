@@ -28,6 +28,18 @@ The protocol (every request carries ``Authorization: Bearer <token>``):
 ``POST /v1/index/list``                 ``{"user"}``: 200 ``{"sessions": [{"key", "fields",
                                         "ttl"}]}``, the user's live records, with only the
                                         library's own fields (names starting with NUL).
+``POST /v1/index/keys``                 ``{"user", "offset", "limit"}``: 200 ``{"keys":
+                                        [...]}``, a page of the user's index, the latest to
+                                        expire first (at most 10,000).
+``POST /v1/index/page``                 the same body: 200 ``{"sessions": [...]}``, a page of
+                                        the listing above.
+``POST /v1/index/end``                  ``{"user", "keys": [...]}`` (at most 1,000): delete
+                                        those records that are the user's, take every key
+                                        out of the index. 200 ``{"ended": [{"key",
+                                        "fields"}]}``, with the library's fields only.
+``POST /v1/index/end-some``             ``{"user", "keep", "after", "limit"}``: end a batch of
+                                        the user's sessions (`SessionIndex.index_end_some`).
+                                        200 ``{"ended": [...], "after"}``.
 ``GET /v1/stats?top=10``                200 ``{"live", "users", "top_users": [[user, n]]}``
                                         (`Backend.stats`), or 501.
 ======================================  =========================================================
@@ -61,13 +73,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._http import retry_later_response, send_json
 from ._record import MAX_RECORD_BYTES, MAX_USER_LENGTH, reserved_fields
 from ._wire import (
+    MAX_INDEX_PAGE,
+    MAX_KEYS_PAGE,
     MAX_TTL_SECONDS,
     SERVICE_TOKEN_ENV,
     decode_fields,
     encode_fields,
     max_body_bytes,
 )
-from .backends.base import Backend, SessionIndex, SessionLocks
+from .backends.base import Backend, SessionIndex, SessionLocks, UserRecord
 from .backends.memory import MemoryBackend
 from .exceptions import BackendUnavailable, ConfigurationError
 from .signing import MIN_SECRET_KEY_BYTES
@@ -108,6 +122,26 @@ class IndexRemoval(BaseModel):
 
 class IndexQuery(BaseModel):
     user: str = Field(min_length=1, max_length=MAX_USER_LENGTH)
+
+
+class IndexPage(IndexQuery):
+    offset: int = Field(ge=0, default=0)
+    limit: int = Field(gt=0, le=MAX_INDEX_PAGE, default=100)
+
+
+class KeysPage(IndexQuery):
+    offset: int = Field(ge=0, default=0)
+    limit: int = Field(gt=0, le=MAX_KEYS_PAGE, default=1000)
+
+
+class IndexEnd(IndexQuery):
+    keys: list[str] = Field(max_length=MAX_INDEX_PAGE)
+
+
+class IndexEndSome(IndexQuery):
+    keep: list[str] = Field(max_length=MAX_INDEX_PAGE, default=[])
+    after: str | None = Field(max_length=1024, default=None)
+    limit: int = Field(gt=0, le=MAX_INDEX_PAGE, default=1000)
 
 
 class LockRequest(BaseModel):
@@ -260,6 +294,14 @@ def create_app(
         await index().index_remove(removal.user, [checked(key) for key in removal.keys])
         return Response(status_code=204)
 
+    @app.post("/v1/index/end-some")
+    async def index_end_some(query: IndexEndSome) -> dict[str, Any]:
+        ended, after = await index().index_end_some(
+            query.user, keep=query.keep, after=query.after, limit=query.limit
+        )
+        found = [{"key": key, "fields": encode_fields(facts)} for key, facts in ended]
+        return {"ended": found, "after": after}
+
     @app.get("/v1/stats")
     async def stats(top: int = 10) -> dict[str, Any]:
         counted = await backend.stats(top=min(max(top, 0), 1000))
@@ -273,15 +315,35 @@ def create_app(
 
     @app.post("/v1/index/list")
     async def index_list(query: IndexQuery) -> dict[str, Any]:
-        records = await index().index_list(query.user)
-        return {
-            "sessions": [
-                {"key": key, "fields": encode_fields(reserved_fields(fields)), "ttl": left}
-                for key, fields, left in records
-            ]
-        }
+        return _listing(await index().index_list(query.user))
+
+    @app.post("/v1/index/keys")
+    async def index_keys(query: KeysPage) -> dict[str, Any]:
+        keys = await index().index_keys(query.user, offset=query.offset, limit=query.limit)
+        return {"keys": keys}
+
+    @app.post("/v1/index/page")
+    async def index_page(query: IndexPage) -> dict[str, Any]:
+        records = await index().index_page(query.user, offset=query.offset, limit=query.limit)
+        return _listing(records)
+
+    @app.post("/v1/index/end")
+    async def index_end(query: IndexEnd) -> dict[str, Any]:
+        ended = await index().index_end(query.user, [checked(key) for key in query.keys])
+        return {"ended": [{"key": key, "fields": encode_fields(facts)} for key, facts in ended]}
 
     return _Guard(app, f"Bearer {token}".encode(), max_body_bytes(max_record_bytes))
+
+
+def _listing(records: list[UserRecord]) -> dict[str, Any]:
+    """A listing's answer: each record with only the library's fields (a listing needs no
+    session data)."""
+    return {
+        "sessions": [
+            {"key": key, "fields": encode_fields(reserved_fields(fields)), "ttl": left}
+            for key, fields, left in records
+        ]
+    }
 
 
 class _Guard:

@@ -39,6 +39,7 @@ from typing import Any, TypeVar, cast
 
 from .backends.base import (
     Backend,
+    EndedRecord,
     Progress,
     SessionIndex,
     SessionLocks,
@@ -73,6 +74,10 @@ OPERATIONS = (
     "index_add",
     "index_remove",
     "index_list",
+    "index_keys",
+    "index_page",
+    "index_end",
+    "index_end_some",
 )
 
 
@@ -246,3 +251,30 @@ class InstrumentedStore(Backend, SessionLocks, SessionIndex):
     async def index_list(self, user: str) -> list[UserRecord]:
         index = cast("SessionIndex", self.inner)
         return await self._call("index_list", index.index_list(user))
+
+    async def index_keys(self, user: str, *, offset: int = 0, limit: int = 1000) -> list[str]:
+        index = cast("SessionIndex", self.inner)
+        return await self._call("index_keys", index.index_keys(user, offset=offset, limit=limit))
+
+    async def index_page(
+        self, user: str, *, offset: int = 0, limit: int = 100
+    ) -> list[UserRecord]:
+        index = cast("SessionIndex", self.inner)
+        return await self._call("index_page", index.index_page(user, offset=offset, limit=limit))
+
+    async def index_end_some(
+        self,
+        user: str,
+        *,
+        keep: Collection[str] = (),
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[EndedRecord], str | None]:
+        index = cast("SessionIndex", self.inner)
+        return await self._call(
+            "index_end_some", index.index_end_some(user, keep=keep, after=after, limit=limit)
+        )
+
+    async def index_end(self, user: str, keys: Collection[str]) -> list[EndedRecord]:
+        index = cast("SessionIndex", self.inner)
+        return await self._call("index_end", index.index_end(user, keys))

@@ -11,15 +11,14 @@ takes the user and the handle, so a user can only ever name sessions of their ow
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from ._engine import SessionEngine, state_of
+from ._engine import USER_PAGE, SessionEngine, state_of
 from ._record import RecordFacts, owner_of
-from .backends.base import SessionIndex, UserRecord
+from .backends.base import SessionIndex
 from .exceptions import ConfigurationError, SessionError
 from .signing import session_handle
 
@@ -70,52 +69,72 @@ class UserSessions:
             )
         return self._engine.index
 
-    async def list(self, user: str, *, current: object = None) -> list[SessionInfo]:
-        """The user's live sessions, the most recently seen first.
+    async def list(
+        self, user: str, *, current: object = None, offset: int = 0, limit: int = 100
+    ) -> list[SessionInfo]:
+        """A page of the user's live sessions: those most recently in use (the latest to
+        expire) first, from the ``offset``-th, at most ``limit``; within the page, the
+        most recently seen first.
 
         Args:
             user: the user, as given to the log-in.
             current: the session of this request (the object a dependency gave, or
                 ``request.session``), to mark it as current.
+            offset: how many of the most recently used sessions to pass over.
+            limit: the most sessions to list (a store call reads no more).
         """
+        _check_user(user)
+        if not (isinstance(offset, int) and offset >= 0 and isinstance(limit, int) and limit > 0):
+            raise SessionError(
+                f"offset must be 0 or more and limit more than 0, not {offset!r} and {limit!r}."
+            )
         now = self._engine.policy.clock()
         mine = _stored_key(current)
         found = [
             info
-            for key, fields, left in await self._live(user)
-            if (info := self._info(user, key, fields, now, left, mine)) is not None
+            for key, fields, left in await self._index.index_page(user, offset=offset, limit=limit)
+            if owner_of(fields) == user
+            and (info := self._info(user, key, fields, now, left, mine)) is not None
         ]
         return sorted(found, key=lambda info: info.last_seen, reverse=True)
 
     async def revoke(self, user: str, handle: str) -> bool:
-        """End the user's session named ``handle``; ``False`` if it has none by that name."""
-        for record in await self._live(user):
-            if session_handle(record[0]) == handle:
-                await self._end(user, [record])
-                return True
-        return False
+        """End the user's session named ``handle``; ``False`` if it has none by that name.
+
+        The user's index is read a page of keys at a time, the most recently used first
+        (where a session shown in a listing is), and no record is read but the one
+        revoked: bounded whatever the number of sessions.
+        """
+        _check_user(user)
+        offset = 0
+        while True:
+            keys = await self._index.index_keys(user, offset=offset, limit=HANDLE_PAGE)
+            for key in keys:
+                if session_handle(key) == handle:
+                    return await self._engine.end_sessions(user, [key]) == 1
+            if len(keys) < HANDLE_PAGE:
+                return False
+            offset += len(keys)
 
     async def revoke_all(self, user: str, *, keep: object = None) -> int:
         """End every session of the user, except ``keep`` (a session object, to log out
-        everywhere else); return how many were ended."""
+        everywhere else); return how many were ended.
+
+        In batches of `USER_PAGE` sessions, each one store call to find them and one or two to
+        end them, without reading the sessions' data: a hundred thousand sessions of one
+        user end in seconds.
+        """
+        _check_user(user)
         kept = _stored_key(keep)
-        records = [record for record in await self._live(user) if record[0] != kept]
-        await self._end(user, records)
-        return len(records)
-
-    async def _live(self, user: str) -> builtins.list[UserRecord]:
-        if not isinstance(user, str) or not user:
-            raise SessionError(f"The user must be a non-empty string, not {user!r}.")
-        records = await self._index.index_list(user)
-        return [record for record in records if owner_of(record[1]) == user]
-
-    async def _end(self, user: str, records: builtins.list[UserRecord]) -> None:
-        for key, _fields, _left in records:
-            await self._engine.store.delete(key)
-        if records:
-            await self._index.index_remove(user, [key for key, _fields, _left in records])
-        for key, fields, _left in records:
-            await self._engine.emit("revoked", key, fields)
+        index, engine, ended = self._index, self._engine, 0
+        after: str | None = None
+        while True:
+            batch, after = await index.index_end_some(
+                user, keep=() if kept is None else (kept,), after=after, limit=USER_PAGE
+            )
+            ended += await engine.announce_ended(user, batch)
+            if after is None:
+                return ended
 
     def _info(
         self,
@@ -146,6 +165,16 @@ class UserSessions:
             user_agent=facts.user_agent,
             current=key == mine,
         )
+
+
+#: Keys of a user's index read per store call in search of a handle (only keys: a page
+#: of them costs what a few records would).
+HANDLE_PAGE = 10_000
+
+
+def _check_user(user: object) -> None:
+    if not isinstance(user, str) or not user:
+        raise SessionError(f"The user must be a non-empty string, not {user!r}.")
 
 
 def _stored_key(session: object) -> str | None:

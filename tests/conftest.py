@@ -221,8 +221,10 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the lost-update report of the concurrency runs, when they ran."""
+    """Print the reports of the runs that measure, when they ran: the lost updates of the
+    concurrency runs, the times of the hundred thousand sessions of one user."""
     from . import test_concurrency_server
+    from .reliability import test_scale
 
-    for line in test_concurrency_server.report_lines():
+    for line in [*test_concurrency_server.report_lines(), *test_scale.report_lines()]:
         terminalreporter.write_line(line)

@@ -21,7 +21,7 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive
 
 from fastapi_session_deps import Backend, BackendUnavailable, SessionIndex, SessionLocks
-from fastapi_session_deps.backends.base import UserRecord
+from fastapi_session_deps.backends.base import EndedRecord, UserRecord
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
@@ -115,6 +115,35 @@ class CountingBackend(Backend, SessionLocks, SessionIndex):
         self.calls["index_list"] += 1
         assert isinstance(self.inner, SessionIndex)
         return await self.inner.index_list(user)
+
+    async def index_keys(self, user: str, *, offset: int = 0, limit: int = 1000) -> list[str]:
+        self.calls["index_keys"] += 1
+        assert isinstance(self.inner, SessionIndex)
+        return await self.inner.index_keys(user, offset=offset, limit=limit)
+
+    async def index_page(
+        self, user: str, *, offset: int = 0, limit: int = 100
+    ) -> list[UserRecord]:
+        self.calls["index_page"] += 1
+        assert isinstance(self.inner, SessionIndex)
+        return await self.inner.index_page(user, offset=offset, limit=limit)
+
+    async def index_end_some(
+        self,
+        user: str,
+        *,
+        keep: Collection[str] = (),
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[EndedRecord], str | None]:
+        self.calls["index_end_some"] += 1
+        assert isinstance(self.inner, SessionIndex)
+        return await self.inner.index_end_some(user, keep=keep, after=after, limit=limit)
+
+    async def index_end(self, user: str, keys: Collection[str]) -> list[EndedRecord]:
+        self.calls["index_end"] += 1
+        assert isinstance(self.inner, SessionIndex)
+        return await self.inner.index_end(user, keys)
 
 
 class SwitchableBackend(CountingBackend):

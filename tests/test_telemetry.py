@@ -253,9 +253,27 @@ async def test_the_instrumented_store_passes_cleanup_stats_and_index_calls_throu
     counted = await store.stats()
     assert counted is not None
     assert counted.top_users == [("ada", 1)]
+    assert await store.index_keys("ada") == ["k"]
+    assert [key for key, _, _ in await store.index_page("ada")] == ["k"]
+    await store.replace_unchanged("k", {"\x00user": (b'"ada"', b'"ada"')})
     await store.index_remove("ada", ["k"])
+    await store.index_add("ada", "k", ttl=60)
+    assert await store.index_end("ada", ["gone"]) == []
+    assert await store.index_end_some("ada", limit=5) == ([("k", {"\x00user": b'"ada"'})], None)
+    await store.set("old", {}, ttl=60)
     clock.advance(120)
     assert await store.delete_expired() == 1
     await store.aclose()
     operations = {a["session.operation"] for a, _ in collected.points("session.store.duration")}
-    assert operations == {"index_add", "set", "index_list", "index_remove", "delete_expired"}
+    assert operations == {
+        "index_add",
+        "set",
+        "index_list",
+        "index_keys",
+        "index_page",
+        "replace_unchanged",
+        "index_remove",
+        "index_end",
+        "index_end_some",
+        "delete_expired",
+    }

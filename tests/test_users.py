@@ -40,7 +40,7 @@ from fastapi_session_deps._record import (
 from fastapi_session_deps.backends.memory import MAX_STRAY_ENTRIES
 from fastapi_session_deps.users import session_handle
 
-from .helpers import SECRET, Clock, http_scope
+from .helpers import SECRET, Clock, CountingBackend, http_scope
 from .support import (
     WITH_THE_SERVICE,
     AppSession,
@@ -72,8 +72,10 @@ def devices_app(sessions: SessionManager[AppSession]) -> FastAPI:
         return {"ok": True}
 
     @app.get("/devices")
-    async def devices(session: Required, user: str = "alice") -> list[dict[str, Any]]:
-        found = await sessions.users.list(user, current=session)
+    async def devices(
+        session: Required, user: str = "alice", offset: int = 0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        found = await sessions.users.list(user, current=session, offset=offset, limit=limit)
         return [info.__dict__ for info in found]
 
     @app.post("/revoke")
@@ -231,7 +233,7 @@ async def test_renewal_moves_last_seen_and_keeps_the_session_listed(
     assert listed[0]["created_at"] == first["created_at"]
 
 
-async def test_a_thousand_sessions_of_one_user_are_listed_in_one_store_call(
+async def test_a_thousand_sessions_of_one_user_are_listed_a_page_in_one_store_call(
     sessions: SessionManager[AppSession], counting: Any, clock: Clock
 ) -> None:
     # 999 sessions written straight into the store that holds them (behind the service,
@@ -245,13 +247,21 @@ async def test_a_thousand_sessions_of_one_user_are_listed_in_one_store_call(
         await store.set(key, fields, ttl=1800)
     app = devices_app(sessions)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    clock.advance(1)  # the log-in comes after the others
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         assert (await client.post("/login", params={"user": "busy"})).status_code == 200
         counting.reset()
-        listed = (await client.get("/devices", params={"user": "busy"})).json()
+        first = (await client.get("/devices", params={"user": "busy"})).json()
+        assert counting.calls["index_page"] == 1  # a page of 100 by default
+        assert len(first) == 100
+        assert first[0]["current"]  # the latest to expire, and the most recently seen
+        second = (await client.get("/devices", params={"user": "busy", "offset": 100})).json()
+        assert {d["handle"] for d in first}.isdisjoint(d["handle"] for d in second)
+        counting.reset()
+        listed = (await client.get("/devices", params={"user": "busy", "limit": 1000})).json()
     assert len(listed) == 1000
     assert sum(d["current"] for d in listed) == 1
-    assert counting.calls["index_list"] == 1
+    assert counting.calls["index_page"] == 1
     assert len({d["handle"] for d in listed}) == 1000
 
 
@@ -631,3 +641,81 @@ async def test_an_index_entry_whose_record_is_not_written_yet_is_not_listed(
     await backend.index_add("alice", "pending", ttl=60)
     assert await backend.index_list("alice") == []
     assert list(backend._users["alice"]) == ["pending"]  # kept: its record may be on its way
+
+
+async def test_past_max_user_sessions_a_log_in_ends_the_least_recently_used(
+    make_manager: ManagerFactory, pass_time: PassTime
+) -> None:
+    events: list[SessionEvent] = []
+
+    async def record(event: SessionEvent) -> None:
+        events.append(event)
+
+    sessions = make_manager(user_index=True, max_user_sessions=3, on_event=record)
+    transport = httpx.ASGITransport(app=devices_app(sessions), raise_app_exceptions=False)
+    devices = [
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") for _ in range(5)
+    ]
+    for device in devices:
+        assert (await device.post("/login")).status_code == 200
+        await pass_time(1)  # each log-in later than the one before
+    assert [(await device.get("/me")).status_code for device in devices] == [401] * 2 + [200] * 3
+    assert len(await sessions.users.list("alice")) == 3
+    revoked = [event for event in events if event.kind == "revoked"]
+    assert len(revoked) == 2
+    assert {event.user for event in revoked} == {"alice"}
+    assert all(event.created_at is not None for event in revoked)  # with the record's facts
+    # Binding an already bound session again adds none: nothing more is ended.
+    assert (await devices[4].post("/regenerate")).status_code == 200
+    assert len(await sessions.users.list("alice")) == 3
+    for device in devices:
+        await device.aclose()
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True, "3"])
+def test_max_user_sessions_is_a_positive_whole_number(clock: Clock, value: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_user_sessions"):
+        manager_factory(MemoryBackend(clock=clock), clock)(
+            user_index=True, max_user_sessions=value
+        )
+    with pytest.raises(ConfigurationError, match="max_user_sessions=3 needs user_index=True"):
+        manager_factory(MemoryBackend(clock=clock), clock)(max_user_sessions=3)
+
+
+class OnlyTheAbstractIndex(CountingBackend):
+    """A store of one's own that implements only what `SessionIndex` requires: the bounded
+    operations fall back on the protocol's defaults, built on `index_list`."""
+
+    index_keys = SessionIndex.index_keys  # type: ignore[assignment]
+    index_page = SessionIndex.index_page  # type: ignore[assignment]
+    index_end = SessionIndex.index_end  # type: ignore[assignment]
+
+
+async def test_a_store_with_only_the_abstract_index_methods_still_pages_and_revokes(
+    clock: Clock,
+) -> None:
+    store = OnlyTheAbstractIndex(MemoryBackend(clock=clock))
+    sessions = manager_factory(store, clock)(user_index=True, max_user_sessions=4)
+    transport = httpx.ASGITransport(app=devices_app(sessions), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as mine:
+        for _ in range(5):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as other:
+                await other.post("/login")
+            clock.advance(1)
+        await mine.post("/login")
+        listed = await sessions.users.list("alice", limit=2)
+        assert len(listed) == 2
+        assert len(await sessions.users.list("alice")) == 4  # the limit kept
+        assert await sessions.users.revoke("alice", listed[1].handle)
+        assert await sessions.users.revoke_all("alice", keep=None) == 3
+        assert (await mine.get("/me")).status_code == 401
+    assert store.calls["index_list"] > 0  # through the defaults
+
+
+@pytest.mark.parametrize(("offset", "limit"), [(-1, 10), (0, 0), (0, "10"), (1.5, 10)])
+async def test_a_page_is_asked_for_with_whole_numbers(
+    on_memory: ManagerFactory, offset: object, limit: object
+) -> None:
+    sessions = on_memory()
+    with pytest.raises(SessionError, match="offset must be 0 or more and limit more than 0"):
+        await sessions.users.list("alice", offset=offset, limit=limit)  # type: ignore[arg-type]

@@ -34,18 +34,22 @@ import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import anyio
 
-from .._record import MAX_RECORD_BYTES, record_size
+from .._record import MAX_RECORD_BYTES, facts_fields, owner_of, record_size
+
+T = TypeVar("T")
 
 __all__ = [
     "LOCK_TOMBSTONE_SECONDS",
     "MAX_RECORD_BYTES",
     "PING_KEY",
     "Backend",
+    "EndedRecord",
     "SessionIndex",
     "SessionLocks",
     "UserRecord",
@@ -274,6 +278,9 @@ class SessionLocks(ABC):
 #: One of a user's sessions as `SessionIndex.index_list` gives it: the store key, the
 #: record's fields, and the seconds it has left.
 UserRecord = tuple[str, dict[str, bytes], float]
+#: One of a user's sessions `SessionIndex.index_end` ended: the store key, and what the
+#: record's reserved fields said of it (`_record.FACT_FIELDS`), for its event.
+EndedRecord = tuple[str, dict[str, bytes]]
 
 
 class SessionIndex(ABC):
@@ -285,6 +292,13 @@ class SessionIndex(ABC):
     behind by a fault (a record deleted, the index not yet told) is never listed, only
     pruned. The engine adds a session to the index *before* it writes the record, so a
     record with an owner is always in its owner's index.
+
+    A user may have any number of sessions (an attacker who logged in a hundred thousand
+    times is exactly whom "sign out everywhere" is for), so besides the three abstract
+    methods there are bounded ones, each one store call of at most ``limit`` entries:
+    `index_keys` and `index_page` page through the index, latest to expire first, and
+    `index_end` ends a batch of sessions. Their defaults here are built on `index_list`,
+    which reads every record at once; the built-in stores do each in one bounded call.
     """
 
     @abstractmethod
@@ -300,6 +314,60 @@ class SessionIndex(ABC):
     async def index_list(self, user: str) -> list[UserRecord]:
         """The live records in ``user``'s index, in no particular order: each one's key,
         fields and seconds left. Entries whose record is gone are removed from the index."""
+
+    async def index_keys(self, user: str, *, offset: int = 0, limit: int = 1000) -> list[str]:
+        """Keys in ``user``'s index, the latest to expire first, from the ``offset``-th;
+        at most ``limit``. No record is read: keys of records gone may be among them."""
+        return [key for key, _, _ in await self.index_page(user, offset=offset, limit=limit)]
+
+    async def index_page(
+        self, user: str, *, offset: int = 0, limit: int = 100
+    ) -> list[UserRecord]:
+        """The live records in ``user``'s index, the latest to expire first, from the
+        ``offset``-th entry; at most ``limit``."""
+        records = sorted(await self.index_list(user), key=lambda record: -record[2])
+        return records[offset : offset + limit]
+
+    async def index_end_some(
+        self,
+        user: str,
+        *,
+        keep: Collection[str] = (),
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[EndedRecord], str | None]:
+        """End up to ``limit`` of ``user``'s sessions, any but those in ``keep`` (as
+        `index_end` does); return them, and what to pass as ``after`` to go on: ``None``
+        once none are left. Called again and again, it ends them all, each call reading
+        no more than ``limit`` entries of the index (``after`` lets a store that walks its
+        index by key go on where it stopped, rather than from the start).
+        """
+        keys = await self.index_keys(user, limit=limit + len(keep))
+        batch = [key for key in keys if key not in keep][:limit]
+        ended = await self.index_end(user, batch)
+        return ended, "" if batch and len(keys) == limit + len(keep) else None
+
+    async def index_end(self, user: str, keys: Collection[str]) -> list[EndedRecord]:
+        """Delete the records among ``keys`` that are ``user``'s, and take every one of
+        ``keys`` out of the index; return the records deleted: each one's key, and what
+        its reserved fields said (`_record.FACT_FIELDS`), never its data."""
+        wanted = set(keys)
+        owned = [
+            (key, facts_fields(fields))
+            for key, fields, _ in await self.index_list(user)
+            if key in wanted and owner_of(fields) == user
+        ]
+        store = cast("Backend", self)  # an index is always a store's
+        for key, _ in owned:
+            await store.delete(key)
+        await self.index_remove(user, list(wanted))
+        return owned
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``, for store calls of bounded size."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 #: The key a ping reads: shaped like a store key (a SHA-256 digest) but the digest of no

@@ -40,7 +40,15 @@ from ..exceptions import (
     MissingDependencyError,
 )
 from ..keys import new_encryption_key
-from .base import Backend, Progress, SessionIndex, SessionLocks, StoreStats, UserRecord
+from .base import (
+    Backend,
+    EndedRecord,
+    Progress,
+    SessionIndex,
+    SessionLocks,
+    StoreStats,
+    UserRecord,
+)
 
 try:
     from cryptography.exceptions import InvalidTag
@@ -248,8 +256,45 @@ class _WithIndex(EncryptedBackend, SessionIndex):
         await cast("SessionIndex", self.inner).index_remove(user, keys)
 
     async def index_list(self, user: str) -> list[UserRecord]:
+        return self._opened(await cast("SessionIndex", self.inner).index_list(user))
+
+    async def index_keys(self, user: str, *, offset: int = 0, limit: int = 1000) -> list[str]:
+        index = cast("SessionIndex", self.inner)
+        return await index.index_keys(user, offset=offset, limit=limit)
+
+    async def index_page(
+        self, user: str, *, offset: int = 0, limit: int = 100
+    ) -> list[UserRecord]:
+        index = cast("SessionIndex", self.inner)
+        return self._opened(await index.index_page(user, offset=offset, limit=limit))
+
+    async def index_end_some(
+        self,
+        user: str,
+        *,
+        keep: Collection[str] = (),
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[EndedRecord], str | None]:
+        index = cast("SessionIndex", self.inner)
+        ended, after = await index.index_end_some(user, keep=keep, after=after, limit=limit)
+        return self._opened_facts(ended), after
+
+    async def index_end(self, user: str, keys: Collection[str]) -> list[EndedRecord]:
+        return self._opened_facts(await cast("SessionIndex", self.inner).index_end(user, keys))
+
+    def _opened_facts(self, ended: list[EndedRecord]) -> list[EndedRecord]:
+        """The facts of ended records, opened (the owner is kept readable)."""
+        found: list[EndedRecord] = []
+        for key, fields in ended:
+            opened = self._open_record(key, fields)
+            found.append((key, {} if opened is None else opened[0]))
+        return found
+
+    def _opened(self, records: list[UserRecord]) -> list[UserRecord]:
+        """The records that decrypt, opened."""
         found: list[UserRecord] = []
-        for key, fields, left in await cast("SessionIndex", self.inner).index_list(user):
+        for key, fields, left in records:
             opened = self._open_record(key, fields)
             if opened is not None:
                 found.append((key, opened[0], left))

@@ -10,13 +10,17 @@ from typing import Any
 import anyio
 
 from .._wire import (
+    MAX_INDEX_PAGE,
+    MAX_KEYS_PAGE,
     MAX_LISTING_BYTES,
     counted_stats,
     encode_fields,
+    ended_records,
     json_object,
     listed_records,
     max_body_bytes,
     record_fields,
+    string_list,
 )
 from ..exceptions import (
     BackendError,
@@ -28,10 +32,12 @@ from ..signing import session_handle
 from .base import (
     MAX_RECORD_BYTES,
     Backend,
+    EndedRecord,
     SessionIndex,
     SessionLocks,
     StoreStats,
     UserRecord,
+    batches,
 )
 
 try:
@@ -237,6 +243,66 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
             return listed_records(self._json(response, "index_list", 200))
         except ValueError as exc:
             raise self._malformed("index_list", str(exc)) from exc
+
+    async def index_keys(self, user: str, *, offset: int = 0, limit: int = 1000) -> list[str]:
+        found: list[str] = []
+        for start in range(offset, offset + limit, MAX_KEYS_PAGE):
+            size = min(MAX_KEYS_PAGE, offset + limit - start)
+            query = {"user": user, "offset": start, "limit": size}
+            response = await self._request(
+                "POST", "/v1/index/keys", {}, json=query, retry=True, max_answer=MAX_LISTING_BYTES
+            )
+            try:
+                page = string_list(self._json(response, "index_keys", 200), "keys")
+            except ValueError as exc:
+                raise self._malformed("index_keys", str(exc)) from exc
+            found += page
+            if len(page) < size:
+                break
+        return found
+
+    async def index_page(
+        self, user: str, *, offset: int = 0, limit: int = 100
+    ) -> list[UserRecord]:
+        query = {"user": user, "offset": offset, "limit": min(limit, MAX_INDEX_PAGE)}
+        response = await self._request(
+            "POST", "/v1/index/page", {}, json=query, retry=True, max_answer=MAX_LISTING_BYTES
+        )
+        try:
+            return listed_records(self._json(response, "index_page", 200))
+        except ValueError as exc:
+            raise self._malformed("index_page", str(exc)) from exc
+
+    async def index_end_some(
+        self,
+        user: str,
+        *,
+        keep: Collection[str] = (),
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[EndedRecord], str | None]:
+        query = {"user": user, "keep": list(keep), "after": after, "limit": limit}
+        response = await self._request("POST", "/v1/index/end-some", {}, json=query)
+        try:
+            document = self._json(response, "index_end_some", 200)
+            going_on = document.get("after")
+            if going_on is not None and not isinstance(going_on, str):
+                raise ValueError("after is not text")
+            return ended_records(document), going_on
+        except ValueError as exc:
+            raise self._malformed("index_end_some", str(exc)) from exc
+
+    async def index_end(self, user: str, keys: Collection[str]) -> list[EndedRecord]:
+        ended: list[EndedRecord] = []
+        for batch in batches(list(keys), MAX_INDEX_PAGE):
+            response = await self._request(
+                "POST", "/v1/index/end", {}, json={"user": user, "keys": list(batch)}
+            )
+            try:
+                ended += ended_records(self._json(response, "index_end", 200))
+            except ValueError as exc:
+                raise self._malformed("index_end", str(exc)) from exc
+        return ended
 
     async def stats(self, *, top: int = 10) -> StoreStats | None:
         response = await self._request("GET", f"/v1/stats?top={int(top)}", {}, retry=True)

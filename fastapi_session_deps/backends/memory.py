@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import os
 import re
@@ -15,10 +17,12 @@ from dataclasses import dataclass
 
 import anyio
 
+from .._record import facts_fields, owner_of
 from ..exceptions import ConfigurationError
 from .base import (
     LOCK_TOMBSTONE_SECONDS,
     Backend,
+    EndedRecord,
     Progress,
     SessionIndex,
     SessionLocks,
@@ -239,6 +243,59 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
                 if fields is not None:
                     found.append((key, dict(fields), self._expiry[key] - now))
             return found
+
+    async def index_keys(self, user: str, *, offset: int = 0, limit: int = 1000) -> list[str]:
+        with self._lock:
+            return self._ranked(user, offset, limit)
+
+    async def index_page(
+        self, user: str, *, offset: int = 0, limit: int = 100
+    ) -> list[UserRecord]:
+        with self._lock:
+            now = self._clock()
+            found: list[UserRecord] = []
+            for key in self._ranked(user, offset, limit):
+                fields = self._live(key, now)
+                if fields is not None:
+                    found.append((key, dict(fields), self._expiry[key] - now))
+            return found
+
+    async def index_end_some(
+        self,
+        user: str,
+        *,
+        keep: Collection[str] = (),
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[EndedRecord], str | None]:
+        """In the index's own order (no ranking needed: what it ends leaves the index)."""
+        with self._lock:
+            others = (key for key in self._users.get(user, {}) if key not in keep)
+            keys = list(itertools.islice(others, limit))
+        return await self.index_end(user, keys), "" if len(keys) == limit else None
+
+    async def index_end(self, user: str, keys: Collection[str]) -> list[EndedRecord]:
+        with self._lock:
+            now = self._clock()
+            ended: list[EndedRecord] = []
+            for key in keys:
+                fields = self._live(key, now)
+                if fields is not None and owner_of(fields) == user:
+                    self._forget(key)
+                    ended.append((key, facts_fields(fields)))
+                else:
+                    self._unindex(user, key)
+            return ended
+
+    def _ranked(self, user: str, offset: int, limit: int) -> list[str]:
+        """``user``'s keys, the latest to expire first, from ``offset`` (under the lock)."""
+        entries = self._users.get(user, {})
+        wanted = offset + limit
+        if wanted >= len(entries):
+            ranked = sorted(entries, key=entries.__getitem__, reverse=True)
+        else:  # a page of a long index: no need to sort all of it
+            ranked = heapq.nlargest(wanted, entries, key=entries.__getitem__)
+        return ranked[offset:]
 
     async def stats(self, *, top: int = 10) -> StoreStats:
         with self._lock:

@@ -10,7 +10,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Collection,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .._deadline import Deadlines
-from .._record import OWNER_FIELD, reserved_text
+from .._record import FACT_FIELDS, OWNER_FIELD, reserved_text
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
@@ -30,11 +29,13 @@ from ..signing import session_handle
 from .base import (
     LOCK_TOMBSTONE_SECONDS,
     Backend,
+    EndedRecord,
     LockWaits,
     SessionIndex,
     SessionLocks,
     StoreStats,
     UserRecord,
+    batches,
 )
 
 try:
@@ -53,7 +54,6 @@ __all__ = ["RedisBackend"]
 logger = logging.getLogger("fastapi_session_deps")
 
 R = TypeVar("R")
-T = TypeVar("T")
 
 # Each record is one hash; every operation below is one round trip on one key, so each works
 # unchanged on a Redis Cluster. Scripts run atomically on the server.
@@ -111,6 +111,18 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
+#: End a record if it is the user's, and answer what its library fields said of it:
+#: KEYS = the record; ARGV = the owner's field, the user, the fields to answer. False when
+#: the record is not the user's (or not there), and then nothing is deleted.
+_END_OWNED = """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return false end
+local ok, owner = pcall(cjson.decode, redis.call('HGET', KEYS[1], ARGV[1]) or '')
+if not ok or owner ~= ARGV[2] then return false end
+local facts = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
+redis.call('DEL', KEYS[1])
+return facts
+"""
+
 #: Compare and set fields, leaving the expiry alone: ARGV = field, old, new, field, ...
 _SWAP = """
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end
@@ -220,6 +232,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         self._replace = _Script(client, _REPLACE)
         self._merge = _Script(client, _MERGE)
         self._swap = _Script(client, _SWAP)
+        self._end_owned = _Script(client, _END_OWNED)
         self._acquire = _Script(client, _ACQUIRE)
         self._release = _Script(client, _RELEASE)
         self._index_add = _Script(client, _INDEX_ADD)
@@ -385,17 +398,63 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
                 await self._call("index_remove", lambda: self.client.delete(name))
 
     async def index_list(self, user: str) -> list[UserRecord]:
+        return await self._records(await self._members("index_list", user, 0, -1))
+
+    async def index_keys(self, user: str, *, offset: int = 0, limit: int = 1000) -> list[str]:
+        return await self._members("index_keys", user, offset, offset + limit - 1)
+
+    async def index_page(
+        self, user: str, *, offset: int = 0, limit: int = 100
+    ) -> list[UserRecord]:
+        return await self._records(
+            await self._members("index_page", user, offset, offset + limit - 1)
+        )
+
+    async def index_end(self, user: str, keys: Collection[str]) -> list[EndedRecord]:
+        keys = list(keys)
+        if not keys:
+            return []
+        args = [OWNER_FIELD, user, *FACT_FIELDS]
+
+        async def end() -> list[Any]:
+            # One script a record (each in a slot of its own on a cluster), all in one
+            # pipelined round trip with the index's update.
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.evalsha(self._end_owned.sha, 1, self.redis_key(key), *args)
+            pipe.zrem(self.index_key(user), *keys)
+            return await pipe.execute(raise_on_error=False)
+
+        replies = await self._call("index_end", end)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            await self._call("index_end", self._end_owned.load)  # a restarted server
+            replies = await self._call("index_end", end)
+        ended: list[EndedRecord] = []
+        for key, facts in zip(keys, replies[:-1], strict=True):
+            if isinstance(facts, list):
+                found = zip(FACT_FIELDS, facts, strict=True)
+                ended.append((key, {name: value for name, value in found if value is not None}))
+        return ended
+
+    async def _members(self, operation: str, user: str, start: int, stop: int) -> list[str]:
+        """The keys in ``user``'s index from rank ``start`` to ``stop`` (inclusive; -1: the
+        last), the latest to expire first. An index of another type is deleted: none."""
         name = self.index_key(user)
         try:
-            members: Any = await self._call("index_list", lambda: self.client.zrange(name, 0, -1))
+            members: Any = await self._call(
+                operation, lambda: self.client.zrevrange(name, start, stop)
+            )
         except _WrongType:
             logger.warning(
                 "Deleted a user index that was not a sorted set",
                 extra=_extra("index_wrong_type"),
             )
-            await self._call("index_list", lambda: self.client.delete(name))
+            await self._call(operation, lambda: self.client.delete(name))
             return []
-        keys = [_field_name(member) for member in members]
+        return [_field_name(member) for member in members]
+
+    async def _records(self, keys: list[str]) -> list[UserRecord]:
+        """The live records of ``keys``, in their order, in one pipelined round trip."""
         if not keys:
             return []
 
@@ -432,7 +491,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         seconds, micros = await client.time()
         now = seconds * 1000 + micros // 1000
         per_index: dict[Any, list[str]] = {}
-        for batch in _batches(indexes, 500):
+        for batch in batches(indexes, 500):
             pipe = client.pipeline(transaction=False)
             for name in batch:
                 pipe.zrangebyscore(name, now, "+inf")
@@ -441,7 +500,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
                     per_index[name] = [_field_name(member) for member in members]
         existing: dict[Any, list[str]] = {}
         for name, keys in per_index.items():
-            for batch in _batches(keys, 1000):
+            for batch in batches(keys, 1000):
                 pipe = client.pipeline(transaction=False)
                 for key in batch:
                     pipe.exists(self.redis_key(key))
@@ -451,7 +510,7 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
                 )
         owned = [(name, keys) for name, keys in existing.items() if keys]
         per_user: dict[str, int] = {}
-        for batch in _batches(owned, 1000):
+        for batch in batches(owned, 1000):
             pipe = client.pipeline(transaction=False)
             for _, keys in batch:
                 pipe.hget(self.redis_key(keys[0]), OWNER_FIELD)
@@ -528,11 +587,6 @@ def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
-def _batches(items: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 class _Script:
     """A Lua script, run by its SHA1 (EVALSHA), loaded again if the server forgot it.
 
@@ -549,8 +603,12 @@ class _Script:
         try:
             return await self.client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:  # a restarted or flushed server
-            await self.client.script_load(self.source)
+            await self.load()
             return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+
+    async def load(self) -> None:
+        """Load the script (on every primary of a cluster)."""
+        await self.client.script_load(self.source)
 
 
 class _PackedInC(aioredis.connection.AbstractConnection):

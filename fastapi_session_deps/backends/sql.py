@@ -12,12 +12,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import anyio
 import anyio.lowlevel
 
-from .._record import MAX_USER_LENGTH, RESERVED_PREFIX, owner_of
+from .._record import MAX_USER_LENGTH, RESERVED_PREFIX, facts_fields, owner_of
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
@@ -29,12 +29,14 @@ from ._json_record import join_fields, split_fields
 from .base import (
     LOCK_TOMBSTONE_SECONDS,
     Backend,
+    EndedRecord,
     LockWaits,
     Progress,
     SessionIndex,
     SessionLocks,
     StoreStats,
     UserRecord,
+    batches,
 )
 
 try:
@@ -56,6 +58,8 @@ R = TypeVar("R")
 #: lives between 90 % and 100 % of the idle timeout after the last request, as the token's
 #: renewal already allows (the engine's ``REISSUE_FRACTION``).
 RENEW_FRACTION = 0.1
+#: Keys per statement when a user's sessions are ended (bound parameters have limits).
+INDEX_BATCH = 1000
 #: The most members a merge patch may have to be applied by SQLite's ``json_patch`` or
 #: MySQL's ``JSON_MERGE_PATCH`` (whose time grows with the patch's size times the
 #: record's); a larger one is applied here, in a transaction that locks the row.
@@ -449,10 +453,64 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         """Nothing to do: a deleted record leaves the index with its row."""
 
     async def index_list(self, user: str) -> list[UserRecord]:
+        return await self._user_records("index_list", self._statements.by_user, {"u": user})
+
+    async def index_keys(self, user: str, *, offset: int = 0, limit: int = 1000) -> list[str]:
+        values = {"u": user, "now": self._clock(), "offset": offset, "limit": limit}
+        rows = await self._run("index_keys", self._statements.keys_by_user, values, _all)
+        return [key for (key,) in rows]
+
+    async def index_page(
+        self, user: str, *, offset: int = 0, limit: int = 100
+    ) -> list[UserRecord]:
+        values = {"u": user, "offset": offset, "limit": limit}
+        return await self._user_records("index_page", self._statements.page_by_user, values)
+
+    async def index_end_some(
+        self,
+        user: str,
+        *,
+        keep: Collection[str] = (),
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[EndedRecord], str | None]:
+        """Walks the user's rows in key order from ``after``, and deletes a range of keys
+        at a time, rather than a list of them: each statement is bounded whatever plan the
+        database picks (a list compared against every row of the user, on statistics that
+        no longer say how many the user has, took seconds a batch), and rows ended are
+        behind ``after``, never read again."""
+        values = {"u": user, "now": self._clock(), "after": after or "", "limit": limit}
+        rows = await self._run("index_end_some", self._statements.keys_after, values, _all)
+        if not rows:
+            return [], None
+        values.update(upto=rows[-1][0], keep=list(keep))
+        ended = await self._end_rows(self._statements.end_range, values)
+        return ended, rows[-1][0] if len(rows) == limit else None
+
+    async def index_end(self, user: str, keys: Collection[str]) -> list[EndedRecord]:
+        """Deletes the user's rows among ``keys``: the ``user_id`` column is the index, so
+        nothing else is to be taken out of it."""
+        ended = []
+        for batch in batches(list(keys), INDEX_BATCH):
+            values = {"u": user, "keys": batch, "now": self._clock()}
+            ended += await self._end_rows(self._statements.end_keys, values)
+        return ended
+
+    async def _end_rows(self, ending: _Ending, values: dict[str, Any]) -> list[EndedRecord]:
+        """Delete the user's rows ``ending`` names, and answer those that were live."""
+        if self.engine.dialect.delete_returning:  # all but MySQL: one statement
+            rows = await self._run("index_end", ending.delete_returning, values, _all)
+        else:
+            rows = await self._run("index_end", ending.select, values, _all)
+            await self._run("index_end", ending.delete, values, _count)
+        now = values["now"]
+        return [(key, _facts(meta)) for key, meta, expires_at in rows if expires_at > now]
+
+    async def _user_records(
+        self, operation: str, statement: sa.Executable, values: dict[str, Any]
+    ) -> list[UserRecord]:
         now = self._clock()
-        rows = await self._run(
-            "index_list", self._statements.by_user, {"u": user, "now": now}, _all
-        )
+        rows = await self._run(operation, statement, {**values, "now": now}, _all)
         found: list[UserRecord] = []
         for key, data, meta, expires_at in rows:
             try:
@@ -650,6 +708,15 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         )
 
 
+class _Ending(NamedTuple):
+    """The statements that end some of a user's rows: the live ones among them, and the
+    deletion, with and without ``RETURNING`` (which MySQL lacks)."""
+
+    select: sa.Select[Any]
+    delete: sa.Delete
+    delete_returning: sa.Executable
+
+
 class _Statements:
     """Every statement the backend runs, built once (SQLAlchemy caches their compiled SQL)."""
 
@@ -671,12 +738,22 @@ class _Statements:
         # an error from a driver's JSON decoder (asyncpg decodes jsonb itself otherwise).
         as_text = (sa.cast(c.data, sa.Text()), sa.cast(c.meta, sa.Text()))
         self.select = sa.select(*as_text, c.expires_at).where(live)
-        self.by_user = sa.select(c.id_hash, *as_text, c.expires_at).where(
-            c.user_id == sa.bindparam("u", type_=c.user_id.type), c.expires_at > now
-        )
+        self._users(table, as_text, now)
         # Renew only forward, and never a row that expired meanwhile.
         self.renew = sa.update(table).where(live, c.expires_at < until).values(expires_at=until)
+        self.delete = sa.delete(table).where(c.id_hash == k)
+        self.delete_live = sa.delete(table).where(live)
+        self._writes(table, k, live, until, as_text)
 
+    def _writes(
+        self,
+        table: sa.Table,
+        k: sa.BindParameter[str],
+        live: sa.ColumnElement[bool],
+        until: sa.BindParameter[float],
+        as_text: tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]],
+    ) -> None:
+        c = table.c
         row = {
             "id_hash": k,
             "data": sa.bindparam("d", type_=c.data.type),
@@ -694,8 +771,6 @@ class _Statements:
                 expires_at=until,
             )
         )
-        self.delete = sa.delete(table).where(c.id_hash == k)
-        self.delete_live = sa.delete(table).where(live)
         # For a merge patched here: the live row, locked until the transaction ends (SQLite
         # takes its write lock at BEGIN IMMEDIATE instead), then written whole.
         self.begin = {"sqlite": "BEGIN IMMEDIATE", "mysql": "START TRANSACTION"}.get(
@@ -711,6 +786,46 @@ class _Statements:
             sa.update(table)
             .where(c.id_hash == k)
             .values(data=row["data"], meta=row["meta"], user_id=row["user_id"])
+        )
+
+    def _users(
+        self,
+        table: sa.Table,
+        as_text: tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]],
+        now: sa.BindParameter[float],
+    ) -> None:
+        """The statements of the index of users' sessions: the ``user_id`` column."""
+        c = table.c
+        user = sa.bindparam("u", type_=c.user_id.type)
+        of_user = sa.and_(c.user_id == user, c.expires_at > now)
+        self.by_user = sa.select(c.id_hash, *as_text, c.expires_at).where(of_user)
+        # A user's sessions a page at a time, the latest to expire first (and in a fixed
+        # order among equals, so that pages neither overlap nor skip).
+        offset: sa.BindParameter[int] = sa.bindparam("offset", type_=sa.Integer())
+        limit: sa.BindParameter[int] = sa.bindparam("limit", type_=sa.Integer())
+        latest = (c.expires_at.desc(), c.id_hash)
+        keys = sa.select(c.id_hash).where(of_user).order_by(*latest)
+        self.keys_by_user = keys.limit(limit).offset(offset)
+        self.page_by_user = self.by_user.order_by(*latest).limit(limit).offset(offset)
+        after = c.id_hash > sa.bindparam("after", type_=c.id_hash.type)
+        self.keys_after = (
+            sa.select(c.id_hash).where(of_user, after).order_by(c.id_hash).limit(limit)
+        )
+        ended = (c.id_hash, as_text[1], c.expires_at)
+
+        def ending(which: sa.ColumnElement[bool]) -> _Ending:
+            delete = sa.delete(table).where(c.user_id == user, which)
+            return _Ending(
+                sa.select(*ended).where(of_user, which), delete, delete.returning(*ended)
+            )
+
+        self.end_keys = ending(c.id_hash.in_(sa.bindparam("keys", expanding=True)))
+        self.end_range = ending(
+            sa.and_(
+                after,
+                c.id_hash <= sa.bindparam("upto", type_=c.id_hash.type),
+                c.id_hash.not_in(sa.bindparam("keep", expanding=True)),
+            )
         )
 
     def _upsert(self, table: sa.Table, row: dict[str, Any]) -> sa.Executable:
@@ -820,6 +935,15 @@ def _tombstone(key: str, token: str) -> str:
 
 def _first(result: sa.CursorResult[Any]) -> Any:
     return result.first()
+
+
+def _facts(meta: object) -> dict[str, bytes]:
+    """What an ended row's library fields said of it; nothing, if they are damaged (the
+    row is ended all the same)."""
+    try:
+        return facts_fields(decode_row("{}", meta))
+    except (TypeError, ValueError):
+        return {}
 
 
 def _count(result: sa.CursorResult[Any]) -> int:

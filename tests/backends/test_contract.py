@@ -16,7 +16,7 @@ from fastapi_session_deps import (
     SessionLocks,
     SQLBackend,
 )
-from fastapi_session_deps._record import OWNER_FIELD
+from fastapi_session_deps._record import ADDRESS_FIELD, CREATED_FIELD, OWNER_FIELD
 from fastapi_session_deps.backends import base
 from fastapi_session_deps.backends.base import StoreStats
 
@@ -306,3 +306,56 @@ async def test_stats_counts_live_records_and_each_user_s(
     await pass_time(10)  # cy's only session expires
     counted = await backend.stats()
     assert counted == StoreStats(live=4, users=2, top_users=[("ada", 2), ("bob", 1)])
+
+
+async def test_a_user_s_index_pages_and_ends_in_bounded_calls(
+    backend: Backend, pass_time: PassTime
+) -> None:
+    """What lets a user with any number of sessions be listed a page at a time and
+    signed out everywhere in batches: keys without their records, pages of records, and
+    ending a batch of the user's own sessions (never another user's)."""
+    if isinstance(backend, FunctionBackend):
+        return  # no index of users' sessions
+    assert isinstance(backend, SessionIndex)
+    facts = {CREATED_FIELD: b"1.5", ADDRESS_FIELD: b'"10.0.0.1"'}
+    for n, ttl in enumerate([50, 40, 30, 20, 10]):  # a0 expires last, a4 first
+        await backend.index_add("ada", f"a{n}", ttl=ttl)
+        await backend.set(f"a{n}", {"x": b"1", OWNER_FIELD: b'"ada"', **facts}, ttl=ttl)
+    await backend.index_add("bob", "b0", ttl=60)
+    await backend.set("b0", {"x": b"2", OWNER_FIELD: b'"bob"'}, ttl=60)
+
+    assert await backend.index_keys("ada") == ["a0", "a1", "a2", "a3", "a4"]
+    assert await backend.index_keys("ada", offset=1, limit=2) == ["a1", "a2"]
+    page = await backend.index_page("ada", offset=0, limit=2)
+    assert [key for key, _, _ in page] == ["a0", "a1"]
+    assert page[0][1][ADDRESS_FIELD] == b'"10.0.0.1"'
+    assert 0 < page[1][2] <= 40
+
+    ended = await backend.index_end("ada", ["a0", "a1", "b0", "never"])
+    assert sorted(ended) == [
+        ("a0", {OWNER_FIELD: b'"ada"', **facts}),
+        ("a1", {OWNER_FIELD: b'"ada"', **facts}),
+    ]
+    assert await backend.get("a0") is None
+    assert await backend.get("b0") == {"x": b"2", OWNER_FIELD: b'"bob"'}  # bob's: left
+    assert await backend.index_keys("ada") == ["a2", "a3", "a4"]
+    assert await backend.index_keys("bob") == ["b0"]
+    await pass_time(25)  # a3 and a4 expire; their keys may linger, their records do not
+    assert [key for key, _, _ in await backend.index_page("ada")] == ["a2"]
+    assert await backend.index_end("ada", []) == []
+
+    # Ending them all, a batch at a time, but one kept: until no more are left.
+    for n in range(7):
+        await backend.index_add("ada", f"c{n}", ttl=60)
+        await backend.set(f"c{n}", {OWNER_FIELD: b'"ada"'}, ttl=60)
+    ended: list[str] = []
+    after: str | None = None
+    for _ in range(10):
+        batch, after = await backend.index_end_some("ada", keep=["c3"], after=after, limit=2)
+        assert len(batch) <= 2
+        ended += [key for key, _ in batch]
+        if after is None:
+            break
+    assert sorted(ended) == ["a2", "c0", "c1", "c2", "c4", "c5", "c6"]
+    assert [key for key, _, _ in await backend.index_page("ada")] == ["c3"]
+    assert await backend.get("b0") is not None  # bob's: untouched

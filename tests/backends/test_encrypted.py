@@ -16,6 +16,7 @@ from fastapi_session_deps import (
     EncryptedBackend,
     FunctionBackend,
     MemoryBackend,
+    SessionEvent,
     SessionIndex,
     SessionLocks,
 )
@@ -233,6 +234,33 @@ async def test_users_sessions_are_listed_through_it(clock: Clock) -> None:
     ((_, entry),) = inner._records.items()
     assert entry["\x00user"] == b'"alice"'  # readable: the index needs it
     assert entry["\x00created"].startswith(PREFIX)
+
+
+async def test_a_user_s_sessions_are_paged_and_revoked_through_it(
+    backend: Backend, clock: Clock
+) -> None:
+    from ..test_users import devices_app
+
+    events: list[SessionEvent] = []
+
+    async def record(event: SessionEvent) -> None:
+        events.append(event)
+
+    sessions = manager_factory(EncryptedBackend(backend, keys=[KEY]), clock)(
+        user_index=True, record_client=True, on_event=record, max_user_sessions=3
+    )
+    transport = httpx.ASGITransport(app=devices_app(sessions))
+    for _ in range(4):  # the fourth log-in ends the first session
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.post("/login")
+        clock.advance(1)
+    page = await sessions.users.list("alice", limit=2)
+    assert [info.ip for info in page] == ["127.0.0.1"] * 2  # opened: it is sealed in store
+    assert await sessions.users.revoke("alice", page[1].handle)
+    assert await sessions.users.revoke_all("alice") == 2
+    revoked = [event for event in events if event.kind == "revoked"]
+    assert len(revoked) == 4  # one past the limit, one revoked, two in the revocation of all
+    assert all(event.ip == "127.0.0.1" and event.created_at for event in revoked)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """HTTPBackend and the session service: the protocol's rules, ownership and faults."""
 
+import contextlib
 import json
 import logging
 import socket
@@ -23,10 +24,12 @@ from fastapi_session_deps import (
 )
 from fastapi_session_deps._wire import (
     SERVICE_TOKEN_ENV,
+    ended_records,
     json_object,
     listed_records,
     max_body_bytes,
     record_fields,
+    string_list,
 )
 from fastapi_session_deps.backends.base import MAX_RECORD_BYTES
 from fastapi_session_deps.backends.http import HTTPBackend
@@ -273,7 +276,7 @@ def misbehaving(kind: str, hits: list[str]) -> Any:
 GARBAGE["flaky"] = (0, "", b"")
 
 
-@pytest.mark.parametrize("kind", [k for k in GARBAGE if k != "flaky"])
+@pytest.mark.parametrize("kind", [k for k in GARBAGE if k not in ("flaky", "deleted-unsaid")])
 async def test_garbage_from_the_service_is_unavailable_never_a_500(kind: str) -> None:
     hits: list[str] = []
     with served_in_thread(misbehaving(kind, hits)) as url:
@@ -637,3 +640,73 @@ async def test_stats_through_the_service_and_a_service_that_cannot_count() -> No
                 await backend.stats()
         finally:
             await backend.aclose()
+
+
+@pytest.mark.parametrize("kind", ["not-json", "no-fields", "fields-not-text", "not-an-object"])
+async def test_garbage_answers_to_the_index_calls_are_unavailable(kind: str) -> None:
+    with served_in_thread(misbehaving(kind, [])) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            for call_it in (
+                lambda: backend.index_keys("alice"),
+                lambda: backend.index_page("alice"),
+                lambda: backend.index_end("alice", ["k"]),
+                lambda: backend.index_end_some("alice"),
+            ):
+                with pytest.raises(BackendUnavailable, match="malformed answer"):
+                    await call_it()
+        finally:
+            await backend.aclose()
+
+
+ENDINGS = st.one_of(
+    ANSWERS,
+    st.builds(
+        lambda ended, after: json.dumps({"ended": ended, "after": after}).encode(),
+        st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "key": st.one_of(st.text(max_size=8), st.integers()),
+                    "fields": st.dictionaries(
+                        st.text(max_size=8), st.text(max_size=12), max_size=3
+                    ),
+                },
+            ),
+            max_size=3,
+        )
+        | JSON,
+        st.one_of(st.none(), st.text(max_size=8), st.integers()),
+    ),
+    st.lists(JSON, max_size=3).map(lambda keys: json.dumps({"keys": keys}).encode()),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content_type=st.sampled_from(["application/json", "text/plain"]), body=ENDINGS)
+def test_any_answer_to_an_ending_or_a_page_of_keys_is_parsed_or_a_value_error(
+    content_type: str, body: bytes
+) -> None:
+    try:
+        document = json_object(content_type, body)
+    except ValueError:
+        return
+    with contextlib.suppress(ValueError):
+        for key, fields in ended_records(document):
+            assert isinstance(key, str)
+            assert all(isinstance(v, bytes) for v in fields.values())
+    with contextlib.suppress(ValueError):
+        assert all(isinstance(key, str) for key in string_list(document, "keys"))
+
+
+async def test_an_older_service_that_does_not_say_what_a_deletion_found() -> None:
+    # It answers 204 without Session-Deleted: the move then goes ahead, as it always did.
+    with served_in_thread(misbehaving("deleted-unsaid", [])) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            assert await backend.delete("k") is None
+        finally:
+            await backend.aclose()
+
+
+GARBAGE["deleted-unsaid"] = (204, "", b"")

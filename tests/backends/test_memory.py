@@ -103,3 +103,16 @@ async def test_the_user_index_never_outgrows_the_store(clock: Clock) -> None:
     await store.set("and another", {}, ttl=100)
     assert "alice" not in store._users
     assert store._owner_of == {}
+
+
+async def test_an_entry_whose_record_is_live_survives_its_time_and_is_never_another_user_s(
+    clock: Clock,
+) -> None:
+    store = MemoryBackend(clock=clock)
+    await store.index_add("ada", "k", ttl=10)
+    await store.set("k", {"\x00user": b'"ada"'}, ttl=100)  # renewed longer than the entry
+    clock.advance(20)
+    assert [key for key, _, _ in await store.index_list("ada")] == ["k"]  # pruned: kept
+    await store.index_add("bob", "k", ttl=10)  # the same key in another user's index
+    await store.index_remove("ada", ["k"])
+    assert store._owner_of == {"k": "bob"}  # ada's removal leaves bob's entry be

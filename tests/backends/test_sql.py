@@ -622,3 +622,33 @@ async def test_a_merge_stuck_behind_a_long_transaction_gives_up_and_rolls_back(
             await asyncio.wait(backend._abandoned, timeout=10)
         assert await backend.get("k") == {"a": b"1"}  # the merge was rolled back
         assert await backend.update("k", {"a": b"3"}, ttl=60)
+
+
+async def test_without_delete_returning_a_user_s_sessions_end_in_two_statements(
+    tmp_path: Path, clock: Clock
+) -> None:
+    # MySQL has no DELETE ... RETURNING: the live rows are read first, then deleted.
+    async with open_sql_store(f"sqlite+aiosqlite:///{tmp_path}/s.db", clock) as store:
+        store.engine.dialect.delete_returning = False
+        for n in range(3):
+            await store.set(f"k{n}", {"\x00user": b'"ada"', "\x00created": b"1"}, ttl=60)
+        await store.set("old", {"\x00user": b'"ada"'}, ttl=1)
+        clock.advance(2)
+        assert [key for key, _ in await store.index_end("ada", ["k0", "old"])] == ["k0"]
+        ended, after = await store.index_end_some("ada", keep=["k2"], limit=10)
+        assert ([key for key, _ in ended], after) == (["k1"], None)
+        assert ended[0][1] == {"\x00user": b'"ada"', "\x00created": b"1"}
+        assert await store.index_keys("ada") == ["k2"]
+
+
+async def test_damaged_rows_are_left_alone_by_a_reseal_and_ended_without_facts(
+    tmp_path: Path, clock: Clock
+) -> None:
+    async with open_sql_store(f"sqlite+aiosqlite:///{tmp_path}/s.db", clock) as store:
+        await store.set("k", {"a": b"1", "\x00user": b'"ada"'}, ttl=60)
+        await store.replace_unchanged("k", {"a": (b"other", b"2")})  # nothing to swap
+        assert await store.get("k") == {"a": b"1", "\x00user": b'"ada"'}
+        async with store.engine.begin() as connection:  # a row that is no record
+            await connection.execute(store.table.update().values(meta=["not", "an", "object"]))
+        await store.replace_unchanged("k", {"a": (b"1", b"2")})  # left as it is
+        assert await store.index_end("ada", ["k"]) == [("k", {})]  # ended all the same
