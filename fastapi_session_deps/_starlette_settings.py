@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -19,6 +20,7 @@ from .policy import POLICY_SETTINGS, PolicySettings
 __all__ = [
     "COOKIE_SETTINGS",
     "DEFAULT",
+    "DEFAULT_IDENTITY_KEYS",
     "DEFAULT_MAX_AGE",
     "SPELLINGS",
     "compiled_pattern",
@@ -48,7 +50,27 @@ _UNSUPPORTED = {
     "encryptor": "encryption at rest is not a SessionMiddleware setting",
 }
 #: Keywords of `SessionMiddleware` that are neither spelt otherwise nor policy settings.
-_OTHER_KEYWORDS = ("secret_key", "partitioned", "rolling", "frontend")
+_OTHER_KEYWORDS = ("secret_key", "partitioned", "rolling", "frontend", "identity_keys")
+
+#: The ``request.session`` keys that say who the session belongs to, as the log-ins of
+#: common libraries and hand-written code write them: starlette-login's (and Flask-Login's)
+#: ``_user_id``, Django's ``_auth_user_id``, sqladmin's documented ``token``,
+#: starlette-admin's ``username``, authlib's documented ``user``, and the usual names.
+DEFAULT_IDENTITY_KEYS = frozenset(
+    {
+        "_auth_user_id",
+        "_user_id",
+        "access_token",
+        "account_id",
+        "id_token",
+        "token",
+        "uid",
+        "user",
+        "user_id",
+        "userid",
+        "username",
+    }
+)
 #: Cookie settings that a ready-made ``frontend=`` replaces.
 COOKIE_SETTINGS = frozenset(
     {"session_cookie", "max_age", "path", "same_site", "https_only", "domain"}
@@ -127,6 +149,28 @@ def positive(max_age: Any) -> float | None:
     if isinstance(max_age, timedelta):
         max_age = max_age.total_seconds()
     return float(max_age) if isinstance(max_age, (int, float)) and max_age > 0 else None
+
+
+def identity_key_set(value: object) -> frozenset[str]:
+    """The ``identity_keys`` setting as a set of keys: ``True`` for the default ones,
+    ``False`` for none.
+
+    Raises:
+        ConfigurationError: anything but a boolean or a collection of text.
+    """
+    if value is True:
+        return DEFAULT_IDENTITY_KEYS
+    if value is False:
+        return frozenset()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigurationError(
+            f"identity_keys={value!r}: pass True (the default keys), False, or a list of "
+            "keys, such as [*DEFAULT_IDENTITY_KEYS, 'member_id']."
+        )
+    keys = frozenset(value)
+    if not all(isinstance(key, str) for key in keys):
+        raise ConfigurationError(f"identity_keys={value!r}: the keys must be strings.")
+    return keys
 
 
 def compiled_pattern(path: object, setting: str = "paths") -> re.Pattern[str]:

@@ -186,6 +186,10 @@ class DictSerializer(Serializer[D]):
     def reset(self, data: D) -> None:
         data.clear()
 
+    def dump_value(self, value: object) -> bytes:
+        """One value, as `dump` writes it."""
+        return _dump_json(value)
+
     def load(self, fields: Mapping[str, bytes]) -> D:
         data = self.factory()
         try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Literal, NoReturn, TypeVar, cast
 
@@ -26,13 +26,15 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._cleanup import cleaning
-from ._engine import RequestSlot, SessionEngine, SessionState, state_of
+from ._engine import Fate, RequestSlot, SessionEngine, SessionState, state_of
 from ._http import send_retry_later
 from ._starlette_settings import (
     COOKIE_SETTINGS,
     DEFAULT,
+    DEFAULT_IDENTITY_KEYS,
     DEFAULT_MAX_AGE,
     compiled_pattern,
+    identity_key_set,
     positive,
     resolve,
 )
@@ -48,6 +50,7 @@ from .signing import SecretKeys
 from .users import UserSessions, client_of
 
 __all__ = [
+    "DEFAULT_IDENTITY_KEYS",
     "Session",
     "SessionAutoloadMiddleware",
     "SessionMiddleware",
@@ -274,6 +277,13 @@ class SessionMiddleware(SessionCommitMiddleware):
             after its creation, whatever the activity (the default when ``lifetime`` is
             given); ``True`` slides it with activity (the default otherwise).
         frontend: a ready-made frontend, instead of the cookie keywords above.
+        identity_keys: the ``request.session`` keys that say who the session belongs to.
+            When one of them is set, changed or removed (a log-in, a log-out), the session
+            moves to a new id at commit, as `regenerate_session` moves it, so that log-in
+            code that never calls that (starlette-login's, sqladmin's, authlib's, most
+            hand-written ones) is not open to session fixation. ``True`` (the default):
+            `DEFAULT_IDENTITY_KEYS`; a collection of keys instead
+            (``[*DEFAULT_IDENTITY_KEYS, "member_id"]`` adds one); ``False`` turns it off.
         autoload: load the session as each request starts, when it carries a session
             cookie, so that async code can use ``request.session`` (and
             ``scope["session"]``) directly, as with Starlette's middleware. This is the
@@ -292,6 +302,7 @@ class SessionMiddleware(SessionCommitMiddleware):
         app: the wrapped ASGI app.
         engine: the session engine (frontend, backend, policy) it commits with.
         autoload: whether sessions are loaded as requests start.
+        identity_keys: the keys whose change moves the session to a new id.
         refusal: the `ConfigurationError` that stops the app's start-up, or ``None``.
     """
 
@@ -311,6 +322,7 @@ class SessionMiddleware(SessionCommitMiddleware):
         rolling: bool = DEFAULT,
         frontend: Frontend | None = None,
         autoload: bool = DEFAULT,
+        identity_keys: Iterable[str] | bool = True,
         **settings: Any,
     ) -> None:
         self.app = app
@@ -336,8 +348,10 @@ class SessionMiddleware(SessionCommitMiddleware):
             # Starlette's max_age is also the sliding lifetime, unless idle_timeout is given.
             lifetime = positive(chosen.get("max_age", DEFAULT_MAX_AGE)) or DEFAULT_MAX_AGE
             policy = SessionPolicy.from_settings({"idle_timeout": lifetime, **policy_settings})
+            self.identity_keys = identity_key_set(identity_keys)
+            self._serializer = DictSerializer(SessionDict)
             engine: SessionEngine[SessionDict] = SessionEngine(
-                DictSerializer(SessionDict),
+                self._serializer,
                 frontend=frontend,
                 backend=_backend(chosen.get("backend")),
                 policy=policy,
@@ -390,11 +404,28 @@ class SessionMiddleware(SessionCommitMiddleware):
         session: SessionDict = state.data
         if not session.accessed:
             return False  # the app never looked at it: no store call, no cookie, no Vary
-        if state.origin is not None and session.modified and not dict.__len__(session):
+        if state.origin is None:
+            return True  # a new session: stored under an id no one has seen
+        if session.modified and not dict.__len__(session):
             # Emptied: end the session rather than keep an empty record (as Starlette
             # clears the cookie of an emptied session).
             self.engine.destroy(state)
+        elif state.fate in (Fate.KEEP, Fate.RENEW) and self._identity_changed(state):
+            # Who the session belongs to changed (a log-in, a log-out) without a call of
+            # regenerate_session, as in the log-ins of third-party libraries: moved to a
+            # new id all the same, or an id planted before the log-in would ride along.
+            self.engine.regenerate(state)
         return True
+
+    def _identity_changed(self, state: SessionState[Any]) -> bool:
+        """Whether an identity key was set, changed or removed since the session was
+        loaded."""
+        session, loaded, dump = state.data, state.snapshot, self._serializer.dump_value
+        for key in self.identity_keys:
+            now = dump(dict.__getitem__(session, key)) if dict.__contains__(session, key) else None
+            if now != loaded.get(key):
+                return True
+        return False
 
 
 def _frontend(
