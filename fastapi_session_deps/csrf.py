@@ -147,10 +147,21 @@ class CSRFProtection:
         header_name: the header scripts (``fetch``, HTMX's ``hx-headers``) send it in.
         trusted_origins: other origins allowed to send requests (``https://admin.example``),
             as scheme, host and port; for pages served from another host of yours.
-        exempt: paths needing no token, as regular expressions (strings or compiled)
-            matched at the start of the path; see also `csrf_exempt`.
-        check_origin: the origin layer; turn it off only behind a proxy that rewrites
-            ``Host`` without listing the public origin in ``trusted_origins``.
+        exempt: paths needing no token: a string is a path prefix matched on a segment
+            boundary (``"/api"`` exempts ``/api`` and ``/api/...``, never ``/api-admin``
+            or ``/apiary``); a compiled regular expression is matched at the start of the
+            path. See also `csrf_exempt`.
+        check_origin: the origin layer, for forms and WebSocket handshakes alike (off, a
+            handshake from another site is no longer closed); turn it off only behind a
+            proxy that rewrites ``Host`` without listing the public origin in
+            ``trusted_origins``.
+        max_body_bytes: the largest form body read for the token when no header carries
+            it (1 MiB by default): a larger one is refused (413) before it is read past
+            that. Pages with larger forms send the token in the header, or declare the
+            form's fields as the route's ``Form``/``File`` parameters, which FastAPI
+            parses (spooling files to disk) before this check reads its field.
+        max_fields: the most fields of a form body it parses for the token (Starlette's
+            limit, 1,000): a body with more is refused (400) without being parsed.
     """
 
     def __init__(
@@ -162,16 +173,23 @@ class CSRFProtection:
         trusted_origins: Iterable[str] = (),
         exempt: Sequence[str | re.Pattern[str]] = (),
         check_origin: bool = True,
+        max_body_bytes: int = 1024 * 1024,
+        max_fields: int = 1000,
     ) -> None:
         if not field_name or not header_name:
             raise ConfigurationError("CSRFProtection: field_name and header_name can't be empty.")
+        for name, limit in (("max_body_bytes", max_body_bytes), ("max_fields", max_fields)):
+            if not (isinstance(limit, int) and not isinstance(limit, bool) and limit > 0):
+                raise ConfigurationError(f"CSRFProtection: {name} must be a positive number.")
+        self.max_body_bytes = max_body_bytes
+        self.max_fields = max_fields
         self.sessions = sessions
         self.field_name = field_name
         self.header_name = header_name
         self.trusted_origins = frozenset(
             _origin_of(origin, "trusted_origins") for origin in trusted_origins
         )
-        self.exempt = [compiled_pattern(path, "exempt") for path in exempt]
+        self.exempt = [_exempt_path(path) for path in exempt]
         self.check_origin = check_origin
         self._load: Callable[[HTTPConnection], Awaitable[SessionState[Any]]]
         self._load = _typed_loader(sessions) if sessions is not None else loaded_state
@@ -225,7 +243,7 @@ class CSRFProtection:
         if getattr(endpoint, _EXEMPT, False):
             return True
         path = connection.scope["path"]
-        return any(pattern.match(path) for pattern in self.exempt)
+        return any(exempted(path) for exempted in self.exempt)
 
     def _same_origin(self, connection: HTTPConnection) -> bool:
         """Whether the browser says the request comes from this site (or a trusted one).
@@ -257,8 +275,10 @@ class CSRFProtection:
     async def _sent_token(self, connection: HTTPConnection) -> str | None:
         """The token in the header, else in the form field of a form's body.
 
-        The body is read whole and kept (the route can still read it, or its form); a
-        multipart form is parsed from a copy, whose files are closed here.
+        The body is read up to ``max_body_bytes`` and kept (the route can still read it,
+        or its form); one with more than ``max_fields`` fields is refused unparsed; a
+        multipart form is parsed from a copy, whose files are closed here. A form FastAPI
+        has parsed already (the route's ``Form``/``File`` parameters) is read from there.
         """
         sent = connection.headers.get(self.header_name)
         if sent is not None or not isinstance(connection, Request):
@@ -268,16 +288,74 @@ class CSRFProtection:
         if not multipart and not content_type.startswith("application/x-www-form-urlencoded"):
             return None
         try:
-            body = await connection.body()
+            body = await self._body(connection)
         except RuntimeError:  # already read as a form (FastAPI's Form and File parameters)
             return _field(await connection.form(), self.field_name)
         if multipart:
-            async with Request(connection.scope, _replay(body)).form() as form:
-                return _field(form, self.field_name)
-        for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
-            if name == self.field_name:
-                return value
-        return None
+            form = Request(connection.scope, _replay(body)).form(max_fields=self.max_fields)
+            async with form as parsed:
+                return _field(parsed, self.field_name)
+        try:
+            fields = parse_qsl(
+                body.decode("latin-1"), keep_blank_values=True, max_num_fields=self.max_fields
+            )
+        except ValueError:  # counted before anything is split: refused unparsed
+            raise _too_much(connection, 400, f"more than {self.max_fields} form fields") from None
+        return next((value for name, value in fields if name == self.field_name), None)
+
+    async def _body(self, connection: Request) -> bytes:
+        """The request's body, read no further than ``max_body_bytes``, and kept for the
+        route (as `Request.body` keeps it).
+
+        Raises:
+            HTTPException: 413, the body is larger.
+            RuntimeError: the body was read already, as a stream (a parsed form).
+        """
+        limit = self.max_body_bytes
+        chunks, size = [], 0
+        # (Read rather than judged by Content-Length: a form FastAPI parsed already, its
+        # files spooled to disk, is read from there, whatever its length.)
+        async for chunk in connection.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_much(connection, 413, f"a form body over {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        # Where Request.body() keeps what it read (Starlette's own attribute), so that the
+        # route, which gets this very Request, reads the body again.
+        connection._body = body
+        return body
+
+
+def _exempt_path(path: object) -> Callable[[str], bool]:
+    """Whether a path is exempted by ``path``: a string is a prefix that ends at a segment
+    boundary, a compiled pattern a regular expression matched at the start."""
+    if isinstance(path, str):
+        if not path.startswith("/"):
+            raise ConfigurationError(
+                f"exempt: {path!r} is not a path, which starts with '/'; for a regular "
+                "expression, pass re.compile(...)."
+            )
+        prefix = path.rstrip("/")
+        return lambda requested: requested == prefix or requested.startswith(prefix + "/")
+    pattern = compiled_pattern(path, "exempt")
+    return lambda requested: pattern.match(requested) is not None
+
+
+def _too_much(connection: HTTPConnection, status_code: int, what: str) -> HTTPException:
+    """A form body refused for its size: never parsed, and a hint of what to do."""
+    logger.warning(
+        "CSRF check refused %s: %s %s",
+        what,
+        connection.scope["method"],
+        connection.scope["path"],
+        extra={"event": "csrf_body_refused", "reason": what},
+    )
+    return HTTPException(
+        status_code,
+        f"The form is too large for its CSRF token to be read ({what}): send the token in "
+        "the header instead.",
+    )
 
 
 def _replay(body: bytes) -> Receive:

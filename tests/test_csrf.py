@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Form, Request, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -507,8 +507,13 @@ def test_the_settings_are_checked() -> None:
         CSRFProtection(trusted_origins=["admin.example"])
     with pytest.raises(ConfigurationError, match=r"trusted_origins: 'ftp://files'"):
         CSRFProtection(trusted_origins=["ftp://files"])
-    with pytest.raises(ConfigurationError, match="exempt: '\\('"):
+    with pytest.raises(ConfigurationError, match=r"exempt: '\(' is not a path.*re\.compile"):
         CSRFProtection(exempt=["("])
+    with pytest.raises(ConfigurationError, match="exempt: 5 is neither a string nor"):
+        CSRFProtection(exempt=[5])  # type: ignore[list-item]
+    for setting in ("max_body_bytes", "max_fields"):
+        with pytest.raises(ConfigurationError, match=f"{setting} must be a positive number"):
+            CSRFProtection(**{setting: 0})
     with pytest.raises(SessionError, match="Pass the session"):
         csrf_token({})
 
@@ -578,3 +583,126 @@ async def test_a_damaged_stored_secret_refuses_forms_and_pages_make_a_new_one(ra
         assert answer.status_code == 403
         fresh = await page_token(client)
         assert (await client.post("/add", data={"csrf_token": fresh})).status_code == 200
+
+
+# -- what the check reads of a body is bounded -------------------------------------------------
+
+
+async def test_a_form_body_over_the_limit_is_refused_before_it_is_read(
+    client: httpx.AsyncClient,
+) -> None:
+    await page_token(client)  # a session with a secret: the body is where the token is
+    flood = b"a&" * (1024 * 1024)  # two million empty fields, 2 MB, no header token
+    refused = await client.post("/raw", content=flood, headers=FORM)
+    assert refused.status_code == 413
+    assert "send the token in the header" in refused.json()["detail"]
+    assert (await client.get("/count")).json() == 0  # the route never ran
+
+
+async def test_a_body_without_a_length_is_read_no_further_than_the_limit(
+    on_memory: ManagerFactory,
+) -> None:
+    app = protected_app(on_memory(), max_body_bytes=64 * 1024)
+    async with client_for(app) as client:
+        token = await page_token(client)
+        sent: list[int] = []
+
+        async def chunks() -> AsyncIterator[bytes]:  # chunked: no Content-Length
+            for _ in range(128):  # 8 MB, if it were all read
+                sent.append(1)
+                yield b"x" * 65536
+
+        refused = await client.post("/raw", content=chunks(), headers=FORM)
+        assert refused.status_code == 413
+        assert len(sent) <= 3  # stopped at the limit, not at the end
+        small = await client.post("/raw", content=f"csrf_token={token}&n=1", headers=FORM)
+        assert small.status_code == 200
+        assert small.json() == f"csrf_token={token}&n=1"  # the route still reads it
+
+
+async def test_a_form_of_more_fields_than_the_limit_is_refused_unparsed(
+    client: httpx.AsyncClient,
+) -> None:
+    token = await page_token(client)
+    many = "&".join(["a"] * 1000 + [f"csrf_token={token}"])  # 1,001 fields, 40 KB
+    refused = await client.post("/raw", content=many, headers=FORM)
+    assert refused.status_code == 400
+    assert "more than 1000 form fields" in refused.json()["detail"]
+    enough = "&".join(["a"] * 999 + [f"csrf_token={token}"])
+    assert (await client.post("/raw", content=enough, headers=FORM)).status_code == 200
+
+
+async def test_a_large_multipart_body_without_the_header_token_is_refused_unread(
+    client: httpx.AsyncClient,
+) -> None:
+    token = await page_token(client)
+    upload = {"file": ("big.bin", b"\0" * (12 * 1024 * 1024))}
+    refused = await client.post("/raw", data={"csrf_token": token}, files=upload)
+    assert refused.status_code == 413
+    with_header = await client.post("/add", files=upload, headers={"X-CSRF-Token": token})
+    assert with_header.status_code == 200
+
+
+async def test_a_route_s_own_file_parameter_is_parsed_by_fastapi_first(
+    on_memory: ManagerFactory,
+) -> None:
+    sessions = on_memory()
+    csrf = CSRFProtection(sessions)
+    app = FastAPI(dependencies=[Depends(csrf)])
+    app.add_middleware(sessions.middleware)
+
+    @app.get("/form", response_class=HTMLResponse)
+    async def form(session: Annotated[AppSession, Depends(sessions.get_session)]) -> str:
+        return f"<form method=post>{csrf.input(session)}</form>"
+
+    @app.post("/upload")
+    async def upload(file: Annotated[UploadFile, File()]) -> int:
+        return len(await file.read())
+
+    async with client_for(app) as client:
+        token = await page_token(client)
+        big = {"file": ("big.bin", b"\0" * (3 * 1024 * 1024))}  # over the limit: spooled
+        sent = await client.post("/upload", data={"csrf_token": token}, files=big)
+    assert sent.json() == 3 * 1024 * 1024
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+# -- exempt paths end at a segment boundary ----------------------------------------------------
+
+
+async def test_an_exempt_path_exempts_its_own_segment_and_below_never_a_longer_name(
+    on_memory: ManagerFactory,
+) -> None:
+    app = protected_app(on_memory(), exempt=["/item", re.compile(r"/hooks/v\d+/")])
+
+    @app.post("/item/{name}")
+    async def nested(name: str) -> str:
+        return name
+
+    @app.post("/items")
+    async def longer() -> str:
+        return "not exempt"
+
+    @app.post("/hooks/v2/paid")
+    async def hook() -> str:
+        return "ok"
+
+    async with client_for(app) as client:
+        assert (await client.post("/item")).status_code == 200
+        assert (await client.post("/item/tea")).status_code == 200
+        assert (await client.post("/items")).status_code == 403  # was exempt as a regex
+        assert (await client.post("/hooks/v2/paid")).status_code == 200
+
+
+def test_without_the_origin_layer_a_websocket_from_another_site_is_let_in(
+    on_memory: ManagerFactory,
+) -> None:
+    # As the check_origin docstring says: the origin layer is the WebSocket's only check.
+    assert "WebSocket handshakes alike" in (CSRFProtection.__doc__ or "")
+    app = protected_app(on_memory(), check_origin=False)
+    with TestClient(app) as client:
+        headers = {"Origin": "http://evil.example"}
+        with client.websocket_connect("/live", headers=headers) as websocket:
+            assert websocket.receive_text() == "hello"
