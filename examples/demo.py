@@ -42,8 +42,11 @@ from fastapi_session_deps import (
 from fastapi_session_deps.backends.encrypted import new_key
 
 HOST, PORT = "127.0.0.1", int(os.environ.get("DEMO_PORT", "8000"))
-#: The demo's data: the SQLite database, and the key that signs its cookies.
+#: The demo's data: the SQLite database, and the key that signs its cookies. Its owner's
+#: only: the database holds user names, and when each of their sessions expires.
 DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR") or Path(__file__).resolve().parents[1] / "data")
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+DATA_DIR.chmod(0o700)  # an older demo's, or one given in DEMO_DATA_DIR
 
 
 class ShopSession(SessionModel):
@@ -59,7 +62,6 @@ def kept_key(variable: str, filename: str, make: Callable[[], str]) -> str:
     if os.environ.get(variable):
         return os.environ[variable]
     path = DATA_DIR / filename
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -88,7 +90,7 @@ sessions = SessionManager(
     user_index=True,  # "Your devices": each user's sessions, listed and revoked
     record_client=True,  # with the address and browser each signed in from
 )
-STORE = f"SQLite, {DATA_DIR / 'sessions.db'}, every value encrypted (AES-256-GCM)"
+STORE = "SQLite, every value encrypted (AES-256-GCM)"  # no server path, to any visitor
 
 
 async def make_table() -> None:

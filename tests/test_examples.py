@@ -91,6 +91,27 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
         assert (await client.get("/profile")).status_code == 403
 
 
+async def test_the_demo_keeps_its_data_to_its_owner_and_shows_visitors_no_server_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)  # as an older demo left it
+    monkeypatch.setenv("DEMO_DATA_DIR", str(data))
+    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
+    demo = load("demo")
+    async with demo.lifespan(demo.app), client_for(demo) as client:
+        await client.get("/")
+        token = field_token((await client.get("/")).text)
+        await client.post("/login", content=f"csrf_token={token}&username=Ada", headers=FORM)
+        for page in ("/session", "/"):
+            text = (await client.get(page)).text
+            assert str(tmp_path) not in text
+            assert "sessions.db" not in text
+    assert data.stat().st_mode & 0o777 == 0o700  # the database's folder: the owner's only
+    assert (data / "sessions.db").exists()
+    assert {path.stat().st_mode & 0o077 for path in data.glob("*-key")} == {0}
+
+
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
