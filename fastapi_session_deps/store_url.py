@@ -23,7 +23,7 @@ URL stays out of the machine's process list.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
 from ._wire import SERVICE_TOKEN_ENV as SERVICE_TOKEN_VARIABLE
@@ -95,5 +95,6 @@ def open_store(url: str, *, timeout: float = 1.0) -> Backend:
                 f"The session service needs its token in ${SERVICE_TOKEN_VARIABLE}."
             )
         return HTTPBackend.from_url(rest, token=token, timeout=timeout)
-    shown: Any = scheme or url[:20]
-    raise ConfigurationError(f"{shown!r} is not a store URL: use {_KINDS}.")
+    # Only the scheme is quoted: the rest of a URL may hold a password.
+    what = f"{scheme}:// is not a store's scheme" if scheme else "a store URL needs a scheme"
+    raise ConfigurationError(f"{what}: use {_KINDS}.")

@@ -90,8 +90,8 @@ def test_an_unreachable_store_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.parametrize(
     ("arguments", "complaint"),
     [
-        (["cleanup", "--store", "ftp://example/x"], "'ftp' is not a store URL"),
-        (["cleanup", "--store", "no-scheme"], "'no-scheme' is not a store URL"),
+        (["cleanup", "--store", "ftp://example/x"], "ftp:// is not a store's scheme"),
+        (["cleanup", "--store", "app:PASSWORD@db/app"], "a store URL needs a scheme"),
         (["cleanup"], "needs --store URL, or $SESSION_STORE_URL set"),
         (["cleanup", "--store", "sqlite:///x.db", "--batch-size", "0"], "must be positive"),
         (["cleanup", "--store", "sqlite:///x.db", "--timeout", "-1"], "must be positive"),

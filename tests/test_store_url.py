@@ -85,13 +85,14 @@ async def test_sql_urls_keep_their_path_and_take_a_table(
 @pytest.mark.parametrize(
     ("url", "complaint"),
     [
-        ("ftp://host/x", "'ftp' is not a store URL"),
-        ("nothing", "'nothing' is not a store URL"),
+        ("ftp://host/x", "ftp:// is not a store's scheme"),
+        ("nothing", "a store URL needs a scheme"),
         ("redis://localhost?table=x", "table= is for SQL stores"),
         ("sqlite:///x.db?key_prefix=a:", "key_prefix= is for Redis"),
     ],
 )
 def test_what_is_not_a_store_url_is_refused_naming_the_kinds(url: str, complaint: str) -> None:
+    # (And never quoting the URL past its scheme: the rest may hold a password.)
     with pytest.raises(ConfigurationError, match=complaint):
         open_store(url)
 
@@ -122,3 +123,21 @@ def test_any_stats_answer_is_counts_or_a_value_error(document: dict[str, Any]) -
     assert isinstance(users, int)
     assert min(live, users) >= 0
     assert all(isinstance(user, str) and count >= 0 for user, count in ranked)
+
+
+@pytest.mark.parametrize(
+    "url", ["app:PASSWORD@db/app", "ftp://app:PASSWORD@db/app", "PASSWORD", "mysql:PASSWORD@db"]
+)
+def test_a_refused_url_is_never_quoted_past_its_scheme(url: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        open_store(url)
+    assert "PASSWORD" not in str(refused.value)
+
+
+def test_the_service_backend_never_shows_a_password_written_into_its_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SESSION_SERVICE_TOKEN", SERVICE_TOKEN)
+    store = open_store("https://svc:PASSWORD@sessions.internal:8100")
+    assert "PASSWORD" not in repr(store)
+    assert "https://***@sessions.internal:8100" in repr(store)

@@ -128,7 +128,10 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
         return backend
 
     def __repr__(self) -> str:
-        return f"HTTPBackend(base_url={str(self.client.base_url)!r}, timeout={self.timeout!r})"
+        url = self.client.base_url
+        if url.userinfo:  # a password written into the URL is never shown
+            url = url.copy_with(username="***", password=None)
+        return f"HTTPBackend(base_url={str(url)!r}, timeout={self.timeout!r})"
 
     async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
         headers = {} if ttl is None else {"session-ttl": repr(ttl)}
