@@ -276,7 +276,9 @@ def misbehaving(kind: str, hits: list[str]) -> Any:
 GARBAGE["flaky"] = (0, "", b"")
 
 
-@pytest.mark.parametrize("kind", [k for k in GARBAGE if k not in ("flaky", "deleted-unsaid")])
+@pytest.mark.parametrize(
+    "kind", [k for k in GARBAGE if k not in ("flaky", "deleted-unsaid", "after-not-text")]
+)
 async def test_garbage_from_the_service_is_unavailable_never_a_500(kind: str) -> None:
     hits: list[str] = []
     with served_in_thread(misbehaving(kind, hits)) as url:
@@ -710,3 +712,14 @@ async def test_an_older_service_that_does_not_say_what_a_deletion_found() -> Non
 
 
 GARBAGE["deleted-unsaid"] = (204, "", b"")
+GARBAGE["after-not-text"] = (200, "application/json", b'{"ended": [], "after": 5}')
+
+
+async def test_an_ending_answer_whose_continuation_is_not_text_is_malformed() -> None:
+    with served_in_thread(misbehaving("after-not-text", [])) as url:
+        backend = HTTPBackend.from_url(url, token=SERVICE_TOKEN)
+        try:
+            with pytest.raises(BackendUnavailable, match="after is not text"):
+                await backend.index_end_some("alice")
+        finally:
+            await backend.aclose()

@@ -61,6 +61,10 @@ def racing_app(sessions: SessionManager[AppSession]) -> tuple[FastAPI, anyio.Eve
     async def logout(session: Session) -> None:
         await sessions.destroy(session)
 
+    @app.post("/visit")
+    async def visit(session: Session) -> None:
+        session.counter += 1  # an anonymous session, bound to nobody
+
     @app.get("/me")
     async def me(session: Annotated[AppSession, Depends(sessions.require_session)]) -> None:
         pass
@@ -101,6 +105,28 @@ async def test_a_move_in_flight_never_brings_back_a_session_ended_meanwhile(
     assert handed_out is None  # no token for a session that did not survive
     assert (await call(app, "/me", headers=cookie_header(token))).status == 401
     assert await sessions.users.list("alice") == []  # nothing left behind, even unlisted
+
+
+async def test_an_anonymous_session_s_move_is_dropped_as_well(
+    make_manager: ManagerFactory,
+) -> None:
+    sessions = make_manager(user_index=True)
+    app, moving, release = racing_app(sessions)
+    token = (await call(app, "/visit", "POST")).cookie()
+    assert token
+    slow: list[RawResponse] = []
+
+    async def regenerate_slowly() -> None:
+        path = "/slow-login?regenerate_only=true"
+        slow.append(await call(app, path, "POST", cookie_header(token)))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(regenerate_slowly)
+        await moving.wait()
+        await call(app, "/logout", "POST", cookie_header(token))
+        release.set()
+    assert slow[0].cookie() is None
+    assert (await call(app, "/me", headers=cookie_header(token))).status == 401
 
 
 async def revoke_the_one(sessions: SessionManager[AppSession]) -> None:
