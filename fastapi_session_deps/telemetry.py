@@ -39,6 +39,7 @@ from typing import Any, TypeVar, cast
 
 from .backends.base import (
     Backend,
+    EndBatch,
     EndedRecord,
     Progress,
     SessionIndex,
@@ -263,13 +264,8 @@ class InstrumentedStore(Backend, SessionLocks, SessionIndex):
         return await self._call("index_page", index.index_page(user, offset=offset, limit=limit))
 
     async def index_end_some(
-        self,
-        user: str,
-        *,
-        keep: Collection[str] = (),
-        after: str | None = None,
-        limit: int = 1000,
-    ) -> tuple[list[EndedRecord], str | None]:
+        self, user: str, *, keep: Collection[str] = (), after: str | None = None, limit: int = 1000
+    ) -> EndBatch:
         index = cast("SessionIndex", self.inner)
         return await self._call(
             "index_end_some", index.index_end_some(user, keep=keep, after=after, limit=limit)

@@ -21,7 +21,7 @@ import httpx
 from starlette.types import ASGIApp, Message, Receive
 
 from fastapi_session_deps import Backend, BackendUnavailable, SessionIndex, SessionLocks
-from fastapi_session_deps.backends.base import EndedRecord, UserRecord
+from fastapi_session_deps.backends.base import EndBatch, EndedRecord, UserRecord
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
@@ -129,13 +129,8 @@ class CountingBackend(Backend, SessionLocks, SessionIndex):
         return await self.inner.index_page(user, offset=offset, limit=limit)
 
     async def index_end_some(
-        self,
-        user: str,
-        *,
-        keep: Collection[str] = (),
-        after: str | None = None,
-        limit: int = 1000,
-    ) -> tuple[list[EndedRecord], str | None]:
+        self, user: str, *, keep: Collection[str] = (), after: str | None = None, limit: int = 1000
+    ) -> EndBatch:
         self.calls["index_end_some"] += 1
         assert isinstance(self.inner, SessionIndex)
         return await self.inner.index_end_some(user, keep=keep, after=after, limit=limit)

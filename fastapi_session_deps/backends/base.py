@@ -49,6 +49,7 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "PING_KEY",
     "Backend",
+    "EndBatch",
     "EndedRecord",
     "SessionIndex",
     "SessionLocks",
@@ -281,6 +282,9 @@ UserRecord = tuple[str, dict[str, bytes], float]
 #: One of a user's sessions `SessionIndex.index_end` ended: the store key, and what the
 #: record's reserved fields said of it (`_record.FACT_FIELDS`), for its event.
 EndedRecord = tuple[str, dict[str, bytes]]
+#: What `SessionIndex.index_end_some` answers: the sessions it ended, and where to go on
+#: from (``None``: none are left).
+EndBatch = tuple[list[EndedRecord], str | None]
 
 
 class SessionIndex(ABC):
@@ -329,13 +333,8 @@ class SessionIndex(ABC):
         return records[offset : offset + limit]
 
     async def index_end_some(
-        self,
-        user: str,
-        *,
-        keep: Collection[str] = (),
-        after: str | None = None,
-        limit: int = 1000,
-    ) -> tuple[list[EndedRecord], str | None]:
+        self, user: str, *, keep: Collection[str] = (), after: str | None = None, limit: int = 1000
+    ) -> EndBatch:
         """End up to ``limit`` of ``user``'s sessions, any but those in ``keep`` (as
         `index_end` does); return them, and what to pass as ``after`` to go on: ``None``
         once none are left. Called again and again, it ends them all, each call reading

@@ -42,6 +42,7 @@ from ..exceptions import (
 from ..keys import new_encryption_key
 from .base import (
     Backend,
+    EndBatch,
     EndedRecord,
     Progress,
     SessionIndex,
@@ -269,13 +270,8 @@ class _WithIndex(EncryptedBackend, SessionIndex):
         return self._opened(await index.index_page(user, offset=offset, limit=limit))
 
     async def index_end_some(
-        self,
-        user: str,
-        *,
-        keep: Collection[str] = (),
-        after: str | None = None,
-        limit: int = 1000,
-    ) -> tuple[list[EndedRecord], str | None]:
+        self, user: str, *, keep: Collection[str] = (), after: str | None = None, limit: int = 1000
+    ) -> EndBatch:
         index = cast("SessionIndex", self.inner)
         ended, after = await index.index_end_some(user, keep=keep, after=after, limit=limit)
         return self._opened_facts(ended), after

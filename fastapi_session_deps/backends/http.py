@@ -32,6 +32,7 @@ from ..signing import session_handle
 from .base import (
     MAX_RECORD_BYTES,
     Backend,
+    EndBatch,
     EndedRecord,
     SessionIndex,
     SessionLocks,
@@ -277,13 +278,8 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
             raise self._malformed("index_page", str(exc)) from exc
 
     async def index_end_some(
-        self,
-        user: str,
-        *,
-        keep: Collection[str] = (),
-        after: str | None = None,
-        limit: int = 1000,
-    ) -> tuple[list[EndedRecord], str | None]:
+        self, user: str, *, keep: Collection[str] = (), after: str | None = None, limit: int = 1000
+    ) -> EndBatch:
         query = {"user": user, "keep": list(keep), "after": after, "limit": limit}
         response = await self._request("POST", "/v1/index/end-some", {}, json=query)
         try:

@@ -22,6 +22,7 @@ from ..exceptions import ConfigurationError
 from .base import (
     LOCK_TOMBSTONE_SECONDS,
     Backend,
+    EndBatch,
     EndedRecord,
     Progress,
     SessionIndex,
@@ -261,13 +262,8 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             return found
 
     async def index_end_some(
-        self,
-        user: str,
-        *,
-        keep: Collection[str] = (),
-        after: str | None = None,
-        limit: int = 1000,
-    ) -> tuple[list[EndedRecord], str | None]:
+        self, user: str, *, keep: Collection[str] = (), after: str | None = None, limit: int = 1000
+    ) -> EndBatch:
         """In the index's own order (no ranking needed: what it ends leaves the index)."""
         with self._lock:
             others = (key for key in self._users.get(user, {}) if key not in keep)

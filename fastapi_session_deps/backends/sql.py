@@ -29,6 +29,7 @@ from ._json_record import join_fields, split_fields
 from .base import (
     LOCK_TOMBSTONE_SECONDS,
     Backend,
+    EndBatch,
     EndedRecord,
     LockWaits,
     Progress,
@@ -467,13 +468,8 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         return await self._user_records("index_page", self._statements.page_by_user, values)
 
     async def index_end_some(
-        self,
-        user: str,
-        *,
-        keep: Collection[str] = (),
-        after: str | None = None,
-        limit: int = 1000,
-    ) -> tuple[list[EndedRecord], str | None]:
+        self, user: str, *, keep: Collection[str] = (), after: str | None = None, limit: int = 1000
+    ) -> EndBatch:
         """Walks the user's rows in key order from ``after``, and deletes a range of keys
         at a time, rather than a list of them: each statement is bounded whatever plan the
         database picks (a list compared against every row of the user, on statistics that
