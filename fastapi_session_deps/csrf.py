@@ -12,7 +12,8 @@ session is stored with the session's usual save. `regenerate` (a log-in) gives t
 a new secret, and `destroy` drops it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads `__call__`'s signature at
+# runtime, and before 0.119 it cannot resolve a string annotation on a callable instance.
 
 import base64
 import hmac
@@ -22,7 +23,7 @@ import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import HTTPException, WebSocketException, status
@@ -36,10 +37,8 @@ from ._http import retry_later
 from ._record import CSRF_FIELD, CSRF_SECRET_BYTES, csrf_field, csrf_secret
 from ._starlette_settings import compiled_pattern
 from .exceptions import BackendUnavailable, ConfigurationError, SessionBusy
+from .manager import SessionManager
 from .starlette import loaded_state
-
-if TYPE_CHECKING:
-    from .manager import SessionManager
 
 __all__ = [
     "CSRFError",

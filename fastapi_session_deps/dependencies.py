@@ -4,7 +4,8 @@ The HTTP answers (503, 401, the verifier's status) come from `_http`, the one mo
 turns the library's errors into responses.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI reads `__call__`'s signature at
+# runtime, and before 0.119 it cannot resolve a string annotation on a callable instance.
 
 import inspect
 from collections.abc import Awaitable, Callable
