@@ -402,8 +402,11 @@ class SessionMiddleware(SessionCommitMiddleware):
 
     def _should_commit_session(self, state: SessionState[Any]) -> bool:
         session: SessionDict = state.data
-        if not session.accessed:
-            return False  # the app never looked at it: no store call, no cookie, no Vary
+        if not session.accessed and state.meta is state.loaded_meta:
+            # The app never looked at it, and no helper (flash, CSRF) changed a field of the
+            # library's own: no store call, no cookie, no Vary. (Starlette before 0.39 does
+            # not mark the session accessed on ``request.session`` alone.)
+            return False
         if state.origin is None:
             return True  # a new session: stored under an id no one has seen
         if session.modified and not dict.__len__(session):

@@ -126,6 +126,26 @@ async def test_request_session_flashes_too(clock: Clock) -> None:
         assert (await client.get("/")).json() == []
 
 
+async def test_a_flash_alone_is_saved_though_the_app_reads_nothing(clock: Clock) -> None:
+    # The session is taken from the scope, as Starlette before 0.39 hands it out: nothing
+    # marks it accessed, yet the message (a field of the library's own) must be stored.
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, secret_key=SECRET, backend=MemoryBackend(clock=clock))
+
+    @app.post("/note")
+    async def note(request: Request) -> RedirectResponse:
+        flash(request.scope["session"], "Noted.")
+        return RedirectResponse("/", status_code=303)
+
+    @app.get("/")
+    async def home(request: Request) -> list[str]:
+        return [message.text for message in get_flashed_messages(request.session)]
+
+    async with await client_for(app) as client:
+        assert (await client.post("/note", follow_redirects=True)).json() == ["Noted."]
+        assert (await client.get("/")).json() == []
+
+
 async def test_at_most_twenty_messages_wait_and_long_ones_are_cut(
     counted: SessionManager[AppSession],
 ) -> None:
