@@ -418,10 +418,12 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
 
         async def end() -> list[Any]:
             # One script a record (each in a slot of its own on a cluster), all in one
-            # pipelined round trip with the index's update.
+            # pipelined round trip with the index's update. Sent as a plain command: a
+            # cluster pipeline's `evalsha` method refuses before redis-py 8.2, though the
+            # pipeline routes EVALSHA by its key (and a NOSCRIPT reply is handled below).
             pipe = self.client.pipeline(transaction=False)
             for key in keys:
-                pipe.evalsha(self._end_owned.sha, 1, self.redis_key(key), *args)
+                pipe.execute_command("EVALSHA", self._end_owned.sha, 1, self.redis_key(key), *args)
             pipe.zrem(self.index_key(user), *keys)
             return await pipe.execute(raise_on_error=False)
 
