@@ -895,9 +895,14 @@ class _Statements:
         """Delete at most ``batch_size`` expired rows of ``table``, oldest first."""
         now: sa.BindParameter[float] = sa.bindparam("now", type_=sa.Double())
         expired = table.c.expires_at <= now
-        if self.dialect == "mysql":  # DELETE ... LIMIT (MySQL refuses LIMIT in a subquery)
-            limited: sa.Delete = sa.delete(table).where(expired)
-            return limited.with_dialect_options(mysql_limit=batch_size)
+        if self.dialect == "mysql":
+            # DELETE ... LIMIT: MySQL refuses LIMIT in a subquery of IN, and SQLAlchemy
+            # before 2.0.37 has no ``mysql_limit`` for a DELETE, so the statement is
+            # written out, its table name quoted by the dialect.
+            name = mysql.dialect().identifier_preparer.format_table(table)
+            limit = int(batch_size)
+            statement = f"DELETE FROM {name} WHERE expires_at <= :now LIMIT {limit}"  # noqa: S608
+            return sa.text(statement).bindparams(now)
         key = table.primary_key.columns.values()[0]
         batch = (
             sa.select(key)

@@ -349,6 +349,25 @@ async def test_delete_expired_removes_expired_rows_in_batches(
     assert await sql.delete_expired() == 0
 
 
+async def test_a_table_name_with_quotes_in_it_is_quoted_in_every_statement(
+    url: str, clock: Clock
+) -> None:
+    # MySQL's batched cleanup is written out as text: its quoting must hold there too.
+    name = f'odd`name "{time.monotonic_ns() % 10**6}'
+    backend = SQLBackend.from_url(url, table_name=name, clock=clock)
+    try:
+        await backend.create_table()
+        await backend.set("old", {"a": b"1"}, ttl=10)
+        await backend.set("live", {"a": b"2"}, ttl=1000)
+        clock.advance(100)
+        assert await backend.delete_expired(batch_size=1) == 1
+        assert await backend.get("live") == {"a": b"2"}
+        assert await backend.get("old") is None
+    finally:
+        await backend.drop_table()
+        await backend.aclose()
+
+
 async def test_delete_expired_wants_a_positive_batch(sql: SQLBackend) -> None:
     for bad in (0, -1, 1.5):
         with pytest.raises(ConfigurationError, match="batch_size"):
