@@ -130,9 +130,10 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
 
     def __repr__(self) -> str:
         url = self.client.base_url
+        shown = str(url)
         if url.userinfo:  # a password written into the URL is never shown
-            url = url.copy_with(username="***", password=None)
-        return f"HTTPBackend(base_url={str(url)!r}, timeout={self.timeout!r})"
+            shown = shown.replace(url.userinfo.decode("ascii") + "@", "***@", 1)
+        return f"HTTPBackend(base_url={shown!r}, timeout={self.timeout!r})"
 
     async def get(self, key: str, *, ttl: float | None = None) -> dict[str, bytes] | None:
         headers = {} if ttl is None else {"session-ttl": repr(ttl)}
