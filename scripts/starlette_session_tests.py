@@ -3,8 +3,8 @@
 The module comes from the source distribution of the Starlette version installed beside
 this package, downloaded with pip. Exactly two things change in it:
 
-* the import line ``from starlette.middleware.sessions import Session, SessionMiddleware``
-  becomes ``from fastapi_session_deps import Session, SessionMiddleware``;
+* its import line ``from starlette.middleware.sessions import ...`` (``SessionMiddleware``,
+  and ``Session`` in newer versions) imports the same names from ``fastapi_session_deps``;
 * its toy secret ``"example"`` is lengthened to 32 bytes, since keys shorter than that are
   refused here.
 
@@ -28,8 +28,8 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
-ORIGINAL_IMPORT = "from starlette.middleware.sessions import Session, SessionMiddleware"
-SWAPPED_IMPORT = "from fastapi_session_deps import Session, SessionMiddleware"
+ORIGINAL_IMPORT = re.compile(r"^from starlette\.middleware\.sessions import ", re.MULTILINE)
+SWAPPED_IMPORT = "from fastapi_session_deps import "
 ORIGINAL_KEY = 'secret_key="example"'
 LONGER_KEY = 'secret_key="example-example-example-example-32"'
 #: The files of Starlette's test tree the module needs, as they are in the sdist.
@@ -49,6 +49,7 @@ filterwarnings =
     error
     ignore: Use 'content=<...>' to upload raw bytes/text content.:DeprecationWarning
     ignore: Using `httpx` with `starlette.testclient` is deprecated.*:DeprecationWarning
+    ignore:Please use `import python_multipart` instead.:PendingDeprecationWarning
 """
 
 
@@ -91,12 +92,12 @@ def extract(archive: Path, into: Path) -> Path:
             target.write_bytes(member.read())
     module = into / "tests/middleware/test_session.py"
     text = module.read_text()
-    if ORIGINAL_IMPORT not in text or ORIGINAL_KEY not in text:
+    if len(ORIGINAL_IMPORT.findall(text)) != 1 or ORIGINAL_KEY not in text:
         raise RuntimeError(
             "Starlette's test module no longer has the import line or key this script swaps; "
             "update ORIGINAL_IMPORT / ORIGINAL_KEY."
         )
-    text = text.replace(ORIGINAL_IMPORT, SWAPPED_IMPORT).replace(ORIGINAL_KEY, LONGER_KEY)
+    text = ORIGINAL_IMPORT.sub(SWAPPED_IMPORT, text).replace(ORIGINAL_KEY, LONGER_KEY)
     module.write_text(text)
     (into / "pytest.ini").write_text(PYTEST_INI)
     return module
