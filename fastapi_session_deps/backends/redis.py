@@ -658,7 +658,7 @@ class _WrongType(Exception):
 
 if sys.version_info >= (3, 11):
     # redis.asyncio runs on asyncio only: one timer for all of a backend's calls.
-    _Deadlines: Callable[[float], Any] = Deadlines
+    _Deadlines = Deadlines
 else:  # pragma: no cover - Python 3.10, whose tasks cannot withdraw a cancellation
 
     class _Deadlines:
