@@ -228,3 +228,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
     for line in [*test_concurrency_server.report_lines(), *test_scale.report_lines()]:
         terminalreporter.write_line(line)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under the lowest-versions lane (``scripts/lowest.sh``), refuse to test anything but the
+    built wheel: the package must come from the lane's site-packages, not a source tree."""
+    import sysconfig
+
+    import fastapi_session_deps
+
+    if os.environ.get("FSD_EXPECT_INSTALLED"):
+        where = Path(fastapi_session_deps.__file__).resolve()
+        site = Path(sysconfig.get_paths()["purelib"]).resolve()
+        if site not in where.parents:
+            raise pytest.UsageError(f"testing {where}, not the wheel installed in {site}")

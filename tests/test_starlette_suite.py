@@ -8,9 +8,15 @@ and runs it on asyncio and trio. Every case must pass.
 import re
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
+from packaging.version import Version
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "starlette_session_tests.py"
+#: How many cases the module has at least: 14 (7 on each backend) in Starlette 0.38, the
+#: oldest FastAPI 0.115 allows; 29 since 0.39.
+CASES = 29 if Version(version("starlette")) >= Version("0.39") else 14
 
 
 def test_every_case_of_starlettes_session_tests_passes_on_asyncio_and_trio() -> None:
@@ -25,8 +31,8 @@ def test_every_case_of_starlettes_session_tests_passes_on_asyncio_and_trio() -> 
     assert summary is not None, result.stdout + result.stderr
     assert (int(summary[2]), result.returncode) == (0, 0), result.stdout
     passed = re.findall(r"::(\w+)(?:\[([^\]]*)\])? PASSED", result.stdout)
-    assert len(passed) == int(summary[1]) >= 29
+    assert len(passed) == int(summary[1]) >= CASES
     on_trio = {(name, params.replace("trio", "")) for name, params in passed if "trio" in params}
     on_asyncio = {(n, p.replace("asyncio", "")) for n, p in passed if "asyncio" in p}
     assert on_trio == on_asyncio
-    assert len(on_trio) >= 14  # every case that runs a client, on both backends
+    assert len(on_trio) >= CASES // 2  # every case that runs a client, on both backends
