@@ -114,17 +114,32 @@ def test_usage_errors_exit_2(
     assert complaint in capsys.readouterr().err
 
 
-def test_a_store_without_its_extra_names_the_extra(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("blocked", "url", "extra"),
+    [
+        ("sqlalchemy", "sqlite:///{tmp}/s.db", "sql"),
+        ("aiosqlite", "sqlite:///{tmp}/s.db", "sql"),
+        ("asyncpg", "postgresql://app:secret@127.0.0.1:9/app", "postgres"),
+        ("aiomysql", "mysql://app:secret@127.0.0.1:9/app", "mysql"),
+        ("aiomysql", "mariadb+aiomysql://app:secret@127.0.0.1:9/app", "mysql"),
+    ],
+)
+def test_a_store_without_its_extra_names_the_extra_in_one_line(
+    tmp_path: Path, blocked: str, url: str, extra: str
+) -> None:
+    # The package installed with the wrong extra: ``[sql]`` and a PostgreSQL URL, say.
     code = (
-        "import sys; sys.modules['sqlalchemy'] = None\n"
+        f"import sys; sys.modules[{blocked!r}] = None\n"
         "from fastapi_session_deps.cli import main\n"
-        f"raise SystemExit(main(['cleanup', '--store', 'sqlite:///{tmp_path}/s.db']))\n"
+        f"raise SystemExit(main(['cleanup', '--store', {url.format(tmp=tmp_path)!r}]))\n"
     )
     result = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == EXIT_USAGE
-    assert "pip install 'fastapi-session-deps[sql]'" in result.stderr
+    assert f"pip install 'fastapi-session-deps[{extra}]'" in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "secret" not in result.stderr
 
 
 @pytest.mark.parametrize(

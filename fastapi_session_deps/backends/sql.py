@@ -76,6 +76,8 @@ ASYNC_DRIVERS = {
     "mysql": "aiomysql",
     "mariadb": "aiomysql",
 }
+#: The extra that brings each driver we name.
+DRIVER_EXTRAS = {"aiosqlite": "sql", "asyncpg": "postgres", "aiomysql": "mysql"}
 
 
 def session_tables(
@@ -248,7 +250,14 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         elif name in ("mysql", "mariadb") and "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
         options.update(engine_options)
-        engine = create_async_engine(parsed, **options)
+        try:
+            engine = create_async_engine(parsed, **options)  # imports the driver
+        except ModuleNotFoundError as exc:
+            if exc.name not in DRIVER_EXTRAS:
+                raise
+            raise MissingDependencyError.of(
+                f"SQLBackend on {name}", DRIVER_EXTRAS[exc.name], exc.name
+            ) from None
         if name == "sqlite":
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
