@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from fastapi_session_deps import (
@@ -117,6 +117,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
+STATIC = Path(__file__).parent / "static"
+#: The longest name and cart item kept (the forms say so too, with maxlength).
+MAX_NAME, MAX_ITEM = 40, 60
+
 # Every POST must carry the session's CSRF token and come from the demo's own pages.
 csrf = CSRFProtection(sessions)
 app = FastAPI(
@@ -126,7 +130,7 @@ app = FastAPI(
     exception_handlers={CSRFError: csrf_error_response},
 )
 app.add_middleware(sessions.middleware)
-app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 Session = Annotated[ShopSession, Depends(sessions.get_session)]
 LoggedIn = Annotated[ShopSession, Depends(sessions.verifier(lambda s: s.username is not None))]
@@ -164,6 +168,7 @@ def page(body: str, session: ShopSession, here: str = "/") -> HTMLResponse:
         "<!doctype html><html lang=en><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
         "<title>Session demo</title><link rel=stylesheet href=/static/demo.css>"
+        "<link rel=icon href=/static/favicon.svg type=image/svg+xml>"
         # for scripts: fetch(..., {headers: {"X-CSRF-Token": <this content>}})
         f"<meta name=csrf-token content={csrf.token(session)}>"
         "<header><div class=bar><a class=brand href=/>session<span>·</span>shop</a>"
@@ -171,6 +176,12 @@ def page(body: str, session: ShopSession, here: str = "/") -> HTMLResponse:
         f"<main>{shown}{body}</main>"
         "<footer>fastapi-session-deps demo · sessions in SQLite, kept across restarts</footer>"
     )
+
+
+@app.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    # For clients that ask before reading the page's <link rel=icon>.
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
 
 @app.get("/", response_class=HTMLResponse)
@@ -183,7 +194,8 @@ async def home(session: Session) -> HTMLResponse:
             + post_form(
                 "/login",
                 session,
-                "<input name=username placeholder='your name' required><button>Log in</button>",
+                f"<input name=username placeholder='your name' maxlength={MAX_NAME} required>"
+                "<button>Log in</button>",
                 " class=inline",
             )
             + "</div>",
@@ -198,7 +210,8 @@ async def home(session: Session) -> HTMLResponse:
         + post_form(
             "/cart",
             session,
-            "<input name=item placeholder='an item' required><button>Add to cart</button>",
+            f"<input name=item placeholder='an item' maxlength={MAX_ITEM} required>"
+            "<button>Add to cart</button>",
             " class=inline",
         )
         + "<div class=actions>"
@@ -210,7 +223,7 @@ async def home(session: Session) -> HTMLResponse:
 
 @app.post("/login")
 async def login(request: Request, session: Session) -> RedirectResponse:
-    username = (await form(request)).get("username", "").strip()[:40]
+    username = (await form(request)).get("username", "").strip()[:MAX_NAME]
     if username:
         # A new id, bound to the user: no session fixation, and listed in "Your devices".
         await sessions.login(session, username, request)
@@ -226,7 +239,7 @@ async def profile(session: LoggedIn) -> dict[str, object]:
 
 @app.post("/cart")
 async def add_to_cart(request: Request, session: LoggedIn) -> RedirectResponse:
-    item = (await form(request)).get("item", "").strip()[:60]
+    item = (await form(request)).get("item", "").strip()[:MAX_ITEM]
     if item:
         session.cart.append(item)
     return RedirectResponse("/", status_code=303)

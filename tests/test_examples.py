@@ -63,6 +63,10 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
     async with demo.lifespan(demo.app), client_for(demo) as client:
         home = await client.get("/")
         assert "Log in" in home.text
+        assert "maxlength=40" in home.text  # the name, as the server cuts it
+        icon = await client.get("/favicon.ico")
+        assert (icon.status_code, icon.headers["content-type"]) == (200, "image/svg+xml")
+        assert "<link rel=icon href=/static/favicon.svg" in home.text
         assert "set-cookie" in home.headers  # the visit counter started a session
         # A stored session (the visit counter) that fails the log-in check: 403, not 401.
         assert (await client.get("/profile")).status_code == 403
@@ -79,10 +83,13 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
         assert "Hello, Ada &lt;b&gt;" in page
         assert "Logged in as Ada" in page
         token = field_token(page)  # a new one since the log-in
+        # The form says how long an item may be, and the server keeps no more.
+        assert "name=item placeholder='an item' maxlength=60 required" in page
+        await client.post("/cart", content=f"csrf_token={token}&item={'x' * 61}", headers=FORM)
         await client.post("/cart", content=f"csrf_token={token}&item=tea", headers=FORM)
         await client.post("/cart", content=f"item=&csrf_token={token}", headers=FORM)
         profile = (await client.get("/profile")).json()
-        assert profile["cart"] == ["tea"]
+        assert profile["cart"] == ["x" * 60, "tea"]
         assert profile["username"] == "Ada <b>"
         await client.post("/logout", headers={"X-CSRF-Token": meta_token(page)})
         after = (await client.get("/")).text
