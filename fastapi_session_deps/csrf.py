@@ -33,7 +33,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import Message, Receive
 
 from ._engine import SessionState, bound_state
-from ._http import retry_later
+from ._http import html_page, prefers_html, retry_later
 from ._record import CSRF_FIELD, CSRF_SECRET_BYTES, csrf_field, csrf_secret
 from ._starlette_settings import compiled_pattern
 from .exceptions import BackendUnavailable, ConfigurationError, SessionBusy
@@ -225,7 +225,7 @@ class CSRFProtection:
         try:
             state = await self._load(connection)
         except (BackendUnavailable, SessionBusy) as exc:
-            raise retry_later(connection, exc) from exc
+            raise retry_later(connection, exc) from None
         secret = csrf_secret(state.reserved(CSRF_FIELD)) if state.origin is not None else None
         if secret is None:
             raise _refuse(connection, "no session")
@@ -376,17 +376,12 @@ def csrf_error_response(request: Request, exc: Exception) -> Response:
     """
     reason: Reason = exc.reason if isinstance(exc, CSRFError) else "bad token"
     headers = {"Cache-Control": "no-store"}
-    if not _prefers_html(request.headers.get("accept", "")):
+    if not prefers_html(request.headers.get("accept", "")):
         return JSONResponse({"detail": f"CSRF check failed. {REASONS[reason]}"}, 403, headers)
-    page = (
-        "<!doctype html><html lang=en><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        "<title>Request refused</title>"
-        "<body style='font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;"
-        "padding:0 1rem'>"
-        "<h1>Request refused</h1>"
-        f"<p>{html.escape(REASONS[reason])}</p>"
-        "<p>Nothing was changed. Go back, reload the page, and try again.</p>"
+    page = html_page(
+        "Request refused",
+        REASONS[reason],
+        "Nothing was changed. Go back, reload the page, and try again.",
     )
     return HTMLResponse(page, 403, headers)
 
@@ -487,14 +482,3 @@ def _log(connection: HTTPConnection, reason: Reason) -> None:
         scope["path"],
         extra={"event": "csrf_failed", "reason": reason},
     )
-
-
-def _prefers_html(accept: str) -> bool:
-    """Whether an ``Accept`` header asks for a page first (a browser's form post does)."""
-    for part in accept.split(","):
-        kind = part.split(";", 1)[0].strip().lower()
-        if kind in ("text/html", "application/xhtml+xml"):
-            return True
-        if kind in ("application/json", "*/*") or kind.endswith("+json"):
-            return False
-    return False

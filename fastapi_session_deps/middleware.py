@@ -25,9 +25,9 @@ class SessionCommitMiddleware:
     next request reads its own write, whatever the response class.
 
     If the save fails because the store is unavailable, the route's response is replaced by
-    a 503 with a JSON body and ``Retry-After``: the client is never told a change was kept
-    when it was not. A `BackendUnavailable` that escapes the app before its response starts
-    gets the same 503.
+    a 503 with ``Retry-After`` (a page for a browser, JSON for the rest): the client is never
+    told a change was kept when it was not. A `BackendUnavailable` that escapes the app
+    before its response starts (a dependency's load) gets the same 503.
 
     WebSocket connections get the slot too, so the same dependencies can read the session
     during the handshake; nothing is saved from a WebSocket route.

@@ -4,11 +4,11 @@ from typing import Annotated
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
-from starlette.types import Message
+from starlette.types import ASGIApp, Message
 
-from fastapi_session_deps import MemoryBackend, SessionManager
+from fastapi_session_deps import MemoryBackend, SessionManager, SessionMiddleware
 from fastapi_session_deps.middleware import SessionCommitMiddleware
 
 from .helpers import (
@@ -85,6 +85,54 @@ async def test_an_unreachable_store_on_load_is_a_503_with_retry_after(
     back = await call(app, "/read", headers=cookie_header(token))
     assert back.status == 200
     assert b'"counter":1' in back.body
+
+
+BROWSER = (b"accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+
+
+@pytest.mark.parametrize(
+    ("down", "method", "path"), [("get", "GET", "/read"), ("update", "POST", "/incr")]
+)
+@pytest.mark.parametrize("api", ["typed", "request.session"])
+async def test_a_browser_gets_the_store_outage_as_a_page_and_a_script_as_json(
+    make_manager: ManagerFactory,
+    store: SwitchableBackend,
+    down: str,
+    method: str,
+    path: str,
+    api: str,
+) -> None:
+    if api == "typed":
+        app: ASGIApp = faulty_app(make_manager, store)
+    else:
+        app = dropin_counter(store)
+    token = (await call(app, "/incr", "POST")).cookie()
+    assert token
+    store.down = {down}
+    page = await call(app, path, method, headers=[*cookie_header(token), BROWSER])
+    assert (page.status, page.header("retry-after")) == (503, "1")
+    assert page.header("content-type") == "text/html; charset=utf-8"
+    assert b"<h1>Please try again in a moment</h1>" in page.body
+    assert b"Nothing was changed" in page.body
+    script = await call(app, path, method, headers=[*cookie_header(token), (b"accept", b"*/*")])
+    assert (script.status, script.header("content-type")) == (503, "application/json")
+    assert b"session store is unavailable" in script.body
+
+
+def dropin_counter(store: SwitchableBackend) -> ASGIApp:
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, secret_key=SECRET, backend=store, https_only=False)
+
+    @app.post("/incr")
+    async def incr(request: Request) -> int:
+        request.session["counter"] = request.session.get("counter", 0) + 1
+        return int(request.session["counter"])
+
+    @app.get("/read")
+    async def read(request: Request) -> dict[str, int]:
+        return {"counter": request.session.get("counter", 0)}
+
+    return app
 
 
 @pytest.mark.parametrize(("operation", "path"), [("update", "/incr"), ("set", "/login")])
