@@ -168,8 +168,7 @@ def create_app(
     if len(token.encode()) < MIN_SECRET_KEY_BYTES:
         raise ConfigurationError(
             f"The session service token must be at least {MIN_SECRET_KEY_BYTES} bytes: "
-            f"set {SERVICE_TOKEN_ENV} to the output of "
-            'python -c "import secrets; print(secrets.token_urlsafe(48))".'
+            f"set {SERVICE_TOKEN_ENV} to the output of `fastapi-session-deps keygen`."
         )
 
     def checked(key: str) -> str:

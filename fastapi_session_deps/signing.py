@@ -62,8 +62,8 @@ _BLOCK = 64
 _SESSION_ID_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 _TIMESTAMP_RE = re.compile(r"[A-Za-z0-9_-]{1,12}")
 _KEY_HINT = (
-    'Generate one with: python -c "import secrets; print(secrets.token_urlsafe(48))" '
-    f"and pass it as secret_key=... or set the {SECRET_KEY_ENV} environment variable."
+    "Make one with `fastapi-session-deps keygen` and pass it as secret_key=... or set the "
+    f"{SECRET_KEY_ENV} environment variable (`fastapi-session-deps keygen --env`)."
 )
 
 

@@ -106,13 +106,13 @@ class SessionDict(dict[str, Any]):
             return
         try:
             anyio.from_thread.run(self._loader)
-        except RuntimeError as exc:  # not in a worker thread: we are on the event loop
+        except RuntimeError:  # not in a worker thread: we are on the event loop
             raise SessionNotLoaded(
                 "request.session was used before it was loaded, and SessionMiddleware was "
                 "given autoload=False. In async code, call `await load_session(request)` "
                 "first, or drop autoload=False (autoload=True, the default, loads it for "
                 "every request that has a session)."
-            ) from exc
+            ) from None  # anyio's "not a worker thread" would only hide the fix
 
     def mark_accessed(self) -> None:
         self._ensure_loaded()

@@ -119,7 +119,7 @@ def test_missing_secret_key_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv(SECRET_KEY_ENV, raising=False)
     with pytest.raises(ConfigurationError, match="SESSION_SECRET_KEY") as caught:
         TokenSigner()
-    assert "secrets.token_urlsafe" in str(caught.value)
+    assert "`fastapi-session-deps keygen`" in str(caught.value)
 
 
 @pytest.mark.parametrize(
