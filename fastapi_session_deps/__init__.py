@@ -21,6 +21,7 @@ from .exceptions import MissingMiddlewareError as MissingMiddlewareError
 from .exceptions import SessionBusy as SessionBusy
 from .exceptions import SessionError as SessionError
 from .exceptions import SessionTooLarge as SessionTooLarge
+from .exceptions import StoreNotSetUp as StoreNotSetUp
 from .flash import FlashMessage as FlashMessage
 from .flash import flash as flash
 from .flash import get_flashed_messages as get_flashed_messages
@@ -86,6 +87,7 @@ __all__ = [
     "SessionNotLoaded",
     "SessionPolicy",
     "SessionTooLarge",
+    "StoreNotSetUp",
     "UserSessions",
     "csrf_error_response",
     "csrf_exempt",

@@ -1,6 +1,7 @@
 """The command line: ``python -m fastapi_session_deps`` (or ``fastapi-session-deps``).
 
-Commands: ``keygen``, ``check``, ``stats``, ``cleanup``, ``revoke``; ``--help`` on each.
+Commands: ``keygen``, ``check``, ``stats``, ``cleanup``, ``revoke``, ``create-tables``;
+``--help`` on each.
 Store URLs are read by `fastapi_session_deps.store_url.open_store`.
 
 Exit codes: 0 done; 1 a problem (the store could not be reached or refused, or ``check``
@@ -16,7 +17,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -29,6 +30,7 @@ from .exceptions import (
     ConfigurationError,
     MissingDependencyError,
     SessionError,
+    StoreNotSetUp,
 )
 from .frontends.cookie import CookieFrontend
 from .keys import new_encryption_key, new_secret_key
@@ -118,6 +120,20 @@ async def _cleanup(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _create_tables(arguments: argparse.Namespace) -> int:
+    backend = _store(arguments)
+    try:
+        create = getattr(backend, "create_table", None)
+        if create is None:
+            print(f"{backend_name(backend)} needs no tables: nothing to create.")
+            return EXIT_OK
+        await create()
+    finally:
+        await backend.aclose()
+    print(f"The session tables of {backend_name(backend)} exist.")
+    return EXIT_OK
+
+
 async def _revoke(arguments: argparse.Namespace) -> int:
     backend = _store(arguments)
     try:
@@ -189,8 +205,8 @@ def load_app(spec: str) -> tuple[Any, dict[str, Any]]:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # whatever the module raises while it runs: a usage error
+        raise UsageError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
     app: Any = module
     for part in attribute.split("."):
         if not hasattr(app, part):
@@ -199,24 +215,38 @@ def load_app(spec: str) -> tuple[Any, dict[str, Any]]:
     return app, vars(module)
 
 
-def session_engines(app: Any, namespace: dict[str, Any]) -> Iterator[SessionEngine[Any]]:
-    """The session engines an app uses: those of its middleware stack (``SessionMiddleware``,
-    ``sessions.middleware``) and of the `SessionManager` objects beside it in its module."""
-    seen: set[int] = set()
-    found: list[Any] = [v for v in namespace.values() if isinstance(v, SessionManager)]
+@dataclass
+class Found:
+    """What an app's middleware stack and module hold: the session engines the stack
+    serves, the settings its session middleware refused, and the managers beside it that
+    no middleware serves (their sessions could never be saved)."""
+
+    engines: list[SessionEngine[Any]] = field(default_factory=list)
+    refusals: list[ConfigurationError] = field(default_factory=list)
+    unserved: list[str] = field(default_factory=list)
+
+
+def find_sessions(app: Any, namespace: dict[str, Any]) -> Found:
+    """The sessions an app uses: those of its middleware stack (``SessionMiddleware``,
+    ``sessions.middleware``) and the `SessionManager` objects beside it in its module."""
+    found = Found()
     build = getattr(app, "build_middleware_stack", None)
     layer: Any = build() if callable(build) else None
     while layer is not None:
-        found.append(layer)
-        standalone = getattr(layer, "standalone", None)
-        if standalone is not None:
-            found.append(standalone)
+        for holder in (layer, getattr(layer, "standalone", None)):
+            engine = getattr(holder, "engine", None)
+            if isinstance(engine, SessionEngine) and engine not in found.engines:
+                found.engines.append(engine)
+            refusal = getattr(holder, "refusal", None)
+            if isinstance(refusal, ConfigurationError):
+                found.refusals.append(refusal)
         layer = getattr(layer, "app", None)
-    for holder in found:
-        engine = getattr(holder, "engine", None)
-        if isinstance(engine, SessionEngine) and id(engine) not in seen:
-            seen.add(id(engine))
-            yield engine
+    for name, value in namespace.items():
+        if isinstance(value, SessionManager) and value.engine not in found.engines:
+            found.engines.append(value.engine)
+            if build is not None:
+                found.unserved.append(name)
+    return found
 
 
 async def check_engine(engine: SessionEngine[Any], report: Report) -> None:
@@ -225,6 +255,8 @@ async def check_engine(engine: SessionEngine[Any], report: Report) -> None:
     name = backend_name(backend)
     try:
         took = await ping(backend)
+    except StoreNotSetUp as exc:
+        report.problem(f"store: {name}: table missing: {exc}")
     except (BackendUnavailable, BackendError) as exc:
         report.problem(f"store: {name} did not answer: {exc}")
     else:
@@ -239,12 +271,26 @@ async def check_engine(engine: SessionEngine[Any], report: Report) -> None:
     report.ok(f"secret key: {keys} key(s), each at least {MIN_SECRET_KEY_BYTES} bytes")
     if isinstance(frontend, CookieFrontend):
         _check_cookie(frontend, report)
+    absolute = policy.absolute_timeout
     report.ok(
-        f"timeouts: idle {policy.idle_timeout:g} s, absolute "
-        + ("none" if policy.absolute_timeout is None else f"{policy.absolute_timeout:g} s")
+        f"timeouts: idle {in_words(policy.idle_timeout)}, absolute "
+        + ("none" if absolute is None else in_words(absolute))
     )
     if policy.absolute_timeout is None:
         report.warn("timeouts: no absolute timeout: an active session lives for ever")
+
+
+#: The units a duration is said in, largest first.
+_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def in_words(seconds: float) -> str:
+    """A duration as a person says it: ``14 days``, ``90 minutes``, ``1.5 seconds``."""
+    for unit, size in _UNITS:
+        count = seconds / size
+        if count >= 1 and count == int(count):
+            return f"{int(count):,} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:,.3g} seconds"
 
 
 def _check_cookie(cookie: CookieFrontend, report: Report) -> None:
@@ -261,11 +307,19 @@ def _check_cookie(cookie: CookieFrontend, report: Report) -> None:
 
 async def _check(arguments: argparse.Namespace) -> int:
     app, namespace = load_app(arguments.app)
-    engines = list(session_engines(app, namespace))
-    if not engines:
+    found = find_sessions(app, namespace)
+    if not (found.engines or found.refusals):
         print(f"{arguments.app} uses no fastapi-session-deps sessions.", file=sys.stderr)
         return EXIT_PROBLEM
     report = Report()
+    for refusal in found.refusals:
+        report.problem(f"settings: the session middleware refuses to start: {refusal}")
+    for name in found.unserved:
+        report.problem(
+            f"middleware: {name} has none in this app, so its sessions are never saved: "
+            f"add app.add_middleware({name}.middleware)"
+        )
+    engines = found.engines
     for number, engine in enumerate(engines, 1):
         report.lines.append(f"Sessions {number} of {len(engines)}:")
         try:
@@ -348,7 +402,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("--user", required=True, help="the user, as the app logged them in")
 
-    for operation in (stats, cleanup, revoke):
+    create_tables = command(
+        "create-tables",
+        "create a SQL store's session tables, if missing",
+        "Create the session table and its lock table in a SQL store, if they do not exist "
+        "(safe to run from several places at once). For a first deploy, or development; "
+        "in production, prefer your migrations (docs: choosing a store).",
+    )
+
+    for operation in (stats, cleanup, revoke, create_tables):
         operation.add_argument(
             "--store",
             metavar="URL",
@@ -388,6 +450,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "stats": _stats,
     "cleanup": _cleanup,
     "revoke": _revoke,
+    "create-tables": _create_tables,
 }
 
 

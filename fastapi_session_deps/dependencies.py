@@ -57,17 +57,13 @@ class SessionDependency(Generic[T]):
         engine = self.engine
         slot = connection.scope.get(engine.scope_key)
         if not isinstance(slot, RequestSlot):
-            raise MissingMiddlewareError(
-                "This app has no session middleware, so sessions could never be saved. Add "
-                "`app.add_middleware(sessions.middleware)` after creating the app "
-                "(`sessions` being your SessionManager)."
-            )
+            raise MissingMiddlewareError.for_manager()
         state: SessionState[T] | None = slot.state
         if state is None:
             try:
                 state = await engine.load(engine.frontend.read(connection), readonly=self.readonly)
             except (SessionBusy, BackendUnavailable) as exc:  # "anonymous" never raises these
-                raise retry_later(connection, exc) from exc
+                raise retry_later(connection, exc) from None
             slot.state = state
         elif not self.readonly:
             engine.make_writable(state)

@@ -7,6 +7,7 @@ SessionError                      base of everything raised here
 ├── MissingMiddlewareError        (RuntimeError) a session dependency ran without the
 │                                 manager's middleware in the app
 ├── BackendUnavailable            the store could not be reached or did not answer in time
+│   └── StoreNotSetUp             the store answers, but its table is missing
 ├── BackendError                  the store refused an operation in a way a retry will
 │                                 not mend (a bug, or a misconfigured store)
 ├── SessionBusy                   another request held the session's lock too long
@@ -49,8 +50,18 @@ class MissingMiddlewareError(SessionError, RuntimeError):
     """A session dependency ran in an app that does not have the manager's middleware.
 
     The middleware is the commit point that saves the session and sets the cookie; without
-    it every change would be lost silently, so the dependency refuses to run.
+    it every change would be lost silently, so the dependency refuses to run, and the
+    manager's lifespan refuses to start.
     """
+
+    @classmethod
+    def for_manager(cls) -> MissingMiddlewareError:
+        """The error for a `SessionManager` whose middleware the app lacks."""
+        return cls(
+            "This app has no session middleware, so sessions could never be saved. Add "
+            "`app.add_middleware(sessions.middleware)` after creating the app "
+            "(`sessions` being your SessionManager)."
+        )
 
 
 class _StoreFault(SessionError):
@@ -73,6 +84,18 @@ class BackendUnavailable(_StoreFault):
     Attributes:
         backend: the name of the backend class that failed.
         operation: the store operation that failed (``"get"``, ``"set"``, ...).
+    """
+
+
+class StoreNotSetUp(BackendUnavailable):
+    """The store answers, but what it needs is not set up: the session table is missing
+    (SQLite "no such table", PostgreSQL SQLSTATE 42P01, MySQL error 1146).
+
+    The message names the fix: the app's migration, ``fastapi-session-deps create-tables
+    --store URL``, or ``await backend.create_table()``. It is answered as an outage (503,
+    ``Retry-After``), since in a deploy the migration may be only moments behind the new
+    code, but logged at ERROR (``store_table_missing``, once per backend) as the set-up
+    mistake it usually is.
     """
 
 

@@ -15,7 +15,7 @@ from ._cleanup import cleaning
 from ._engine import SessionEngine, SessionState, state_of
 from .backends.base import Backend, ping
 from .dependencies import SecuredSessionDependency, SessionDependency
-from .exceptions import SessionError
+from .exceptions import MissingMiddlewareError, SessionError
 from .frontends.base import Frontend
 from .middleware import SessionCommitMiddleware
 from .models import SessionModel
@@ -259,15 +259,12 @@ class SessionManager(Generic[M]):
     @asynccontextmanager
     async def _lifespan(self, app: object) -> AsyncIterator[None]:
         middleware = getattr(app, "user_middleware", None)
-        if isinstance(middleware, list) and not any(
-            getattr(entry, "cls", None) == self.middleware for entry in middleware
-        ):
-            logger.warning(
-                "The app has no session middleware: add `app.add_middleware(sessions.middleware)`"
-                "; session dependencies will fail until it is added.",
-                extra={"event": "no_middleware"},
-            )
         try:
+            if isinstance(middleware, list) and not any(
+                getattr(entry, "cls", None) == self.middleware for entry in middleware
+            ):
+                # Every session route would fail: refuse to start, as a refused setting does.
+                raise MissingMiddlewareError.for_manager()
             async with cleaning(self.backend, self.policy.cleanup_interval):
                 yield
         finally:

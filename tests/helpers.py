@@ -294,12 +294,13 @@ def uvicorn_server(
     workers: int = 1,
     factory: bool = False,
     ready_path: str = "/",
+    log: Path | None = None,
 ) -> Iterator[Served]:
     """Serve ``app`` (``module:attribute``) with uvicorn on a free loopback port.
 
     Yields the base URL (with ``.pid``) once ``ready_path`` answers; stops the server (and
     its workers) on the way out, resuming it first if a test paused it. Bounded: 30 s to
-    start, 20 s to stop.
+    start, 20 s to stop. With ``log``, uvicorn logs at info level into that file.
     """
     port = free_port()
     command = [
@@ -314,7 +315,7 @@ def uvicorn_server(
         "--workers",
         str(workers),
         "--log-level",
-        "warning",
+        "warning" if log is None else "info",
         "--no-access-log",
         # Idle keep-alive connections outlive a slow machine's pause between a test's
         # phases: uvicorn's 5 s default can close one just as the client reuses it.
@@ -325,7 +326,10 @@ def uvicorn_server(
         command += ["--app-dir", str(app_dir)]
     if factory:
         command.append("--factory")
-    process = subprocess.Popen(command, env={**os.environ, **(env or {})})  # noqa: S603
+    output = None if log is None else log.open("w")
+    process = subprocess.Popen(  # noqa: S603
+        command, env={**os.environ, **(env or {})}, stderr=output
+    )
     base = Served(f"http://127.0.0.1:{port}")
     base.pid = process.pid
     try:
@@ -343,6 +347,8 @@ def uvicorn_server(
         os.kill(process.pid, signal.SIGCONT)
         process.terminate()
         process.wait(timeout=20)
+        if output is not None:
+            output.close()
 
 
 SERVICE_TOKEN = "service-token-0123456789-abcdefghijklmnop"

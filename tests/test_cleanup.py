@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -185,8 +186,11 @@ async def test_without_an_interval_nothing_runs_in_the_background(sql: SQLBacken
         AppSession, frontend=CookieFrontend(SECRET, secure=False), backend=sql
     )
     assert sessions.policy.cleanup_interval is None
-    async with sessions.lifespan(FastAPI()):
-        pass
+    app = FastAPI()
+    app.add_middleware(sessions.middleware)
+    before = asyncio.all_tasks()
+    async with sessions.lifespan(app):
+        assert asyncio.all_tasks() == before  # no cleaning task started
 
 
 @pytest.mark.parametrize("bad", [0, -5, "often", timedelta(0)])

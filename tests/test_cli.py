@@ -16,6 +16,7 @@ import pytest
 from fastapi import Depends, FastAPI
 
 from fastapi_session_deps import (
+    ConfigurationError,
     CookieFrontend,
     EncryptedBackend,
     MemoryBackend,
@@ -23,7 +24,14 @@ from fastapi_session_deps import (
     SessionModel,
     SQLBackend,
 )
-from fastapi_session_deps.cli import EXIT_OK, EXIT_PROBLEM, EXIT_STORE, EXIT_USAGE, main
+from fastapi_session_deps.cli import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_STORE,
+    EXIT_USAGE,
+    in_words,
+    main,
+)
 from fastapi_session_deps.service import create_app
 from fastapi_session_deps.signing import MIN_SECRET_KEY_BYTES
 
@@ -143,7 +151,8 @@ def test_a_store_without_its_extra_names_the_extra_in_one_line(
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["keygen"], ["check"], ["stats"], ["cleanup"], ["revoke"]]
+    "command",
+    [[], ["keygen"], ["check"], ["stats"], ["cleanup"], ["revoke"], ["create-tables"]],
 )
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
@@ -184,6 +193,14 @@ def test_keygen_prints_a_new_key_each_time(capsys: pytest.CaptureFixture[str]) -
     assert len(first) == 64  # 48 random bytes
     assert len(first.encode()) >= MIN_SECRET_KEY_BYTES
     CookieFrontend(first)  # a key the library takes
+
+
+def test_a_short_key_or_service_token_names_keygen_as_the_fix() -> None:
+    with pytest.raises(ConfigurationError, match="`fastapi-session-deps keygen`") as short:
+        CookieFrontend("short")
+    assert "python -c" not in str(short.value)
+    with pytest.raises(ConfigurationError, match="`fastapi-session-deps keygen`"):
+        create_app(MemoryBackend(), token="short")
 
 
 def test_keygen_prints_environment_lines_and_encryption_keys(
@@ -336,8 +353,24 @@ def test_check_passes_a_sound_app_and_names_its_warnings(
     assert "warning  store: MemoryBackend keeps sessions in one process" in out
     assert "ok       secret key: 1 key(s), each at least 32 bytes" in out
     assert "ok       cookie '__Host-session': HttpOnly, Secure (True), SameSite=lax" in out
+    assert "ok       timeouts: idle 30 minutes, absolute 1 hour" in out
     assert out.endswith("0 problem(s), 1 warning(s).\n")
     assert main(["check", "--app", app, "--strict"]) == EXIT_PROBLEM
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (1_209_600, "14 days"),
+        (86_400, "1 day"),
+        (5_400, "90 minutes"),
+        (1, "1 second"),
+        (0.5, "0.5 seconds"),
+        (90_061, "90,061 seconds"),
+    ],
+)
+def test_check_says_durations_in_words(seconds: float, said: str) -> None:
+    assert in_words(seconds) == said
 
 
 def test_check_fails_an_app_whose_store_does_not_answer(
@@ -391,13 +424,116 @@ def test_check_of_header_sessions_beside_a_cross_site_cookie(
         "    backend=MemoryBackend(), absolute_timeout=3600)\n"
         f"web = SessionManager(SessionModel, frontend=CookieFrontend({SECRET!r},\n"
         "    samesite='none'), backend=MemoryBackend(), absolute_timeout=3600)\n"
-        "app = FastAPI()\n",
+        "app = FastAPI()\n"
+        "app.add_middleware(api.middleware)\n"
+        "app.add_middleware(web.middleware)\n",
     )
     assert main(["check", "--app", app]) == EXIT_OK
     out = capsys.readouterr().out
     assert "Sessions 2 of 2:" in out
     assert "SameSite=None: sent on cross-site requests (use CSRF)" in out
     assert out.count("cookie '__Host-session'") == 2  # header sessions have no cookie
+
+
+async def test_create_tables_makes_a_sql_stores_tables_once_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], redis_url: str
+) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    for _ in range(2):  # the second run finds them there
+        assert await run(["create-tables", "--store", url]) == EXIT_OK
+        assert capsys.readouterr().out == "The session tables of SQLBackend exist.\n"
+    backend = SQLBackend.from_url(url)
+    await backend.set("k", {"a": b"1"}, ttl=10)
+    assert await backend.get("k") == {"a": b"1"}
+    await backend.aclose()
+    assert await run(["create-tables", "--store", redis_url]) == EXIT_OK
+    assert capsys.readouterr().out == "RedisBackend needs no tables: nothing to create.\n"
+
+
+def test_check_names_a_missing_table_and_its_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = f"SQLBackend.from_url('sqlite:///{tmp_path}/never-created.db')"
+    app = app_module(tmp_path, monkeypatch, backend=store)
+    assert main(["check", "--app", app]) == EXIT_PROBLEM
+    out = capsys.readouterr().out
+    problem = next(line for line in out.splitlines() if "PROBLEM" in line)
+    assert "store: SQLBackend: table missing:" in problem
+    assert "`fastapi-session-deps create-tables --store URL`" in problem
+    assert "did not answer" not in out
+
+
+def test_check_fails_an_app_that_never_adds_its_managers_middleware(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = CHECKED_APP.format(
+        secret=SECRET, httponly="True", secure="True", backend="MemoryBackend()"
+    )
+    app = module_of(tmp_path, monkeypatch, source.replace("app.add_middleware(", "# "))
+    assert main(["check", "--app", app]) == EXIT_PROBLEM
+    out = capsys.readouterr().out
+    assert (
+        "PROBLEM  middleware: sessions has none in this app, so its sessions are never "
+        "saved: add app.add_middleware(sessions.middleware)"
+    ) in out
+    assert "1 problem(s)" in out
+
+
+@pytest.mark.parametrize(
+    ("settings", "refusal"),
+    [
+        ("secret_key='short'", "secret_key is 5 bytes long"),
+        (
+            f"secret_key={SECRET!r}, max_age=3600, absolute_timeout=60",
+            "absolute_timeout",
+        ),
+    ],
+)
+@pytest.mark.parametrize("middleware", ["SessionMiddleware", "SessionAutoloadMiddleware"])
+def test_check_reports_the_drop_ins_refusal_in_its_own_words(
+    settings: str,
+    refusal: str,
+    middleware: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app = module_of(
+        tmp_path,
+        monkeypatch,
+        "from fastapi import FastAPI\n"
+        f"from fastapi_session_deps import MemoryBackend, {middleware}\n"
+        "app = FastAPI()\n"
+        f"app.add_middleware({middleware}, backend=MemoryBackend(), {settings})\n",
+    )
+    assert main(["check", "--app", app]) == EXIT_PROBLEM
+    captured = capsys.readouterr()
+    assert "uses no fastapi-session-deps sessions" not in captured.err
+    problem = next(line for line in captured.out.splitlines() if "PROBLEM" in line)
+    assert "settings: the session middleware refuses to start:" in problem
+    assert refusal in problem
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ("app = (\n", "SyntaxError: "),
+        ("import os\nSECRET = os.environ['NO_SUCH_VARIABLE_HERE']\n", "KeyError: 'NO_SUCH_"),
+        ("raise RuntimeError('the database is not configured')\n", "RuntimeError: the data"),
+    ],
+)
+def test_check_of_an_app_that_cannot_be_imported_is_one_line_and_exit_2(
+    body: str,
+    named: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app = module_of(tmp_path, monkeypatch, body)
+    assert main(["check", "--app", app]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"fastapi-session-deps: cannot import {app.split(':')[0]!r}: {named}")
+    assert len(err.splitlines()) == 1, err
 
 
 async def test_stats_of_an_empty_store_and_of_one_that_cannot_count(

@@ -597,23 +597,37 @@ async def test_a_dependency_without_the_middleware_names_the_fix(
             await client.get("/read")
 
 
-async def test_lifespan_closes_the_backend_and_warns_without_middleware(
-    manager: SessionManager[AppSession],
-    counting: CountingBackend,
-    caplog: pytest.LogCaptureFixture,
+async def test_lifespan_closes_the_backend_and_refuses_to_start_without_middleware(
+    manager: SessionManager[AppSession], counting: CountingBackend
 ) -> None:
     with_middleware = FastAPI()
     with_middleware.add_middleware(manager.middleware)
-    with caplog.at_level(logging.WARNING, logger="fastapi_session_deps"):
-        async with manager.lifespan(with_middleware):
-            pass
-        assert not caplog.records
+    async with manager.lifespan(with_middleware):
+        pass
+    assert counting.calls["aclose"] == 1
+    fix = r"Add `app\.add_middleware\(sessions\.middleware\)` after creating the app"
+    with pytest.raises(MissingMiddlewareError, match=fix):
         async with manager.lifespan(FastAPI()):
-            pass
-    assert "add_middleware(sessions.middleware)" in caplog.records[0].message
-    assert counting.calls["aclose"] == 2
-    await manager.aclose()
-    assert counting.calls["aclose"] == 3
+            pytest.fail("the app started without its session middleware")
+    assert counting.calls["aclose"] == 2  # the store is closed all the same
+
+
+async def test_an_app_without_the_middleware_does_not_start_under_uvicorns_lifespan() -> None:
+    sessions = SessionManager(AppSession, frontend=CookieFrontend(SECRET), backend=MemoryBackend())
+    app = FastAPI(lifespan=sessions.lifespan)
+    messages: list[dict[str, object]] = []
+    inbox = [{"type": "lifespan.startup"}]
+
+    async def receive() -> dict[str, object]:
+        return inbox.pop(0)
+
+    async def send(message: dict[str, object]) -> None:
+        messages.append(message)
+
+    with pytest.raises(MissingMiddlewareError):
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert messages[0]["type"] == "lifespan.startup.failed"
+    assert "app.add_middleware(sessions.middleware)" in str(messages[0]["message"])
 
 
 def test_a_websocket_route_reads_the_session() -> None:

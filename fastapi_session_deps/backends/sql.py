@@ -23,6 +23,7 @@ from ..exceptions import (
     BackendUnavailable,
     ConfigurationError,
     MissingDependencyError,
+    StoreNotSetUp,
 )
 from ..signing import session_handle
 from ._json_record import join_fields, split_fields
@@ -204,6 +205,8 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         # What the driver raises where SQLAlchemy does not wrap it (setting up a connection).
         self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._abandoned: set[asyncio.Future[Any]] = set()
+        #: Whether a missing table has been logged (once; again after `create_table`).
+        self._told_missing = False
         self._statements = _Statements(self._dialect, self.table, self.lock_table)
         self._lock_waits = LockWaits()
 
@@ -277,16 +280,26 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
     # -- the tables ------------------------------------------------------------------------------
 
     async def create_table(self) -> None:
-        """Create the session and lock tables if they do not exist (for development and
-        tests; in production, create them in your migrations)."""
+        """Create the session and lock tables if they do not exist: in a lifespan, or with
+        ``fastapi-session-deps create-tables``; in production, in your migrations. Safe
+        when several workers run it at once."""
 
         async def create() -> None:
-            async with self.engine.begin() as connection:
-                await connection.run_sync(
-                    self.metadata.create_all, tables=[self.table, self.lock_table]
-                )
+            # Workers starting together each check, then create: the losers of that race
+            # see "already exists" and check again, finding what the winner made.
+            for attempt in range(1, 4):
+                try:
+                    async with self.engine.begin() as connection:
+                        await connection.run_sync(
+                            self.metadata.create_all, tables=[self.table, self.lock_table]
+                        )
+                    return
+                except sa_exc.DBAPIError as exc:
+                    if attempt == 3 or not _already_exists(exc):
+                        raise
 
         await self._call("create_table", create, seconds=max(self.timeout, 30.0))
+        self._told_missing = False
 
     async def drop_table(self) -> None:
         """Drop the session and lock tables, if they exist: every session ends."""
@@ -674,6 +687,8 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         try:
             return task.result()
         except sa_exc.DBAPIError as exc:
+            if _table_missing(exc):
+                raise self._not_set_up(operation, exc) from exc
             if not _refused_as_wrong(exc):
                 raise self._unavailable(operation, exc) from exc
             # Refused as wrong, not as unavailable: a retry would only repeat it.
@@ -703,9 +718,28 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         with contextlib.suppress(BaseException):
             task.result()  # retrieved: a late failure of abandoned work is no news
 
+    def _not_set_up(self, operation: str, exc: BaseException) -> StoreNotSetUp:
+        """A missing table, named with its fix, and logged at ERROR once."""
+        error = StoreNotSetUp(
+            f"{self._dialect} has no session table {self.table.name!r} (or its lock table "
+            f"{self.lock_table.name!r}): {_brief(exc)}. Create it with your migration, or "
+            "`fastapi-session-deps create-tables --store URL`, or "
+            "`await backend.create_table()` at start-up.",
+            backend="SQLBackend",
+            operation=operation,
+        )
+        if not self._told_missing:
+            self._told_missing = True
+            logger.error(
+                "SQLBackend: %s",
+                error,
+                extra={"event": "store_table_missing", "store": "SQLBackend"},
+            )
+        return error
+
     def _unavailable(self, operation: str, exc: BaseException) -> BackendUnavailable:
-        # Connection refused or lost, a database shutting down or read-only, a lock timeout,
-        # a missing table (a deploy whose migration has not run yet): "retry shortly".
+        # Connection refused or lost, a database shutting down or read-only, a lock
+        # timeout: "retry shortly".
         return BackendUnavailable(
             f"{self._dialect} failed on {operation}: {_brief(exc)}",
             backend="SQLBackend",
@@ -968,6 +1002,31 @@ def _owner(fields: Mapping[str, bytes]) -> str | None:
     """The user a record is bound to, as the ``user_id`` column holds it."""
     owner = owner_of(fields)
     return None if owner is None else owner[:MAX_USER_LENGTH]
+
+
+def _table_missing(exc: sa_exc.DBAPIError) -> bool:
+    """Whether the statement named a table the database does not have: SQLite's "no such
+    table", PostgreSQL's SQLSTATE 42P01, MySQL's and MariaDB's error 1146."""
+    original = exc.orig
+    code = original.args[0] if original is not None and original.args else None
+    return (
+        code == 1146
+        or getattr(original, "sqlstate", None) == "42P01"
+        or str(original).startswith("no such table")
+    )
+
+
+def _already_exists(exc: sa_exc.DBAPIError) -> bool:
+    """Whether a CREATE lost a race with another one: SQLite's "already exists",
+    PostgreSQL's SQLSTATE 42P07 (or 23505 on its catalog, when both created at once),
+    MySQL's errors 1050 (table) and 1061 (index)."""
+    original = exc.orig
+    code = original.args[0] if original is not None and original.args else None
+    return (
+        code in (1050, 1061)
+        or getattr(original, "sqlstate", None) in ("42P07", "23505")
+        or "already exists" in str(original)
+    )
 
 
 def _refused_as_wrong(exc: sa_exc.DBAPIError) -> bool:

@@ -27,6 +27,7 @@ from fastapi_session_deps import (
     CookieFrontend,
     SessionManager,
     SQLBackend,
+    StoreNotSetUp,
 )
 from fastapi_session_deps.backends._json_record import split_fields
 from fastapi_session_deps.backends.sql import SERVER_PATCH_LIMIT, decode_row, session_tables
@@ -136,7 +137,7 @@ def test_mysql_connections_speak_utf8mb4_unless_told_otherwise() -> None:
 
 async def test_the_tables_are_created_only_when_asked(url: str, clock: Clock) -> None:
     backend = SQLBackend.from_url(url, table_name="never_created_here", clock=clock)
-    with pytest.raises(BackendUnavailable, match="failed on get") as caught:
+    with pytest.raises(StoreNotSetUp, match="no session table 'never_created_here'") as caught:
         await backend.get("k")
     assert caught.value.backend == "SQLBackend"
     await backend.create_table()
@@ -312,7 +313,7 @@ async def test_a_table_dropped_under_a_merge_is_unavailable_and_rolled_back(
     await raw(sql, "DROP TABLE {table}")
     many = {f"f{index}": b"1" for index in range(SERVER_PATCH_LIMIT + 1)}
     for changed in ({"a": b"2"}, many):  # patched on the server, and here
-        with pytest.raises(BackendUnavailable, match="failed on update"):
+        with pytest.raises(StoreNotSetUp, match="no session table"):
             await sql.update("k", changed, ttl=60)
     await sql.create_table()
     assert await sql.get("k") is None
@@ -366,6 +367,54 @@ async def test_a_table_name_with_quotes_in_it_is_quoted_in_every_statement(
     finally:
         await backend.drop_table()
         await backend.aclose()
+
+
+async def test_a_missing_table_is_named_with_its_fix_and_logged_once(
+    url: str, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Forgetting create_table() (or the migration): every store answers "no such table"
+    # in its own words; each is recognised, and the message names the fix.
+    name = f"never_created_{time.monotonic_ns() % 10**9}"
+    backend = SQLBackend.from_url(url, table_name=name, clock=clock)
+    try:
+        with caplog.at_level("ERROR", logger="fastapi_session_deps"):
+            for _ in range(3):
+                with pytest.raises(StoreNotSetUp) as missing:
+                    await backend.get("k")
+            with pytest.raises(StoreNotSetUp):
+                await backend.set("k", {"a": b"1"}, ttl=10)
+        message = str(missing.value)
+        assert f"no session table {name!r}" in message
+        assert "fastapi-session-deps create-tables --store URL" in message
+        assert "await backend.create_table()" in message
+        assert isinstance(missing.value, BackendUnavailable)  # a 503 with Retry-After
+        told = [r for r in caplog.records if getattr(r, "event", "") == "store_table_missing"]
+        assert len(told) == 1
+        assert "create-tables" in told[0].getMessage()
+        await backend.create_table()
+        await backend.set("k", {"a": b"1"}, ttl=10)
+        assert await backend.get("k") == {"a": b"1"}
+    finally:
+        await backend.drop_table()
+        await backend.aclose()
+
+
+async def test_workers_creating_the_tables_at_once_all_succeed(url: str, clock: Clock) -> None:
+    # Each worker's lifespan calls create_table() as it starts: they race.
+    name = f"raced_{time.monotonic_ns() % 10**9}"
+    workers = [SQLBackend.from_url(url, table_name=name, clock=clock) for _ in range(6)]
+    try:
+        for round_ in range(2):  # the first creates; the second finds everything there
+            results = await asyncio.gather(
+                *(worker.create_table() for worker in workers), return_exceptions=True
+            )
+            assert results == [None] * len(workers), (round_, results)
+        await workers[0].set("k", {"a": b"1"}, ttl=10)
+        assert await workers[-1].get("k") == {"a": b"1"}
+    finally:
+        await workers[0].drop_table()
+        for worker in workers:
+            await worker.aclose()
 
 
 async def test_delete_expired_wants_a_positive_batch(sql: SQLBackend) -> None:
