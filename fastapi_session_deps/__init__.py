@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from ._http import local_path as local_path
 from .backends.base import Backend as Backend
 from .backends.base import SessionIndex as SessionIndex
 from .backends.base import SessionLocks as SessionLocks
@@ -97,6 +98,7 @@ __all__ = [
     "get_flashed_messages",
     "health_router",
     "load_session",
+    "local_path",
     "login_session",
     "regenerate_session",
     "user_sessions",

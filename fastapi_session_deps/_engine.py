@@ -288,6 +288,16 @@ class SessionEngine(Generic[T]):
 
     # -- load ------------------------------------------------------------------------------------
 
+    def holds_nothing(self, state: SessionState[T]) -> bool:
+        """Whether the stored session ``state`` was loaded from holds nothing of the app's:
+        its data as a new session's, no user bound, only the library's own fields (a CSRF
+        secret, flash messages). `require_session` takes it for no session."""
+        stored = state.stored
+        if stored is None or self._empty is None or owner_of(stored) is not None:
+            return False
+        data = {name: raw for name, raw in stored.items() if name[:1] != RESERVED_PREFIX}
+        return data == self._empty
+
     def new_state(self, use: Use = Use.WRITABLE) -> SessionState[T]:
         """Return the state of a new, empty session."""
         data = self.serializer.new()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import HTTPException, WebSocketException, status
 from starlette.datastructures import Headers
@@ -34,8 +35,10 @@ from .exceptions import BackendError, BackendUnavailable, SessionBusy, SessionTo
 __all__ = [
     "RETRY_AFTER",
     "html_page",
+    "local_path",
     "not_saved",
     "prefers_html",
+    "redirect_to_login",
     "refused",
     "retry_later",
     "retry_later_response",
@@ -71,6 +74,40 @@ def prefers_html(accept: str) -> bool:
         if kind in ("application/json", "*/*") or kind.endswith("+json"):
             return False
     return False
+
+
+def local_path(value: str | None, default: str = "/") -> str:
+    """``value`` if it is a path on this site (``/cart?x=1``), else ``default``.
+
+    For a ``next`` parameter, before redirecting to it after a log-in: an address of
+    another site (``https://evil.example``, ``//evil.example``, ``/\\evil.example``), a
+    relative path, or one with control characters is refused, so a link cannot send your
+    users elsewhere through your log-in page (an open redirect).
+    """
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    if any(ord(char) < 0x20 or char in "\\\x7f" for char in value):
+        return default
+    parts = urlsplit(value)
+    return value if not (parts.scheme or parts.netloc) else default
+
+
+def redirect_to_login(connection: HTTPConnection, login_url: str) -> Exception | None:
+    """A 303 to ``login_url`` for a browser turned away (with ``next``, the page it asked
+    for, on a GET or HEAD); ``None`` for a script, a WebSocket, or an API client."""
+    if connection.scope["type"] != "http" or not prefers_html(
+        connection.headers.get("accept", "")
+    ):
+        return None
+    target = login_url
+    if connection.scope["method"] in ("GET", "HEAD"):
+        here = connection.url.path + (f"?{connection.url.query}" if connection.url.query else "")
+        target += ("&" if "?" in login_url else "?") + urlencode({"next": here})
+    return HTTPException(
+        status.HTTP_303_SEE_OTHER,
+        "Sign in first",
+        {"Location": target, "Cache-Control": "no-store"},
+    )
 
 
 def html_page(title: str, *paragraphs: str) -> str:

@@ -15,7 +15,7 @@ from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
 from ._engine import Fate, RequestSlot, SessionEngine, SessionState
-from ._http import refused, retry_later
+from ._http import redirect_to_login, refused, retry_later
 from .exceptions import BackendUnavailable, MissingMiddlewareError, SessionBusy
 from .frontends.base import SessionScheme
 
@@ -45,6 +45,7 @@ class SessionDependency(Generic[T]):
         required: bool = False,
         check: Check[T] | None = None,
         status_code: int = 403,
+        redirect_to: str | None = None,
     ) -> None:
         self.engine = engine
         self.__name__ = self.__qualname__ = name  # as the functions they stand for
@@ -52,6 +53,7 @@ class SessionDependency(Generic[T]):
         self.required = required
         self.check = check
         self.status_code = status_code
+        self.redirect_to = redirect_to
 
     async def __call__(self, connection: HTTPConnection) -> T:
         engine = self.engine
@@ -67,15 +69,25 @@ class SessionDependency(Generic[T]):
             slot.state = state
         elif not self.readonly:
             engine.make_writable(state)
-        if self.required and (state.origin is None or state.fate is Fate.END):
-            raise refused(connection, 401, "No valid session")
+        if self.required and (
+            state.origin is None or state.fate is Fate.END or engine.holds_nothing(state)
+        ):
+            raise self._refuse(connection, 401, "No valid session")
         if self.check is not None:
             result = self.check(state.data)
             if inspect.isawaitable(result):
                 result = await result
             if not result:
-                raise refused(connection, self.status_code, "Session check failed")
+                raise self._refuse(connection, self.status_code, "Session check failed")
         return state.data
+
+    def _refuse(self, connection: HTTPConnection, status_code: int, detail: str) -> Exception:
+        """The refusal: a browser is sent to ``redirect_to``, if set; the rest get the status."""
+        if self.redirect_to is not None:
+            redirect = redirect_to_login(connection, self.redirect_to)
+            if redirect is not None:
+                return redirect
+        return refused(connection, status_code, detail)
 
 
 class SecuredSessionDependency(SecurityBase, SessionDependency[T]):

@@ -13,9 +13,10 @@ from starlette.types import ASGIApp
 
 from ._cleanup import cleaning
 from ._engine import SessionEngine, SessionState, state_of
+from ._http import local_path
 from .backends.base import Backend, ping
 from .dependencies import SecuredSessionDependency, SessionDependency
-from .exceptions import MissingMiddlewareError, SessionError
+from .exceptions import ConfigurationError, MissingMiddlewareError, SessionError
 from .frontends.base import Frontend
 from .middleware import SessionCommitMiddleware
 from .models import SessionModel
@@ -55,6 +56,11 @@ class SessionManager(Generic[M]):
         model: your `SessionModel` subclass; every field needs a default.
         frontend: how the signed id travels, e.g. `CookieFrontend`.
         backend: where the data lives, e.g. `MemoryBackend` or `RedisBackend`.
+        login_url: where `require_session` and every `verifier` send a *browser* that is
+            turned away (303, with ``?next=`` the page it asked for, on a GET), rather than
+            answering 401 or 403: for HTML apps. Scripts and API clients (an ``Accept``
+            without ``text/html`` first) still get the status. A local path, such as
+            ``"/login"``; ``None`` (the default) never redirects.
         **settings: the `SessionPolicy` settings, by name: ``idle_timeout`` (1800 s),
             ``absolute_timeout`` (``None``), ``concurrency`` (``"merge"`` or ``"lock"``),
             ``on_backend_error`` (``"fail"`` or ``"anonymous"``), ``lock_timeout`` (5 s),
@@ -64,6 +70,7 @@ class SessionManager(Generic[M]):
             ``clock``. See `SessionPolicy` for what each does.
 
     Attributes:
+        login_url: the ``login_url`` given.
         model: the session model.
         frontend: the frontend.
         backend: the backend.
@@ -81,8 +88,10 @@ class SessionManager(Generic[M]):
         *,
         frontend: Frontend,
         backend: Backend,
+        login_url: str | None = None,
         **settings: Unpack[PolicySettings],
     ) -> None:
+        self.login_url = _redirect_target(login_url, "login_url")
         self._engine: SessionEngine[M] = SessionEngine(
             ModelSerializer(model),
             frontend=frontend,
@@ -145,7 +154,9 @@ class SessionManager(Generic[M]):
 
     @property
     def require_session(self) -> SessionDependency[M]:
-        """Dependency: the request's session; 401 if it has no valid, live one."""
+        """Dependency: the request's session; 401 if it has no valid, live one, or one that
+        holds nothing of the app's (only the library's own fields, such as a CSRF secret,
+        and no user). With ``login_url``, a browser is sent there instead."""
         return self._require_session
 
     def verifier(
@@ -154,6 +165,7 @@ class SessionManager(Generic[M]):
         status_code: int = 403,
         *,
         readonly: bool = False,
+        redirect_to: str | None = None,
     ) -> SessionDependency[M]:
         """Build a dependency that returns the session when ``check(session)`` is true.
 
@@ -169,6 +181,8 @@ class SessionManager(Generic[M]):
             status_code: the answer when the check is false (403 by default). A request with
                 no valid session gets 401 before the check runs.
             readonly: the route only reads the session (see `get_session_readonly`).
+            redirect_to: where a browser turned away is sent instead (303); the manager's
+                ``login_url`` when not given.
         """
         return self._dependency(
             "verify_session",
@@ -176,6 +190,7 @@ class SessionManager(Generic[M]):
             required=True,
             check=check,
             status_code=status_code,
+            redirect_to=_redirect_target(redirect_to, "redirect_to"),
         )
 
     def _dependency(
@@ -186,12 +201,14 @@ class SessionManager(Generic[M]):
         required: bool = False,
         check: Callable[[M], bool | Awaitable[bool]] | None = None,
         status_code: int = 403,
+        redirect_to: str | None = None,
     ) -> SessionDependency[M]:
         options: dict[str, Any] = {
             "readonly": readonly,
             "required": required,
             "check": check,
             "status_code": status_code,
+            "redirect_to": redirect_to or (self.login_url if required else None),
         }
         scheme = self.frontend.security_scheme
         if scheme is None:
@@ -281,3 +298,12 @@ class SessionManager(Generic[M]):
     async def aclose(self) -> None:
         """Close the backend's connections (what `lifespan` does at shutdown)."""
         await self.backend.aclose()
+
+
+def _redirect_target(url: str | None, setting: str) -> str | None:
+    """``url`` if it is a local path to redirect to (or ``None``); else a ConfigurationError."""
+    if url is not None and local_path(url, default="\0") != url:  # "\0" is never a path
+        raise ConfigurationError(
+            f"{setting}={url!r}: give a local path, such as '/login' (a page of this site)."
+        )
+    return url
