@@ -38,6 +38,7 @@ from fastapi_session_deps import (
     csrf_error_response,
     flash,
     get_flashed_messages,
+    local_path,
 )
 from fastapi_session_deps.backends.encrypted import new_key
 
@@ -84,6 +85,8 @@ sessions = SessionManager(
         secure=False,
     ),
     backend=backend,
+    # A signed-out browser on a members' page is sent to the log-in form (scripts get 403).
+    login_url="/",
     idle_timeout=30 * 60,
     absolute_timeout=12 * 60 * 60,
     cleanup_interval=10 * 60,  # expired sessions leave the database every ten minutes
@@ -185,16 +188,19 @@ async def favicon() -> FileResponse:
 
 
 @app.get("/", response_class=HTMLResponse)
-async def home(session: Session) -> HTMLResponse:
+async def home(session: Session, next: str | None = None) -> HTMLResponse:
     session.visits += 1
     if session.username is None:
+        back = local_path(next, default="")  # where to go once logged in: this site only
         return page(
             "<div class=card><h1>Welcome</h1>"
-            f"<p class=lead>Visits this session: {session.visits}</p>"
+            + (f"<p class=lead>Log in to see {html.escape(back)}.</p>" if back else "")
+            + f"<p class=lead>Visits this session: {session.visits}</p>"
             + post_form(
                 "/login",
                 session,
                 f"<input name=username placeholder='your name' maxlength={MAX_NAME} required>"
+                f"<input type=hidden name=next value='{html.escape(back)}'>"
                 "<button>Log in</button>",
                 " class=inline",
             )
@@ -223,13 +229,14 @@ async def home(session: Session) -> HTMLResponse:
 
 @app.post("/login")
 async def login(request: Request, session: Session) -> RedirectResponse:
-    username = (await form(request)).get("username", "").strip()[:MAX_NAME]
+    fields = await form(request)
+    username = fields.get("username", "").strip()[:MAX_NAME]
     if username:
         # A new id, bound to the user: no session fixation, and listed in "Your devices".
         await sessions.login(session, username, request)
         session.username = username
         flash(session, f"Logged in as {username}.")
-    return RedirectResponse("/", status_code=303)
+    return RedirectResponse(local_path(fields.get("next")), status_code=303)
 
 
 @app.get("/profile")

@@ -98,6 +98,41 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
         assert (await client.get("/profile")).status_code == 403
 
 
+async def test_the_demo_sends_a_signed_out_browser_to_log_in_and_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
+    demo = load("demo")
+    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    async with demo.lifespan(demo.app), client_for(demo) as client:
+        sent = await client.get("/devices", headers=browser)
+        assert (sent.status_code, sent.headers["location"]) == (303, "/?next=%2Fdevices")
+        assert (await client.get("/devices")).status_code in (401, 403)  # a script: no page
+        form = (await client.get(sent.headers["location"], headers=browser)).text
+        assert "Log in to see /devices." in form
+        assert "<input type=hidden name=next value='/devices'>" in form
+        token = field_token(form)
+        login = await client.post(
+            "/login", content=f"csrf_token={token}&username=Ada&next=%2Fdevices", headers=FORM
+        )
+        assert (login.status_code, login.headers["location"]) == (303, "/devices")
+        devices = await client.get("/devices", headers=browser)
+        assert devices.status_code == 200
+        # A next of another site is ignored: home, not elsewhere.
+        out = await client.post("/logout", headers={"X-CSRF-Token": meta_token(devices.text)})
+        assert out.status_code == 303
+        home = (await client.get("/")).text
+        assert "Welcome" in home
+        token = field_token(home)
+        away = await client.post(
+            "/login",
+            content=f"csrf_token={token}&username=Ada&next=https%3A%2F%2Fevil.example",
+            headers=FORM,
+        )
+        assert away.headers["location"] == "/"
+
+
 async def test_the_demo_keeps_its_data_to_its_owner_and_shows_visitors_no_server_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
