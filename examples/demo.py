@@ -300,8 +300,9 @@ def device_row(info: SessionInfo, session: ShopSession) -> str:
         f"<tr{' class=current' if info.current else ''} data-handle={info.handle}>"
         f"<td><div class=device>{name}{badge}</div>"
         f"<div class=agent>{html.escape(info.user_agent or '')}</div></td>"
-        f"<td>{html.escape(info.ip or 'unknown')}</td>"
-        f"<td>{ago(info.created_at)}</td><td>{ago(info.last_seen)}</td><td>{action}</td></tr>"
+        f"<td data-label=Address>{html.escape(info.ip or 'unknown')}</td>"
+        f"<td data-label='Signed in'>{ago(info.created_at)}</td>"
+        f"<td data-label='Last seen'>{ago(info.last_seen)}</td><td>{action}</td></tr>"
     )
 
 
@@ -324,8 +325,9 @@ async def devices(session: LoggedIn) -> HTMLResponse:
         "<div class=card><h1>Your devices</h1>"
         f"<p class=lead>Where {html.escape(session.username)} is signed in. Sign out any "
         "device you do not recognise: its next request starts signed out.</p>"
-        "<table><tr><th>Device</th><th>Address</th><th>Signed in</th><th>Last seen</th>"
-        f"<th></th></tr>{rows}</table><div class=actions>{everywhere}</div></div>",
+        "<table class=devices><tr class=head><th>Device</th><th>Address</th><th>Signed in</th>"
+        f"<th>Last seen</th><th></th></tr>{rows}</table>"
+        f"<div class=actions>{everywhere}</div></div>",
         session,
         "/devices",
     )

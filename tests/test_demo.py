@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Page
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -251,3 +252,54 @@ async def test_forms_and_scripts_of_the_demo_pass_and_another_site_s_are_refused
             await page.goto(base + "/")
             assert await page.locator("ul.cart li").all_inner_texts() == ["tea", "scone"]
         await context.close()
+
+
+PHONE_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
+)
+
+
+async def test_every_page_fits_a_phone_and_a_laptop(tmp_path: Path) -> None:
+    async def fits(page: Page, name: str) -> None:
+        wide, room = await page.evaluate(
+            "() => [document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        await page.screenshot(path=shot(name), full_page=True)
+        assert wide <= room, f"{name}: {wide} px of content in a {room} px window"
+
+    name = "Wilhelmina" * 4  # the longest name the form takes, in one word
+    async with chromium() as browser:
+        with demo(free_port(), tmp_path) as base:
+            for label, width, agent in (("laptop", 1280, None), ("phone", 390, PHONE_AGENT)):
+                context = await browser.new_context(
+                    viewport={"width": width, "height": 844}, user_agent=agent
+                )
+                page = await context.new_page()
+                await page.goto(base + "/devices")  # signed out: sent to the log-in form
+                await page.wait_for_selector("text=Log in to see /devices.")
+                await fits(page, f"demo-{label}-log-in")
+                await page.fill("input[name=username]", name)
+                await page.click("button:has-text('Log in')")
+                await page.wait_for_selector("h1:has-text('Your devices')")  # and back
+                await fits(page, f"demo-{label}-devices")
+                await page.goto(base + "/")
+                await page.fill("input[name=item]", "x" * 60)
+                await page.click("text=Add to cart")
+                await page.wait_for_selector("li:has-text('xxxx')")
+                await fits(page, f"demo-{label}-shop")
+                await page.goto(base + "/session")
+                await page.wait_for_selector("text=This session")
+                await fits(page, f"demo-{label}-session")
+                await page.evaluate(  # a form without its token: the refusal page
+                    """() => {
+                        const form = document.createElement('form');
+                        form.method = 'post';
+                        form.action = '/cart';
+                        document.body.append(form);
+                        form.submit();
+                    }"""
+                )
+                await page.wait_for_selector("text=Request refused")
+                await fits(page, f"demo-{label}-refused")
+                await context.close()
