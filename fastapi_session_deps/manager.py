@@ -236,6 +236,14 @@ class SessionManager(Generic[M]):
         address, user_agent = (None, None) if request is None else client_of(request)
         self._engine.log_in(self._state_of(session), user, address=address, user_agent=user_agent)
 
+    def user_of(self, session: M) -> str | None:
+        """The user `login` bound ``session`` to, or ``None`` (not logged in that way).
+
+        `login` keeps the user beside the session's data, not in your model: read it back
+        with this, or also set a field of your own at log-in.
+        """
+        return self._state_of(session).owner
+
     @property
     def users(self) -> UserSessions:
         """List and revoke a user's sessions (needs ``user_index=True``)."""

@@ -100,6 +100,10 @@ def devices_app(sessions: SessionManager[AppSession]) -> FastAPI:
     async def me(session: Required) -> dict[str, int]:
         return {"counter": session.counter}
 
+    @app.get("/whom")
+    async def whom(session: Session) -> str | None:
+        return sessions.user_of(session)
+
     @app.post("/count")
     async def count(session: Session) -> dict[str, int]:
         session.counter += 1
@@ -168,6 +172,15 @@ async def test_two_devices_are_listed_and_revoking_one_leaves_the_other(
     assert [d["user_agent"] for d in (await laptop.get("/devices")).json()] == ["Laptop/2.0"]
     again = await laptop.post("/revoke", params={"handle": phone_handle})
     assert again.json() == {"revoked": False}
+
+
+async def test_user_of_reads_back_whom_the_log_in_bound(device: Any) -> None:
+    bob = await device("Firefox", user="bob")
+    assert (await bob.get("/whom")).json() == "bob"
+    await bob.post("/regenerate")
+    assert (await bob.get("/whom")).json() == "bob"  # a new id keeps its owner
+    await bob.post("/logout")
+    assert (await bob.get("/whom")).json() is None
 
 
 async def test_log_out_everywhere_else_keeps_only_the_current_session(device: Any) -> None:
