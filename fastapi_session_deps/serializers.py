@@ -136,8 +136,9 @@ class ModelSerializer(Serializer[M]):
     def load_for_change_check(self, fields: Mapping[str, bytes]) -> tuple[M, object]:
         try:
             document = self._document(fields)
-            # Stored under field names, so validate by name even if the model has aliases.
-            data = self._validate_json(document, by_alias=False, by_name=True)
+            # Stored under field names, so validate by name; aliases are read too, so that
+            # a renamed field can name its old name (validation_alias=AliasChoices(...)).
+            data = self._validate_json(document, by_alias=True, by_name=True)
             return data, document
         except ValidationError as exc:
             # Name the fields and what is wrong with them, never their values: the record
