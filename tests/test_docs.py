@@ -164,3 +164,16 @@ def test_the_figures_quoted_come_from_the_recorded_benchmark(
     assert len(figures) >= 9
     for figure in figures:
         assert figure.replace(",", "") in recorded, f"{page}: {figure} is not in {report}.md"
+
+
+def test_the_code_in_the_docs_fits_the_column() -> None:
+    # 88 characters fit the docs site's column at 1280 px without a scroll bar.
+    wide = [
+        f"{page.relative_to(DOCS)}: {line}"
+        for page in sorted(DOCS.rglob("*.md"))
+        for fence, code in re.findall(r"```([^\n]*)\n(.*?)```", page.read_text(), re.DOTALL)
+        if "mermaid" not in fence
+        for line in code.splitlines()
+        if len(line) > 88
+    ]
+    assert wide == []
