@@ -161,6 +161,13 @@ class CSRFProtection:
             parses (spooling files to disk) before this check reads its field.
         max_fields: the most fields of a form body it parses for the token (Starlette's
             limit, 1,000): a body with more is refused (400) without being parsed.
+        anonymous: how a visitor with no stored session is checked. ``"token"`` (the
+            default): like anyone, so a page showing them a form stores a session for its
+            secret. ``"origin"``: their forms carry no token (`input` and `token` give
+            nothing, and store nothing), and their requests must carry the browser's word
+            that they come from this site (``Sec-Fetch-Site`` or ``Origin``/``Referer``);
+            a request without it is refused. Once their session is stored, the token is
+            required as usual. For public pages that many visitors only look at.
     """
 
     def __init__(
@@ -174,7 +181,13 @@ class CSRFProtection:
         check_origin: bool = True,
         max_body_bytes: int = 1024 * 1024,
         max_fields: int = 1000,
+        anonymous: Literal["token", "origin"] = "token",
     ) -> None:
+        if anonymous not in ("token", "origin"):
+            raise ConfigurationError(
+                f"CSRFProtection: anonymous={anonymous!r}: give 'token' or 'origin'."
+            )
+        self.anonymous = anonymous
         if not field_name or not header_name:
             raise ConfigurationError("CSRFProtection: field_name and header_name can't be empty.")
         for name, limit in (("max_body_bytes", max_body_bytes), ("max_fields", max_fields)):
@@ -195,14 +208,28 @@ class CSRFProtection:
         self.__name__ = self.__qualname__ = "csrf_protection"
 
     def token(self, session: object) -> CSRFToken:
-        """The session's token, freshly masked (see `csrf_token`)."""
+        """The session's token, freshly masked (see `csrf_token`); with
+        ``anonymous="origin"``, empty for a visitor who has no stored session yet."""
+        if self._tokenless(session):
+            return CSRFToken("")
         return CSRFToken(csrf_token(session))
 
     def input(self, session: object) -> CSRFToken:
         """A hidden form field carrying the token, for a template:
-        ``{{ csrf.input(request.session) }}``."""
+        ``{{ csrf.input(request.session) }}``; with ``anonymous="origin"``, nothing for a
+        visitor who has no stored session yet."""
+        if self._tokenless(session):
+            return CSRFToken("")
         name = html.escape(self.field_name)
         return CSRFToken(f'<input type="hidden" name="{name}" value="{csrf_token(session)}">')
+
+    def _tokenless(self, session: object) -> bool:
+        """Whether ``session`` gets no token: ``anonymous="origin"``, and it is not stored
+        (so a token would store it, for every visitor who merely sees a form)."""
+        if self.anonymous != "origin":
+            return False
+        state = bound_state(session)
+        return state.origin is None and csrf_secret(state.reserved(CSRF_FIELD)) is None
 
     async def __call__(self, connection: HTTPConnection) -> None:
         await self.check(connection)
@@ -228,6 +255,12 @@ class CSRFProtection:
             raise retry_later(connection, exc) from None
         secret = csrf_secret(state.reserved(CSRF_FIELD)) if state.origin is not None else None
         if secret is None:
+            if (
+                self.anonymous == "origin"
+                and state.origin is None
+                and self._origin_verdict(connection) is True
+            ):
+                return  # a visitor with no stored session, from this site's own page
             raise _refuse(connection, "no session")
         sent = await self._sent_token(connection)
         if sent is None:
@@ -245,11 +278,17 @@ class CSRFProtection:
         return any(exempted(path) for exempted in self.exempt)
 
     def _same_origin(self, connection: HTTPConnection) -> bool:
-        """Whether the browser says the request comes from this site (or a trusted one).
+        """Whether the request may come from this site: the browser says so, or says
+        nothing (a client that is not a browser, which cannot be tricked: the token
+        decides)."""
+        return self._origin_verdict(connection) is not False
+
+    def _origin_verdict(self, connection: HTTPConnection) -> bool | None:
+        """What the browser says of where the request comes from: this site (or a trusted
+        one), another site, or nothing (``None``).
 
         ``Sec-Fetch-Site`` is the browser's own verdict and needs no ``Host``; without it,
-        ``Origin``, then ``Referer``, is compared with the request's own origin. A request
-        with none of them is not from a browser that could be tricked: the token decides.
+        ``Origin``, then ``Referer``, is compared with the request's own origin.
         """
         headers = connection.headers
         origin = headers.get("origin")
@@ -265,7 +304,7 @@ class CSRFProtection:
         if origin is None:
             origin = headers.get("referer")
             if origin is None:
-                return True
+                return None
         claimed = _origin_of(origin)
         return claimed is not None and (
             claimed == _own_origin(connection) or claimed in self.trusted_origins

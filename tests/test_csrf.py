@@ -159,6 +159,41 @@ async def test_the_token_is_stored_once_and_read_without_a_write_on_each_store(
         assert "expired" in ended.json()["detail"]
 
 
+async def test_a_public_page_stores_a_session_per_visitor_unless_anonymous_is_origin(
+    clock: Clock,
+) -> None:
+    # The default: a page with a form stores a session (its secret) for every visitor.
+    store = MemoryBackend(clock=clock)
+    async with client_for(protected_app(manager_factory(store, clock)())) as client:
+        await page_token(client)
+    assert len(store._records) == 1
+
+    store = MemoryBackend(clock=clock)
+    own = {"origin": "http://testserver"}
+    app = protected_app(manager_factory(store, clock)(), anonymous="origin")
+    async with client_for(app) as client:
+        page = await client.get("/form")
+        assert page.text == "<form method=post></form>"  # no token, and nothing stored
+        assert "set-cookie" not in page.headers
+        assert len(store._records) == 0
+        # Posting it needs the browser's word that it comes from this site.
+        for elsewhere in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
+            assert (await client.post("/add", headers=elsewhere)).status_code == 403
+        assert (await client.post("/add")).status_code == 403  # no word at all
+        assert len(store._records) == 0
+        assert (await client.post("/add", headers=own)).json() == 1  # stored from now on
+        # A stored session needs its token, as usual, whatever the browser says.
+        refused = await client.post("/add", headers={"sec-fetch-site": "same-origin"})
+        assert refused.status_code == 403
+        token = await page_token(client)
+        assert (await client.post("/add", headers={**own, "X-CSRF-Token": token})).json() == 2
+
+
+def test_anonymous_is_token_or_origin() -> None:
+    with pytest.raises(ConfigurationError, match="anonymous='cookie'"):
+        CSRFProtection(anonymous="cookie")  # type: ignore[arg-type]
+
+
 async def test_forms_urlencoded_and_multipart_and_the_header_all_carry_it(
     client: httpx.AsyncClient,
 ) -> None:
