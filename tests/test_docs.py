@@ -143,15 +143,20 @@ def migration_snippet() -> str:
 @pytest.mark.parametrize(
     ("page", "start", "end", "report"),
     [
-        ("README.md", "Measured by `bash bench/run.sh stores`", "[Choosing a store]", "STORES"),
-        ("README.md", "µs per request in process, over bare", "Requests that do", "RESULTS"),
+        ("docs/tour.md", "Measured by `bash bench/run.sh stores`", "[Choosing a store]", "STORES"),
+        (
+            "docs/benchmarks.md",
+            "µs per request in process, over bare",
+            "Requests that do",
+            "RESULTS",
+        ),
         ("docs/how-to/choosing-a-store.md", "| store | survives", "## SQL in", "STORES"),
         ("docs/how-to/choosing-a-store.md", "In one run of `bash bench", "The clients,", "STORES"),
         ("docs/how-to/user-sessions.md", "| store | log-in |", "On Redis an indexed", "STORES"),
         ("docs/how-to/encryption.md", "| store | `/read`", "A read opens", "FEATURES"),
         ("docs/how-to/html-apps.md", "| app | `GET`", "- **CSRF** costs", "FEATURES"),
         ("docs/how-to/operations.md", "| memory, telemetry off", "On with the API", "FEATURES"),
-        ("README.md", "What `hiredis` buys, from", "## Concurrent requests", "PARSERS"),
+        ("docs/benchmarks.md", "What `hiredis` buys, from", "## Concurrent requests", "PARSERS"),
     ],
 )
 def test_the_figures_quoted_come_from_the_recorded_benchmark(
