@@ -244,8 +244,7 @@ def find_sessions(app: Any, namespace: dict[str, Any]) -> Found:
     for name, value in namespace.items():
         if isinstance(value, SessionManager) and value.engine not in found.engines:
             found.engines.append(value.engine)
-            if build is not None:
-                found.unserved.append(name)
+            found.unserved.append(name)
     return found
 
 

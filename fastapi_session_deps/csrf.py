@@ -210,9 +210,7 @@ class CSRFProtection:
     def token(self, session: object) -> CSRFToken:
         """The session's token, freshly masked (see `csrf_token`); with
         ``anonymous="origin"``, empty for a visitor who has no stored session yet."""
-        if self._tokenless(session):
-            return CSRFToken("")
-        return CSRFToken(csrf_token(session))
+        return CSRFToken("" if self._tokenless(session) else csrf_token(session))
 
     def input(self, session: object) -> CSRFToken:
         """A hidden form field carrying the token, for a template:

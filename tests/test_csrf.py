@@ -53,6 +53,10 @@ def protected_app(sessions: SessionManager[AppSession], **options: Any) -> FastA
     async def form(session: Session) -> str:
         return f"<form method=post>{csrf.input(session)}</form>"
 
+    @app.get("/token")
+    async def token(session: Session) -> str:
+        return csrf.token(session)
+
     @app.get("/count")
     async def count(session: Annotated[AppSession, Depends(sessions.get_session_readonly)]) -> int:
         return session.counter
@@ -174,6 +178,7 @@ async def test_a_public_page_stores_a_session_per_visitor_unless_anonymous_is_or
     async with client_for(app) as client:
         page = await client.get("/form")
         assert page.text == "<form method=post></form>"  # no token, and nothing stored
+        assert (await client.get("/token")).json() == ""  # for scripts, none either
         assert "set-cookie" not in page.headers
         assert len(store._records) == 0
         # Posting it needs the browser's word that it comes from this site.

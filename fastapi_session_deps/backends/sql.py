@@ -287,7 +287,9 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         async def create() -> None:
             # Workers starting together each check, then create: the losers of that race
             # see "already exists" and check again, finding what the winner made.
-            for attempt in range(1, 4):
+            attempt = 0
+            while True:
+                attempt += 1
                 try:
                     async with self.engine.begin() as connection:
                         await connection.run_sync(

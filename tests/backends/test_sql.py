@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,6 +26,7 @@ from fastapi_session_deps import (
     BackendUnavailable,
     ConfigurationError,
     CookieFrontend,
+    MissingDependencyError,
     SessionManager,
     SQLBackend,
     StoreNotSetUp,
@@ -397,6 +399,29 @@ async def test_a_missing_table_is_named_with_its_fix_and_logged_once(
     finally:
         await backend.drop_table()
         await backend.aclose()
+
+
+async def test_a_create_refused_for_another_reason_is_not_taken_for_a_lost_race(
+    tmp_path: Path, clock: Clock
+) -> None:
+    # SQLite: "there is already an index named ...", not "already exists": no retry.
+    url = f"sqlite:///{tmp_path}/s.db"
+    backend = SQLBackend.from_url(url, table_name="taken", clock=clock)
+    await raw(backend, "CREATE TABLE other (a INTEGER)")
+    await raw(backend, "CREATE INDEX taken ON other (a)")
+    with pytest.raises(BackendUnavailable, match="already an index named taken"):
+        await backend.create_table()
+    await backend.aclose()
+
+
+def test_a_missing_driver_names_its_extra_and_another_missing_module_is_not_hidden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)
+    with pytest.raises(MissingDependencyError, match=r"fastapi-session-deps\[postgres\]"):
+        SQLBackend.from_url("postgresql://app@127.0.0.1:9/app")
+    with pytest.raises(ModuleNotFoundError, match="psycopg"):  # not a driver of ours
+        SQLBackend.from_url("postgresql+psycopg://app@127.0.0.1:9/app")
 
 
 async def test_workers_creating_the_tables_at_once_all_succeed(url: str, clock: Clock) -> None:
