@@ -28,6 +28,13 @@ def load(name: str) -> ModuleType:
     return module
 
 
+def load_demo(data: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The demo, keeping its data in ``data``, with keys of its own making."""
+    monkeypatch.setenv("DEMO_DATA_DIR", str(data))
+    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
+    return load("demo")
+
+
 def client_for(module: ModuleType) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=module.app)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
@@ -57,9 +64,7 @@ async def test_the_quickstart_works_exactly_as_written() -> None:
 async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
-    demo = load("demo")
+    demo = load_demo(tmp_path, monkeypatch)
     async with demo.lifespan(demo.app), client_for(demo) as client:
         home = await client.get("/")
         assert "Log in" in home.text
@@ -101,9 +106,7 @@ async def test_the_demo_shop_logs_in_fills_a_cart_and_logs_out(
 async def test_the_demo_sends_a_signed_out_browser_to_log_in_and_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
-    demo = load("demo")
+    demo = load_demo(tmp_path, monkeypatch)
     browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
     async with demo.lifespan(demo.app), client_for(demo) as client:
         sent = await client.get("/devices", headers=browser)
@@ -138,9 +141,7 @@ async def test_the_demo_keeps_its_data_to_its_owner_and_shows_visitors_no_server
 ) -> None:
     data = tmp_path / "data"
     data.mkdir(mode=0o755)  # as an older demo left it
-    monkeypatch.setenv("DEMO_DATA_DIR", str(data))
-    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
-    demo = load("demo")
+    demo = load_demo(data, monkeypatch)
     async with demo.lifespan(demo.app), client_for(demo) as client:
         await client.get("/")
         token = field_token((await client.get("/")).text)
@@ -297,9 +298,7 @@ async def test_the_demo_remakes_a_table_left_by_an_older_demo(
             "meta JSON NOT NULL, expires_at FLOAT NOT NULL)"
         )
     old.close()
-    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("SESSION_SECRET_KEY", raising=False)
-    demo = load("demo")
+    demo = load_demo(tmp_path, monkeypatch)
     async with demo.lifespan(demo.app), client_for(demo) as client:
         token = field_token((await client.get("/")).text)
         await client.post("/login", content=f"csrf_token={token}&username=Ada", headers=FORM)
