@@ -1,6 +1,10 @@
 """Every complete program in the docs runs: a fenced block titled ``*.py`` is a program."""
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -182,3 +186,19 @@ def test_the_code_in_the_docs_fits_the_column() -> None:
         if len(line) > 88
     ]
     assert wide == []
+
+
+def test_the_docs_search_finds_how_tos_by_the_names_of_the_api(tmp_path: Path) -> None:
+    # A newcomer searching the site for a method finds the how-to that uses it, not only
+    # the API reference.
+    subprocess.run(  # noqa: S603 - our own interpreter and docs
+        [sys.executable, "-m", "mkdocs", "build", "--quiet", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        check=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=120,
+    )
+    index = json.loads((tmp_path / "search" / "search_index.json").read_text())["docs"]
+    for name in ("create_table", "require_session", "login_url", "regenerate_session"):
+        found = {entry["location"].split("/#")[0] for entry in index if name in entry["text"]}
+        assert any(page.startswith("how-to/") for page in found), (name, found)
