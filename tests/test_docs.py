@@ -202,3 +202,14 @@ def test_the_docs_search_finds_how_tos_by_the_names_of_the_api(tmp_path: Path) -
     for name in ("create_table", "require_session", "login_url", "regenerate_session"):
         found = {entry["location"].split("/#")[0] for entry in index if name in entry["text"]}
         assert any(page.startswith("how-to/") for page in found), (name, found)
+
+
+def test_the_readme_is_a_front_door_not_the_manual() -> None:
+    # Pitch, install, quickstart, the drop-in, links: the rest lives on the docs site.
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    sections = re.findall(r"^## (.+)$", readme, re.MULTILINE)
+    assert sections[:3] == ["Install", "Quickstart", "Two commands"]
+    assert any(section.startswith("`request.session`") for section in sections)
+    for page in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (ROOT / page).is_file(), page

@@ -198,3 +198,25 @@ async def test_every_snippet_of_the_docs_runs(
     for value in names.values():  # the stores a fragment made are closed
         if isinstance(value, fastapi_session_deps.Backend):
             await value.aclose()
+
+
+#: What only the `request.session` drop-in offers, and what only the typed API does.
+DROP_IN = re.compile(
+    r"request\.session|\b(SessionMiddleware|SessionAutoloadMiddleware|regenerate_session|"
+    r"login_session|load_session|destroy_session|user_sessions)\b"
+)
+TYPED = re.compile(r"Depends\(sessions\.|\bsessions\.(get_session|require_session|verifier)\b")
+
+
+@pytest.mark.parametrize(("where", "code"), fragments(), ids=[w for w, _ in fragments()])
+def test_a_snippet_says_which_api_it_is_for_and_never_mixes_them(where: str, code: str) -> None:
+    bare = re.sub(r"#[^\n]*", "", code)  # what it does, not what its comments mention
+    drop_in, typed = DROP_IN.search(bare), TYPED.search(bare)
+    assert not (drop_in and typed), f"{where} mixes request.session with the typed API"
+    if drop_in and not where.startswith("docs/how-to/migrate-starlette.md"):
+        # Outside the migration guide, a drop-in snippet names it: by its import, or a
+        # comment that says request.session.
+        said = re.search(
+            r"^from fastapi_session_deps import .*\b(Session\w*Middleware)", code, re.M
+        )
+        assert said or re.search(r"#.*request\.session", code), where
