@@ -30,11 +30,13 @@ from fastapi_session_deps import (
     CSRFProtection,
     MemoryBackend,
     SessionManager,
-    SessionModel,
 )
 from fastapi_session_deps.backends.encrypted import new_key as new_encryption_key
 from fastapi_session_deps.cli import find_sessions
 from fastapi_session_deps.keys import new_secret_key
+
+from .support import AppSession as UserSession
+from .support import build_app
 
 pytestmark = pytest.mark.anyio
 
@@ -60,36 +62,12 @@ def is_the_quickstart(code: str) -> bool:
     return code == (ROOT / "examples" / "quickstart.py").read_text().partition('"""\n\n')[2]
 
 
-class UserSession(SessionModel):
-    user_id: int | None = None
-    cart: list[str] = []
-    email: str = ""
-
-
 class AuditLog:
     def __init__(self) -> None:
         self.written: list[tuple[Any, ...]] = []
 
     async def write(self, *fields: Any) -> None:
         self.written.append(fields)
-
-
-def the_quickstarts_routes(app: FastAPI, sessions: SessionManager[UserSession]) -> None:
-    """The routes of the README's quickstart, which the testing how-to drives."""
-    Session = Annotated[UserSession, Depends(sessions.get_session)]
-
-    @app.post("/login")
-    async def login(session: Session, user_id: int = 1) -> dict[str, bool]:
-        await sessions.regenerate(session)
-        session.user_id = user_id
-        return {"ok": True}
-
-    @app.get("/me")
-    @app.get("/account")
-    async def me(
-        session: Annotated[UserSession, Depends(sessions.require_session)],
-    ) -> dict[str, int | None]:
-        return {"user_id": session.user_id}
 
 
 def context(redis_url: str) -> dict[str, Any]:
@@ -105,9 +83,7 @@ def context(redis_url: str) -> dict[str, Any]:
         backend=backend,
         user_index=True,
     )
-    app = FastAPI()
-    app.add_middleware(sessions.middleware)
-    the_quickstarts_routes(app, sessions)
+    app = build_app(sessions)  # with the quickstart's /login and /me among its routes
     names.update(
         Annotated=Annotated,
         Any=Any,
