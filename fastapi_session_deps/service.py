@@ -15,6 +15,8 @@ The protocol (every request carries ``Authorization: Bearer <token>``):
 ``PATCH /v1/sessions/{key}``            with ``If-Match: *``: merge ``{"changed": {...},
                                         "removed": [...]}`` only if the record exists. 204, or
                                         412 when it does not (it is never brought back).
+                                        ``Session-TTL`` pushes the expiry out, never sooner;
+                                        with ``Session-Expiry: exact``, sets it exactly.
 ``POST /v1/sessions/{key}/replace``     ``{"fields": {name: [old, new]}}``: write each new
                                         value where the record still holds the old one
                                         (`Backend.replace_unchanged`). 204.
@@ -63,7 +65,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -237,12 +239,14 @@ def create_app(
         changes: Changes,
         session_ttl: Annotated[str | None, Header()] = None,
         if_match: Annotated[str | None, Header()] = None,
+        session_expiry: Annotated[Literal["later", "exact"], Header()] = "later",
     ) -> Response:
         if if_match != "*":
             raise HTTPException(428, "PATCH needs If-Match: * (merge only into a live record)")
         changed = fields_of(changes.changed)
+        exact = session_expiry == "exact"
         if not await backend.update(
-            checked(key), changed, changes.removed, ttl=ttl_of(session_ttl)
+            checked(key), changed, changes.removed, ttl=ttl_of(session_ttl), exact=exact
         ):
             raise HTTPException(412, "No such session")
         return Response(status_code=204)

@@ -209,8 +209,11 @@ class InstrumentedStore(Backend, SessionLocks, SessionIndex):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
-        return await self._call("update", self.inner.update(key, changed, removed, ttl=ttl))
+        return await self._call(
+            "update", self.inner.update(key, changed, removed, ttl=ttl, exact=exact)
+        )
 
     async def delete(self, key: str) -> bool | None:
         return await self._call("delete", self.inner.delete(key))

@@ -73,9 +73,10 @@ class CountingBackend(Backend, SessionLocks, SessionIndex):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
         self.calls["update"] += 1
-        return await self.inner.update(key, changed, removed, ttl=ttl)
+        return await self.inner.update(key, changed, removed, ttl=ttl, exact=exact)
 
     async def delete(self, key: str) -> bool | None:
         self.calls["delete"] += 1
@@ -171,9 +172,10 @@ class SwitchableBackend(CountingBackend):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
         self._check("update")
-        return await super().update(key, changed, removed, ttl=ttl)
+        return await super().update(key, changed, removed, ttl=ttl, exact=exact)
 
     async def delete(self, key: str) -> bool | None:
         self._check("delete")
@@ -398,6 +400,7 @@ class NoLocksBackend(Backend):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
         return False
 

@@ -183,12 +183,16 @@ class Backend(ABC):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
         """Merge into the record under ``key``, atomically, if it exists.
 
         Fields in ``changed`` are written, fields in ``removed`` are deleted, other fields are
         left as the store has them (another request may have written them meanwhile), and the
-        expiry is reset to ``ttl`` seconds from now.
+        expiry is pushed out to ``ttl`` seconds from now, never brought sooner: a request
+        that loaded the session before another gave it a longer lifetime must not cut it
+        short. With ``exact``, the expiry is set to ``ttl`` from now even if that is sooner
+        (the request that changes a session's lifetime).
 
         Returns:
             ``True`` if the record existed and was updated; ``False`` if it did not exist (it

@@ -218,9 +218,10 @@ class EncryptedBackend(Backend):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
         sealed = {name: self._seal(key, name, value) for name, value in changed.items()}
-        return await self.inner.update(key, sealed, removed, ttl=ttl)
+        return await self.inner.update(key, sealed, removed, ttl=ttl, exact=exact)
 
     async def delete(self, key: str) -> bool | None:
         return await self.inner.delete(key)

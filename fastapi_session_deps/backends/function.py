@@ -123,14 +123,17 @@ class FunctionBackend(Backend):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
-        fields = await self._read(key)
-        if fields is None:
+        found = await self._read_record(key)
+        if found is None:
             return False
+        fields, expires = found
         fields.update(changed)
         for name in removed:
             fields.pop(name, None)
-        await self._write(key, fields, ttl)
+        now = self._clock()
+        await self._write(key, fields, ttl if exact else max(ttl, expires - now))
         return True
 
     async def delete(self, key: str) -> None:
@@ -142,6 +145,12 @@ class FunctionBackend(Backend):
 
     async def _read(self, key: str) -> dict[str, bytes] | None:
         """The live record under ``key``; ``None`` if there is none, or it expired or broke."""
+        found = await self._read_record(key)
+        return None if found is None else found[0]
+
+    async def _read_record(self, key: str) -> tuple[dict[str, bytes], float] | None:
+        """The live record under ``key`` and when it expires; ``None`` if there is none, or
+        it expired or broke."""
         raw = await self._call("get", self._get, key)
         if raw is None:
             return None
@@ -159,7 +168,7 @@ class FunctionBackend(Backend):
         if expires <= self._clock():
             await self.delete(key)
             return None
-        return fields
+        return fields, expires
 
     async def _write(self, key: str, fields: Mapping[str, bytes], ttl: float) -> None:
         await self._call("save", self._save, key, _encode(fields, self._clock() + ttl))

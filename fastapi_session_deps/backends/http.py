@@ -50,6 +50,9 @@ __all__ = ["HTTPBackend"]
 
 logger = logging.getLogger("fastapi_session_deps")
 
+#: The ``Session-Expiry`` header of a merge: push the expiry out only, or set it exactly.
+_EXPIRY = {False: "later", True: "exact"}
+
 
 @dataclass(frozen=True)
 class _Answer:
@@ -174,11 +177,12 @@ class HTTPBackend(Backend, SessionLocks, SessionIndex):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
         response = await self._request(
             "PATCH",
             f"/v1/sessions/{key}",
-            {"session-ttl": repr(ttl), "if-match": "*"},
+            {"session-ttl": repr(ttl), "if-match": "*", "session-expiry": _EXPIRY[exact]},
             json={"changed": encode_fields(dict(changed)), "removed": list(removed)},
         )
         if response.status == 412:

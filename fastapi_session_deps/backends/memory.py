@@ -147,6 +147,7 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
         with self._lock:
             now = self._clock()
@@ -157,7 +158,9 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
             fields.update(changed)
             for name in removed:
                 fields.pop(name, None)
-            self._expiry[key] = now + ttl
+            until = now + ttl
+            if exact or self._expiry[key] < until:
+                self._expiry[key] = until
             self._records.move_to_end(key)
             return True
 

@@ -84,21 +84,25 @@ if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """
 
-#: Merge into the record only if it still exists (never resurrect a deleted session):
-#: ARGV = ttl_ms, 2 * number of changed fields, field, value, ..., removed field, ...
+#: Merge into the record only if it still exists (never resurrect a deleted session),
+#: and push its expiry out (or, if ARGV[2] is 1, set it exactly): ARGV = ttl_ms, exact,
+#: 2 * number of changed fields, field, value, ..., removed field, ...
 #: Answers 1 when merged, 0 when there is no record, -1 for a key of the wrong type.
 _MERGE = """
 local kind = redis.call('TYPE', KEYS[1])['ok']
 if kind == 'none' then return 0 end
 if kind ~= 'hash' then redis.call('DEL', KEYS[1]) return -1 end
-local last = 2 + tonumber(ARGV[2])
-for i = 3, last, 1000 do
+local last = 3 + tonumber(ARGV[3])
+for i = 4, last, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, last)))
 end
 for i = last + 1, #ARGV, 1000 do
   redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[1])
+if ARGV[2] == '1' or redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
 return 1
 """
 
@@ -328,8 +332,9 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
-        args: list[str | bytes | int] = [_milliseconds(ttl), 2 * len(changed)]
+        args: list[str | bytes | int] = [_milliseconds(ttl), int(exact), 2 * len(changed)]
         for field, value in changed.items():
             args += (field, value)
         args += removed

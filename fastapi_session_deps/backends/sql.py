@@ -354,6 +354,7 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         removed: Collection[str] = (),
         *,
         ttl: float,
+        exact: bool = False,
     ) -> bool:
         data, meta = split_fields(changed)
         # A merge patch: null removes a member (values are never null: they are text).
@@ -365,7 +366,14 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
             else:
                 patch[name] = None
         now = self._clock()
-        values = {"k": key, "now": now, "until": now + ttl, "d": patch, "m": meta_patch}
+        values = {
+            "k": key,
+            "now": now,
+            "until": now + ttl,
+            "exact": exact,
+            "d": patch,
+            "m": meta_patch,
+        }
         here = self._dialect != "postgresql" and len(patch) + len(meta_patch) > SERVER_PATCH_LIMIT
         if self._dialect == "sqlite" and not here:
             return await self._run("update", self._statements.merge, values, _count) == 1
@@ -457,7 +465,13 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
                     stored.pop(name, None)
                 else:
                     stored[name] = value
-        whole = {"k": values["k"], "d": data, "m": meta, "until": values["until"]}
+        whole = {
+            "k": values["k"],
+            "d": data,
+            "m": meta,
+            "until": values["until"],
+            "exact": values["exact"],
+        }
         await connection.execute(statements.replace, whole)
         return True
 
@@ -803,13 +817,16 @@ class _Statements:
             "user_id": sa.bindparam("u", type_=c.user_id.type),
         }
         self.upsert = self._upsert(table, row)
+        # A merge pushes the expiry out, never sooner, unless told to set it exactly.
+        exact = sa.bindparam("exact", type_=sa.Boolean())
+        later = sa.case((sa.or_(exact, c.expires_at < until), until), else_=c.expires_at)
         self.merge = (
             sa.update(table)
             .where(live)
             .values(
                 data=self._patched(c.data, "d"),
                 meta=self._patched(c.meta, "m"),
-                expires_at=until,
+                expires_at=later,
             )
         )
         # For a merge patched here: the live row, locked until the transaction ends (SQLite
@@ -821,7 +838,7 @@ class _Statements:
         self.replace = (
             sa.update(table)
             .where(c.id_hash == k)
-            .values(data=row["data"], meta=row["meta"], expires_at=until)
+            .values(data=row["data"], meta=row["meta"], expires_at=later)
         )
         self.rewrite = (
             sa.update(table)
@@ -1019,7 +1036,8 @@ def _table_missing(exc: sa_exc.DBAPIError) -> bool:
 
 
 def _already_exists(exc: sa_exc.DBAPIError) -> bool:
-    """Whether a CREATE lost a race with another one: SQLite's "already exists",
+    """Whether a CREATE lost a race with another one: SQLite's "already exists" (or its
+    lock, held by another CREATE past the busy timeout),
     PostgreSQL's SQLSTATE 42P07 (or 23505 on its catalog, when both created at once),
     MySQL's errors 1050 (table) and 1061 (index)."""
     original = exc.orig
@@ -1028,6 +1046,7 @@ def _already_exists(exc: sa_exc.DBAPIError) -> bool:
         code in (1050, 1061)
         or getattr(original, "sqlstate", None) in ("42P07", "23505")
         or "already exists" in str(original)
+        or "database is locked" in str(original)  # SQLite: another CREATE held it too long
     )
 
 

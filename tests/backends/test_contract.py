@@ -122,6 +122,23 @@ async def test_update_resets_the_expiry(backend: Backend, pass_time: PassTime) -
     assert await backend.get("k") == {"a": b"2"}
 
 
+async def test_update_never_brings_the_expiry_sooner_unless_told_to(
+    backend: Backend, pass_time: PassTime
+) -> None:
+    # A request that loaded the session before another gave it a longer life must not cut
+    # it short; the request that changes the lifetime sets it exactly.
+    await backend.set("long", {"a": b"1"}, ttl=100)
+    await backend.set("short", {"a": b"1"}, ttl=100)
+    assert await backend.update("long", {"b": b"2"}, ttl=10)
+    assert await backend.update("short", {"b": b"2"}, ttl=10, exact=True)
+    await pass_time(11)
+    assert await backend.get("long") == {"a": b"1", "b": b"2"}
+    assert await backend.get("short") is None
+    assert await backend.update("long", {}, ttl=200)  # and later, when asked
+    await pass_time(100)
+    assert await backend.get("long") == {"a": b"1", "b": b"2"}
+
+
 async def test_delete_removes_and_tolerates_missing(backend: Backend) -> None:
     await backend.set("k", {"a": b"1"}, ttl=60)
     await backend.delete("k")
