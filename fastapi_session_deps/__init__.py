@@ -33,6 +33,7 @@ from .health import health_router as health_router
 from .manager import SessionManager as SessionManager
 from .models import SessionModel as SessionModel
 from .policy import SessionEvent as SessionEvent
+from .policy import SessionLifetime as SessionLifetime
 from .policy import SessionPolicy as SessionPolicy
 from .starlette import Session as Session
 from .starlette import SessionAutoloadMiddleware as SessionAutoloadMiddleware
@@ -40,9 +41,11 @@ from .starlette import SessionDict as SessionDict
 from .starlette import SessionMiddleware as SessionMiddleware
 from .starlette import SessionNotLoaded as SessionNotLoaded
 from .starlette import destroy_session as destroy_session
+from .starlette import get_session_remaining_seconds as get_session_remaining_seconds
 from .starlette import load_session as load_session
 from .starlette import login_session as login_session
 from .starlette import regenerate_session as regenerate_session
+from .starlette import set_session_lifetime as set_session_lifetime
 from .starlette import user_sessions as user_sessions
 from .users import SessionInfo as SessionInfo
 from .users import UserSessions as UserSessions
@@ -81,6 +84,7 @@ __all__ = [
     "SessionEvent",
     "SessionIndex",
     "SessionInfo",
+    "SessionLifetime",
     "SessionLocks",
     "SessionManager",
     "SessionMiddleware",
@@ -96,11 +100,13 @@ __all__ = [
     "destroy_session",
     "flash",
     "get_flashed_messages",
+    "get_session_remaining_seconds",
     "health_router",
     "load_session",
     "local_path",
     "login_session",
     "regenerate_session",
+    "set_session_lifetime",
     "user_sessions",
 ]
 

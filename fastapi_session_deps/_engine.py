@@ -28,6 +28,7 @@ import logging
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
@@ -40,16 +41,21 @@ from ._locks import HeldLock, LockKeeper
 from ._record import (
     CREATED_FIELD,
     CREATED_SIZE,
+    LIFETIME_FIELD,
     RESERVED_PREFIX,
     SEEN_FIELD,
     RecordFacts,
+    StoredLifetime,
     carried_fields,
     declared,
+    lifetime_field,
+    lifetime_of,
     log_in_fields,
     moved,
     owner_of,
     record_size,
 )
+from ._time import in_words, to_seconds
 from .backends.base import Backend, EndedRecord, SessionIndex, SessionLocks, backend_name
 from .exceptions import (
     BackendUnavailable,
@@ -60,7 +66,7 @@ from .exceptions import (
     SessionTooLarge,
 )
 from .frontends.base import Frontend
-from .policy import EventKind, SessionEvent, SessionPolicy
+from .policy import EventKind, SessionEvent, SessionLifetime, SessionPolicy
 from .serializers import Serializer
 from .signing import VerifiedToken, new_session_id, session_handle, store_key
 from .telemetry import InstrumentedStore, telemetry_for
@@ -80,6 +86,27 @@ MAX_CLOCK_SKEW = 60.0
 STAMP_RESOLUTION = 1.0
 #: The most entries of a user's index read in one store call.
 USER_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetime:
+    """How long one session lives, as the engine applies it: the app's settings, or what a
+    route chose for it (`SessionEngine.set_lifetime`) within the app's bounds.
+
+    Attributes:
+        sliding: seconds of inactivity after which it ends (the idle timeout, or the
+            frontend's shorter ``max_age``).
+        absolute: seconds after its creation at which it ends; ``None`` for no limit.
+        persistent: whether its token outlives the client's session; ``None``: as the
+            frontend does.
+        mark: what its tokens say of it (`VerifiedToken.lifetime`): ``None`` when it
+            slides as the app's sessions do.
+    """
+
+    sliding: float
+    absolute: float | None
+    persistent: bool | None
+    mark: int | None
 
 
 class Use(enum.Enum):
@@ -133,6 +160,11 @@ class SessionState(Generic[T]):
     #: The stored record as it was read (never changed), for its owner, its index entry
     #: and its events when it goes.
     stored: dict[str, bytes] | None = None
+    #: The record's expiry is to be set to exactly the session's lifetime at commit, even
+    #: if that is sooner than the store has it (its lifetime changed); otherwise a commit
+    #: only ever pushes it later, so that a request that loaded the session before another
+    #: one gave it a longer life does not cut it short.
+    exact_expiry: bool = False
 
     @property
     def stored_owner(self) -> str | None:
@@ -257,16 +289,12 @@ class SessionEngine(Generic[T]):
         self.scope_key = f"fastapi_session_deps.{id(self):x}"
         #: The sliding lifetime: the idle timeout, or the frontend's shorter token lifetime
         #: (a cookie's max_age), since a client drops its token after that anyway.
-        idle = policy.idle_timeout
-        self.lifetime = idle if frontend.max_age is None else min(idle, frontend.max_age)
-        self._reissue_after = max(self.lifetime, 0) * REISSUE_FRACTION
-        #: The stamp's age past which a token is refused unread: the lifetime, and the
-        #: stamp's resolution, so that no session is refused before its deadline (the
-        #: store's exact expiry decides within it). A lifetime of zero or less (a cookie
-        #: that expires at once) stores nothing: no token of it is worth a read.
-        self._oldest_token = (
-            self.lifetime + STAMP_RESOLUTION if self.lifetime > 0 else self.lifetime
-        )
+        self.lifetime = self._sliding(policy.idle_timeout)
+        #: The longest sliding lifetime a route may give a session (`set_lifetime`).
+        self.longest_lifetime = self._sliding(cast("float", policy.max_idle_timeout))
+        #: How a session lives that was given no lifetime of its own.
+        self.default_lifetime = Lifetime(self.lifetime, policy.absolute_timeout, None, None)
+        self._lifetimes: dict[bytes, Lifetime] = {}
         #: Whether anything hears of events (a hook, or the instruments): if not, none is
         #: built.
         self._listening = policy.on_event is not None or self.telemetry is not None
@@ -274,6 +302,94 @@ class SessionEngine(Generic[T]):
         # from a factory that varies): computed once, not per request. Never mutated.
         first, second = serializer.dump(serializer.new()), serializer.dump(serializer.new())
         self._empty = first if first == second else None
+
+    def _sliding(self, idle: float) -> float:
+        """The sliding lifetime of an idle timeout: the frontend's ``max_age`` if shorter,
+        since a client drops its token after that anyway."""
+        limit = self.frontend.max_age
+        return idle if limit is None else min(idle, limit)
+
+    # -- lifetimes -------------------------------------------------------------------------------
+
+    def lifetime_of(self, meta: Mapping[str, bytes] | None) -> Lifetime:
+        """How a session whose reserved fields are ``meta`` lives: as a route chose
+        (`LIFETIME_FIELD`), within the app's bounds as they are now, or by the settings."""
+        raw = meta.get(LIFETIME_FIELD) if meta else None
+        if raw is None:
+            return self.default_lifetime
+        known = self._lifetimes.get(raw)
+        if known is None:
+            known = self._bounded(lifetime_of(raw))
+            if len(self._lifetimes) >= 256:
+                self._lifetimes.clear()
+            self._lifetimes[raw] = known
+        return known
+
+    def _bounded(self, chosen: StoredLifetime | None) -> Lifetime:
+        """A stored choice held to the app's bounds, which may have been lowered since it
+        was made; ``None`` (a damaged field) is the app's settings."""
+        if chosen is None:
+            return self.default_lifetime
+        policy = self.policy
+        sliding = self._sliding(min(chosen.idle, cast("float", policy.max_idle_timeout)))
+        absolute, longest = chosen.absolute, policy.max_absolute_timeout
+        if longest is not None:
+            absolute = longest if absolute is None else min(absolute, longest)
+        mark = None if sliding == self.lifetime else max(math.ceil(sliding), 1)
+        return Lifetime(sliding, absolute, chosen.persistent, mark)
+
+    def choose_lifetime(
+        self,
+        state: SessionState[T],
+        *,
+        idle: float | timedelta | None,
+        absolute: float | timedelta | Literal["default"] | None,
+        persistent: bool | None,
+    ) -> None:
+        """Give the session its own lifetime from now on, kept in its record (see
+        `SessionManager.set_lifetime`); the arguments ``None``/``"default"`` stand for
+        the app's settings.
+
+        Raises:
+            ConfigurationError: a duration beyond the app's bounds, or not a duration.
+        """
+        policy = self.policy
+        idle_s = policy.idle_timeout if idle is None else to_seconds(idle, "idle")
+        if absolute == "default":
+            absolute_s = policy.absolute_timeout
+        else:
+            absolute_s = None if absolute is None else to_seconds(absolute, "absolute")
+        if persistent is not None and not isinstance(persistent, bool):
+            raise ConfigurationError(
+                f"persistent must be True, False or None, not {persistent!r}."
+            )
+        keep = self.frontend.persistent if persistent is None else persistent
+        _check_within(idle_s, absolute_s, policy)
+        chosen = StoredLifetime(idle_s, absolute_s, keep)
+        same = idle_s == policy.idle_timeout and absolute_s == policy.absolute_timeout
+        raw = None if same and keep == self.frontend.persistent else lifetime_field(chosen)
+        self.make_writable(state)
+        if raw == state.reserved(LIFETIME_FIELD):
+            return  # as it was: nothing to store
+        state.set_reserved(LIFETIME_FIELD, raw)
+        state.exact_expiry = True  # this request knows the new lifetime: it sets it
+        if state.fate is Fate.KEEP:
+            state.fate = Fate.RENEW  # a new token, with the new lifetime and Max-Age
+
+    def describe_lifetime(self, state: SessionState[T]) -> SessionLifetime:
+        """How long the session of ``state`` lives, for the app to show."""
+        lifetime = self.lifetime_of(state.meta)
+        persistent = (
+            self.frontend.persistent if lifetime.persistent is None else lifetime.persistent
+        )
+        left = self.remaining(state.created_at, self.policy.clock(), lifetime)
+        return SessionLifetime(
+            idle_timeout=lifetime.sliding,
+            absolute_timeout=lifetime.absolute,
+            persistent=persistent,
+            chosen=lifetime is not self.default_lifetime,
+            seconds_left=max(left, 0.0),
+        )
 
     # -- the registry --------------------------------------------------------------------------
 
@@ -318,7 +434,7 @@ class SessionEngine(Generic[T]):
         """
         use = Use.READ_ONLY if readonly else Use.WRITABLE
         try:
-            if token is None or self.policy.clock() - token.issued_at > self._oldest_token:
+            if token is None or self._too_old(token, self._token_lifetime(token)):
                 # No token, or one older than any client may keep it (its Max-Age ran out).
                 state = self.new_state(use)
             elif self.locking is not None and use is Use.WRITABLE:
@@ -358,18 +474,42 @@ class SessionEngine(Generic[T]):
         state.lock = lock
         return state
 
+    def _token_lifetime(self, token: VerifiedToken) -> float:
+        """The sliding lifetime ``token`` was issued for, within the app's bounds."""
+        if token.lifetime is None:
+            return self.lifetime
+        return min(float(token.lifetime), self.longest_lifetime)
+
+    def _too_old(self, token: VerifiedToken, lifetime: float) -> bool:
+        """Whether ``token`` is older than a client may keep one of a session that slides
+        by ``lifetime``: the lifetime, and the stamp's resolution, so that no session is
+        refused before its deadline (the store's exact expiry decides within it). A
+        lifetime of zero or less (a cookie that expires at once) stores nothing: no token
+        of it is worth a read."""
+        age = self.policy.clock() - token.issued_at
+        return age > (lifetime + STAMP_RESOLUTION if lifetime > 0 else lifetime)
+
     async def _restore(self, token: VerifiedToken, use: Use) -> SessionState[T] | None:
         now = self.policy.clock()
         age = now - token.issued_at
-        renew = token.rotated or age >= self._reissue_after or age < -MAX_CLOCK_SKEW
-        fields = await self.store.get(token.key, ttl=self.lifetime if renew else None)
+        expected = self._token_lifetime(token)
+        renew = token.rotated or age >= expected * REISSUE_FRACTION or age < -MAX_CLOCK_SKEW
+        fields = await self.store.get(token.key, ttl=expected if renew else None)
         if fields is None:
             return None
         state = self._decode(token, fields, use, Fate.RENEW if renew else Fate.KEEP)
         if state is None:
             await self.store.delete(token.key)  # drop it: logged once, then gone
             return None
-        absolute = self.policy.absolute_timeout
+        lifetime = self.lifetime_of(state.meta)
+        if lifetime.mark != token.lifetime:
+            # The token was issued for another lifetime than the record now has (another
+            # request chose one meanwhile, or the app's bounds were lowered): the record
+            # decides, and the commit sets its expiry and sends a token that says so.
+            if self._too_old(token, lifetime.sliding):
+                return None
+            state.fate, state.exact_expiry = Fate.RENEW, True
+        absolute = lifetime.absolute
         if absolute is not None and now - state.created_at >= absolute:
             await self._delete_stored(state, token.key, "expired")
             return None
@@ -479,6 +619,7 @@ class SessionEngine(Generic[T]):
         self.make_writable(state)
         state.fate = Fate.END
         state.meta = None
+        state.exact_expiry = False
         self.serializer.reset(state.data)
         state.snapshot = self.serializer.dump(state.data)
         state.created_at = self.policy.clock()
@@ -491,12 +632,14 @@ class SessionEngine(Generic[T]):
 
     # -- commit ----------------------------------------------------------------------------------
 
-    def remaining(self, created_at: float, now: float) -> float:
-        """Seconds a session created at ``created_at`` may live from ``now`` if left idle."""
-        absolute = self.policy.absolute_timeout
+    def remaining(self, created_at: float, now: float, lifetime: Lifetime | None = None) -> float:
+        """Seconds a session created at ``created_at`` may live from ``now`` if left idle,
+        by its ``lifetime`` (the app's settings if not given)."""
+        lifetime = lifetime or self.default_lifetime
+        absolute = lifetime.absolute
         if absolute is None:
-            return self.lifetime
-        return min(self.lifetime, created_at + absolute - now)
+            return lifetime.sliding
+        return min(lifetime.sliding, created_at + absolute - now)
 
     async def commit(
         self, state: SessionState[T], headers: MutableHeaders, status: int, scope: Scope
@@ -522,7 +665,7 @@ class SessionEngine(Generic[T]):
             and state.meta is state.loaded_meta
             and state.origin is not None
             and state.use is not Use.UNSAVED
-            and self.policy.absolute_timeout is None
+            and self.lifetime_of(state.meta).absolute is None
         ):
             unchanged = self.serializer.unchanged(state.data, state.memo)
             if unchanged:
@@ -601,7 +744,8 @@ class SessionEngine(Generic[T]):
         # The record this session still is: none if it was never stored, or was ended.
         stored = None if ended else state.origin
         now = self.policy.clock()
-        ttl = self.remaining(state.created_at, now)
+        lifetime = self.lifetime_of(state.meta)
+        ttl = self.remaining(state.created_at, now, lifetime)
         if ttl <= 0:
             await self._end_now(state, stored, bool(changed or removed), now, ttl, headers, scope)
         elif stored is None or state.fate is Fate.MOVE:
@@ -631,7 +775,7 @@ class SessionEngine(Generic[T]):
             await self._delete_stored(state, stored.key, "expired")
             self._clear(headers, scope)
         elif dirty:
-            self._send(headers, new_session_id(), now, ttl, scope)
+            self._send(headers, new_session_id(), now, ttl, scope, state)
         elif state.fate is Fate.END:
             self._clear(headers, scope)
 
@@ -690,7 +834,7 @@ class SessionEngine(Generic[T]):
                 state.library_fields(),
                 previous=previous,
             )
-        self._send(headers, session_id, now, ttl, scope)
+        self._send(headers, session_id, now, ttl, scope, state)
 
     async def _save_changes(
         self,
@@ -712,9 +856,10 @@ class SessionEngine(Generic[T]):
             # was last seen. Only when the expiry is renewed, so reads stay one call.
             changed[SEEN_FIELD] = to_json(now)
             await index.index_add(owner, stored.key, ttl=ttl)
-        if changed or removed:
+        if changed or removed or state.exact_expiry:
             self._check_size(fields)
-            if not await self.store.update(stored.key, changed, removed, ttl=ttl):
+            exact = state.exact_expiry
+            if not await self.store.update(stored.key, changed, removed, ttl=ttl, exact=exact):
                 # Destroyed or expired meanwhile, or moved to a new id by a log-in in
                 # another request: not brought back. The token is left alone, since the
                 # client may already hold that log-in's new one.
@@ -724,7 +869,7 @@ class SessionEngine(Generic[T]):
                 )
                 return
         if state.fate is Fate.RENEW:
-            self._send(headers, stored.session_id, now, ttl, scope)
+            self._send(headers, stored.session_id, now, ttl, scope, state)
 
     def _changes(
         self, state: SessionState[T], unchanged: bool | None
@@ -789,12 +934,27 @@ class SessionEngine(Generic[T]):
         return session_id, key
 
     def _send(
-        self, headers: MutableHeaders, session_id: str, now: float, ttl: float, scope: Scope
+        self,
+        headers: MutableHeaders,
+        session_id: str,
+        now: float,
+        ttl: float,
+        scope: Scope,
+        state: SessionState[T],
     ) -> None:
         # Max-Age rounds up, so a session with 0.5 s left is not dropped by the client at
         # once; the server-side expiry stays exact.
         max_age = math.ceil(ttl) if ttl > 0 else math.floor(ttl)
-        self.frontend.write(headers, session_id, issued_at=int(now), max_age=max_age, scope=scope)
+        lifetime = self.lifetime_of(state.meta)
+        self.frontend.write(
+            headers,
+            session_id,
+            issued_at=int(now),
+            max_age=max_age,
+            scope=scope,
+            lifetime=lifetime.mark,
+            persistent=lifetime.persistent,
+        )
         _no_store(headers)
 
     def _clear(self, headers: MutableHeaders, scope: Scope) -> None:
@@ -867,6 +1027,29 @@ class SessionEngine(Generic[T]):
         lock, state.lock = state.lock, None
         if lock is not None:
             await lock.release()
+
+
+def _check_within(idle: float, absolute: float | None, policy: SessionPolicy) -> None:
+    """Refuse a lifetime a route chose beyond the app's bounds."""
+    longest_idle, longest_absolute = policy.max_idle_timeout, policy.max_absolute_timeout
+    if longest_idle is not None and idle > longest_idle:
+        raise ConfigurationError(
+            f"idle={in_words(idle)} is longer than the app allows a session "
+            f"(max_idle_timeout, {in_words(longest_idle)}): ask for less, or raise "
+            "max_idle_timeout in the session settings."
+        )
+    if longest_absolute is not None and (absolute is None or absolute > longest_absolute):
+        asked = "no absolute timeout" if absolute is None else f"absolute={in_words(absolute)}"
+        raise ConfigurationError(
+            f"{asked} is longer than the app allows a session (max_absolute_timeout, "
+            f"{in_words(longest_absolute)}): ask for less, or raise max_absolute_timeout "
+            "in the session settings."
+        )
+    if absolute is not None and absolute < idle:
+        raise ConfigurationError(
+            f"absolute={in_words(absolute)} is shorter than idle={in_words(idle)}, so the "
+            "idle timeout could never apply: pass a longer absolute=, or a shorter idle=."
+        )
 
 
 def _no_store(headers: MutableHeaders) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import json
 import math
 import secrets
@@ -40,6 +41,7 @@ __all__ = [
     "CSRF_SECRET_BYTES",
     "FACT_FIELDS",
     "FLASH_FIELD",
+    "LIFETIME_FIELD",
     "MAX_AGENT_LENGTH",
     "MAX_RECORD_BYTES",
     "MAX_USER_LENGTH",
@@ -50,11 +52,14 @@ __all__ = [
     "Move",
     "RecordFacts",
     "ReservedField",
+    "StoredLifetime",
     "carried_fields",
     "csrf_field",
     "csrf_secret",
     "declared",
     "facts_fields",
+    "lifetime_field",
+    "lifetime_of",
     "log_in_fields",
     "moved",
     "owner_of",
@@ -108,6 +113,12 @@ FLASH_FIELD = RESERVED_PREFIX + "flash"
 #: The session's CSRF secret (`csrf`): base64url of `CSRF_SECRET_BYTES` random bytes, as
 #: JSON text.
 CSRF_FIELD = RESERVED_PREFIX + "csrf"
+
+#: The lifetime a route chose for this session (`SessionManager.set_lifetime`), as the
+#: JSON list ``[idle seconds, absolute seconds or null, persistent]``; absent for a
+#: session that lives by the app's settings. It goes with the session wherever it moves,
+#: a log-in included, so that the order of a log-in and the choice does not matter.
+LIFETIME_FIELD = RESERVED_PREFIX + "life"
 
 #: The longest user name a session can be bound to (an id, an email address).
 MAX_USER_LENGTH = 255
@@ -173,6 +184,7 @@ RESERVED_FIELDS = (
     ReservedField(AGENT_FIELD, Move.CARRY, Move.RESET, "the client's user agent at log-in"),
     ReservedField(FLASH_FIELD, Move.CARRY, Move.CARRY, "flash messages not shown yet"),
     ReservedField(CSRF_FIELD, Move.RENEW, Move.RENEW, "the CSRF secret", fresh=_new_csrf_field),
+    ReservedField(LIFETIME_FIELD, Move.CARRY, Move.CARRY, "the lifetime a route chose for it"),
 )
 
 _ROWS = {row.name: row for row in RESERVED_FIELDS}
@@ -259,7 +271,11 @@ def _reserved(raw: bytes | None) -> object:
 
 def reserved_number(raw: bytes | None) -> float | None:
     """A reserved time field's value (a finite JSON number); ``None`` if absent or damaged."""
-    value = _reserved(raw)
+    return _number(_reserved(raw))
+
+
+def _number(value: object) -> float | None:
+    """``value`` as a finite float, if it is a JSON number."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
@@ -286,6 +302,46 @@ def csrf_secret(raw: bytes | None) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     return secret if len(secret) == CSRF_SECRET_BYTES else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLifetime:
+    """What `LIFETIME_FIELD` holds: the lifetime a route chose for one session.
+
+    Attributes:
+        idle: seconds of inactivity after which the session ends.
+        absolute: seconds after its creation at which it ends, or ``None`` for no limit.
+        persistent: whether its cookie outlives the browser (a ``Max-Age``).
+    """
+
+    idle: float
+    absolute: float | None
+    persistent: bool
+
+
+def lifetime_field(lifetime: StoredLifetime) -> bytes:
+    """A lifetime as its field holds it."""
+    return to_json([lifetime.idle, lifetime.absolute, lifetime.persistent])
+
+
+@functools.lru_cache(maxsize=256)
+def lifetime_of(raw: bytes | None) -> StoredLifetime | None:
+    """The lifetime a field holds; ``None`` if absent or damaged (the session then lives
+    by the app's settings)."""
+    value = _reserved(raw)
+    if not (isinstance(value, list) and len(value) == 3):
+        return None
+    idle, absolute, persistent = value
+    idle_seconds = _number(idle)
+    absolute_seconds = None if absolute is None else _number(absolute)
+    if (
+        idle_seconds is None
+        or idle_seconds <= 0
+        or (absolute is not None and (absolute_seconds is None or absolute_seconds <= 0))
+        or not isinstance(persistent, bool)
+    ):
+        return None
+    return StoredLifetime(idle_seconds, absolute_seconds, persistent)
 
 
 def facts_fields(fields: Mapping[str, bytes]) -> dict[str, bytes]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ._engine import SessionEngine
+from ._time import in_words
 from .backends.base import Backend, backend_name, ping
 from .backends.memory import MemoryBackend
 from .exceptions import (
@@ -280,18 +281,6 @@ async def check_engine(engine: SessionEngine[Any], report: Report) -> None:
 
 
 #: The units a duration is said in, largest first.
-_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
-
-
-def in_words(seconds: float) -> str:
-    """A duration as a person says it: ``14 days``, ``90 minutes``, ``1.5 seconds``."""
-    for unit, size in _UNITS:
-        count = seconds / size
-        if count >= 1 and count == int(count):
-            return f"{int(count):,} {unit}{'' if count == 1 else 's'}"
-    return f"{seconds:,.3g} seconds"
-
-
 def _check_cookie(cookie: CookieFrontend, report: Report) -> None:
     flags = f"cookie {cookie.cookie_name!r}"
     if cookie.secure is False:

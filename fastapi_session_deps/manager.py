@@ -6,7 +6,8 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Generic, TypeVar
+from datetime import timedelta
+from typing import Any, Generic, Literal, TypeVar
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
@@ -20,7 +21,7 @@ from .exceptions import ConfigurationError, MissingMiddlewareError, SessionError
 from .frontends.base import Frontend
 from .middleware import SessionCommitMiddleware
 from .models import SessionModel
-from .policy import PolicySettings, SessionPolicy
+from .policy import PolicySettings, SessionLifetime, SessionPolicy
 from .serializers import ModelSerializer
 from .users import UserSessions, client_of
 
@@ -62,7 +63,9 @@ class SessionManager(Generic[M]):
             without ``text/html`` first) still get the status. A local path, such as
             ``"/login"``; ``None`` (the default) never redirects.
         **settings: the `SessionPolicy` settings, by name: ``idle_timeout`` (1800 s),
-            ``absolute_timeout`` (``None``), ``concurrency`` (``"merge"`` or ``"lock"``),
+            ``absolute_timeout`` (``None``), ``max_idle_timeout`` and
+            ``max_absolute_timeout`` (the bounds of `set_lifetime`: by default the two
+            above), ``concurrency`` (``"merge"`` or ``"lock"``),
             ``on_backend_error`` (``"fail"`` or ``"anonymous"``), ``lock_timeout`` (5 s),
             ``lock_ttl`` (30 s), ``max_record_bytes`` (64 KiB), ``cleanup_interval``
             (``None``), ``user_index`` (off), ``record_client`` (off),
@@ -235,6 +238,52 @@ class SessionManager(Generic[M]):
         """
         address, user_agent = (None, None) if request is None else client_of(request)
         self._engine.log_in(self._state_of(session), user, address=address, user_agent=user_agent)
+
+    async def set_lifetime(
+        self,
+        session: M,
+        *,
+        idle: float | timedelta | None = None,
+        absolute: float | timedelta | Literal["default"] | None = "default",
+        persistent: bool | None = None,
+    ) -> None:
+        """Give this session a lifetime of its own: a "Keep me signed in" box.
+
+        ```python
+        if form.remember:
+            await sessions.set_lifetime(session, idle=timedelta(days=30), persistent=True)
+        else:
+            await sessions.set_lifetime(session, persistent=False)  # ends with the browser
+        await sessions.login(session, user.id)
+        ```
+
+        The choice lives in the session's record, so every store's expiry, the token's
+        age check and the cookie's ``Max-Age`` follow it from this response on. It goes
+        with the session to a new id (`regenerate`, `login`: call this before or after,
+        it ends the same) and ends with it (`destroy`). Calling it again replaces it;
+        with no arguments it gives the session back the app's settings.
+
+        Args:
+            idle: seconds (or a timedelta) of inactivity after which it ends; at most the
+                app's ``max_idle_timeout``. ``None``: the app's ``idle_timeout``.
+            absolute: seconds after its creation at which it ends, however active it is;
+                at most ``max_absolute_timeout``; ``None`` for no limit (only where the app
+                sets none). ``"default"``: the app's ``absolute_timeout``.
+            persistent: ``True``: its cookie carries a ``Max-Age`` and survives the
+                browser's restarts; ``False``: the browser drops it when it closes (the
+                idle timeout still applies on the server). ``None``: as the frontend does.
+
+        Raises:
+            ConfigurationError: a lifetime beyond the app's bounds, or an absolute
+                timeout shorter than the idle one; the message names the setting.
+        """
+        self._engine.choose_lifetime(
+            self._state_of(session), idle=idle, absolute=absolute, persistent=persistent
+        )
+
+    def lifetime(self, session: M) -> SessionLifetime:
+        """How long ``session`` lives: the app's settings, or what `set_lifetime` chose."""
+        return self._engine.describe_lifetime(self._state_of(session))
 
     def user_of(self, session: M) -> str | None:
         """The user `login` bound ``session`` to, or ``None`` (not logged in that way).

@@ -24,6 +24,7 @@ __all__ = [
     "EventKind",
     "PolicySettings",
     "SessionEvent",
+    "SessionLifetime",
     "SessionPolicy",
 ]
 
@@ -62,6 +63,26 @@ class SessionEvent:
 
 
 @dataclass(frozen=True)
+class SessionLifetime:
+    """How long one session lives (`SessionManager.lifetime`): the app's settings, or
+    what a route chose for it with `SessionManager.set_lifetime`, within the app's bounds.
+
+    Attributes:
+        idle_timeout: seconds of inactivity after which it ends.
+        absolute_timeout: seconds after its creation at which it ends; ``None`` for none.
+        persistent: whether its cookie outlives the browser (carries a ``Max-Age``).
+        chosen: whether a route chose it (``False``: the app's settings).
+        seconds_left: seconds it has left if it is not used again after this request.
+    """
+
+    idle_timeout: float
+    absolute_timeout: float | None
+    persistent: bool
+    chosen: bool
+    seconds_left: float
+
+
+@dataclass(frozen=True)
 class SessionPolicy:
     """How sessions live: timeouts, concurrency, locks, size and clock.
 
@@ -69,6 +90,12 @@ class SessionPolicy:
         idle_timeout: seconds (or a timedelta) of inactivity after which a session ends.
         absolute_timeout: seconds (or a timedelta) after its creation at which a session
             ends however active it is; ``None`` for no limit. At least ``idle_timeout``.
+        max_idle_timeout: the longest idle timeout a route may give one session with
+            `SessionManager.set_lifetime` (a "Keep me signed in" box); ``None`` (the
+            default): ``idle_timeout``, so that a route can only shorten it.
+        max_absolute_timeout: the longest absolute timeout a route may give one session;
+            ``None`` (the default): ``absolute_timeout`` (and then, if that is ``None``,
+            no limit). At least ``max_idle_timeout``.
         concurrency: how concurrent requests on one session combine.
 
             - ``"merge"`` (the default): a save writes only the top-level fields the request
@@ -120,6 +147,8 @@ class SessionPolicy:
 
     idle_timeout: float = 1800.0
     absolute_timeout: float | None = None
+    max_idle_timeout: float | None = None
+    max_absolute_timeout: float | None = None
     concurrency: ConcurrencyPolicy = "merge"
     on_backend_error: BackendErrorPolicy = "fail"
     lock_timeout: float = 5.0
@@ -147,6 +176,7 @@ class SessionPolicy:
                 "so the idle timeout could never apply: raise absolute_timeout, lower "
                 "idle_timeout, or pass absolute_timeout=None."
             )
+        self._check_maxima(idle, absolute)
         if self.concurrency not in ("merge", "lock"):
             raise ConfigurationError(f"concurrency={self.concurrency!r}: use 'merge' or 'lock'.")
         if self.on_backend_error not in ("fail", "anonymous"):
@@ -170,6 +200,39 @@ class SessionPolicy:
         if self.cleanup_interval is not None:
             interval = to_seconds(self.cleanup_interval, "cleanup_interval")
             object.__setattr__(self, "cleanup_interval", interval)
+
+    def _check_maxima(self, idle: float, absolute: float | None) -> None:
+        """Resolve and check the bounds of the lifetimes routes may choose."""
+        longest_idle = (
+            idle
+            if self.max_idle_timeout is None
+            else to_seconds(self.max_idle_timeout, "max_idle_timeout")
+        )
+        longest_absolute = (
+            absolute
+            if self.max_absolute_timeout is None
+            else to_seconds(self.max_absolute_timeout, "max_absolute_timeout")
+        )
+        if longest_idle < idle:
+            raise ConfigurationError(
+                f"max_idle_timeout ({longest_idle:g} s) is shorter than idle_timeout "
+                f"({idle:g} s): it bounds what a route may choose, so raise it, or leave it "
+                "out to bound routes by idle_timeout."
+            )
+        if longest_absolute is not None and absolute is not None and longest_absolute < absolute:
+            raise ConfigurationError(
+                f"max_absolute_timeout ({longest_absolute:g} s) is shorter than "
+                f"absolute_timeout ({absolute:g} s): raise it, or leave it out."
+            )
+        if longest_absolute is not None and longest_absolute < longest_idle:
+            which = "max_absolute_timeout" if self.max_absolute_timeout else "absolute_timeout"
+            raise ConfigurationError(
+                f"max_idle_timeout ({longest_idle:g} s) is longer than the longest absolute "
+                f"timeout a session may have ({which}, {longest_absolute:g} s), so no session "
+                f"could be given it: pass max_absolute_timeout of at least {longest_idle:g} s."
+            )
+        object.__setattr__(self, "max_idle_timeout", longest_idle)
+        object.__setattr__(self, "max_absolute_timeout", longest_absolute)
 
     def _check_user_index(self) -> None:
         """The settings of the index of users' sessions, which the others need."""
@@ -207,6 +270,8 @@ class PolicySettings(TypedDict, total=False):
 
     idle_timeout: float | timedelta
     absolute_timeout: float | timedelta | None
+    max_idle_timeout: float | timedelta | None
+    max_absolute_timeout: float | timedelta | None
     concurrency: ConcurrencyPolicy
     on_backend_error: BackendErrorPolicy
     lock_timeout: float | timedelta

@@ -1,10 +1,15 @@
 """Session ids, their store keys, and the signed tokens that carry them.
 
-A token is ``<session id>.<issued at>.<signature>``:
+A token is ``<session id>.<issued at>.<signature>``, or
+``<session id>.<issued at>.<lifetime>.<signature>`` for a session given a lifetime of its
+own (`SessionManager.set_lifetime`):
 
 * the session id is 256 bits from :mod:`secrets` (43 URL-safe characters);
 * *issued at* is the time the token was signed, in whole seconds, so the manager can tell
   when a cookie is due to be re-issued without asking the store;
+* *lifetime*, when present, is the session's sliding lifetime in whole seconds, so that
+  the manager can tell when such a token is due or too old without asking the store either
+  (the record holds the truth; this is what the token was issued for);
 * the signature is HMAC-SHA256 (itsdangerous, key derivation ``hmac``) over the first two
   parts, with a salt of our own that also names the token's *namespace*: by default the
   cookie's or header's name. Another app that shares the secret (and even the store) but
@@ -177,12 +182,15 @@ class VerifiedToken:
         issued_at: when it was signed, in whole seconds of the manager's clock.
         rotated: it verified with an older key; it should be re-signed with the current one.
         key: the store key of the session (:func:`store_key` of the id).
+        lifetime: the sliding lifetime (seconds) the token was issued for, if the session
+            has one of its own; ``None``: the app's.
     """
 
     session_id: str
     issued_at: int
     rotated: bool
     key: str
+    lifetime: int | None = None
 
 
 class _KeySigner(Signer):
@@ -248,11 +256,14 @@ class TokenSigner:
         """How many keys verify (the first of them signs)."""
         return len(self._signers)
 
-    def sign(self, session_id: str, issued_at: int) -> str:
-        """Return the token for ``session_id``, signed with the current (first) key."""
+    def sign(self, session_id: str, issued_at: int, lifetime: int | None = None) -> str:
+        """Return the token for ``session_id``, signed with the current (first) key, and
+        naming the session's own sliding ``lifetime`` (whole seconds), if it has one."""
         if issued_at != self._stamp[0]:  # tokens signed in one second share their stamp
-            self._stamp = (issued_at, base64_encode(int_to_bytes(max(issued_at, 0))).decode())
+            self._stamp = (issued_at, _encode_int(issued_at))
         value = f"{session_id}.{self._stamp[1]}"
+        if lifetime is not None:
+            value = f"{value}.{_encode_int(lifetime)}"
         signature = self._signers[0].get_signature(value.encode("ascii")).decode("ascii")
         return f"{value}.{signature}"
 
@@ -276,8 +287,13 @@ class TokenSigner:
         if len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             return None
         value, _, signature = token.rpartition(".")
-        session_id, _, stamp = value.partition(".")
-        if _SESSION_ID_RE.fullmatch(session_id) is None or _TIMESTAMP_RE.fullmatch(stamp) is None:
+        session_id, _, stamps = value.partition(".")
+        stamp, marked, lifetime = stamps.partition(".")
+        if (
+            _SESSION_ID_RE.fullmatch(session_id) is None
+            or _TIMESTAMP_RE.fullmatch(stamp) is None
+            or (marked and _TIMESTAMP_RE.fullmatch(lifetime) is None)
+        ):
             return None
         value_bytes = value.encode("ascii")
         signature_bytes = signature.encode("ascii")
@@ -286,8 +302,20 @@ class TokenSigner:
             # decoding ignores padding bits, which would let two spellings of one
             # signature both pass.
             if hmac.compare_digest(signer.get_signature(value_bytes), signature_bytes):
-                issued_at = bytes_to_int(base64_decode(stamp))
                 return VerifiedToken(
-                    session_id, issued_at, rotated=position > 0, key=store_key(session_id)
+                    session_id,
+                    _decode_int(stamp),
+                    rotated=position > 0,
+                    key=store_key(session_id),
+                    lifetime=_decode_int(lifetime) if marked else None,
                 )
         return None
+
+
+def _encode_int(number: int) -> str:
+    """A whole number of seconds as a token writes it (itsdangerous's encoding)."""
+    return base64_encode(int_to_bytes(max(number, 0))).decode()
+
+
+def _decode_int(text: str) -> int:
+    return bytes_to_int(base64_decode(text))

@@ -56,9 +56,11 @@ __all__ = [
     "SessionMiddleware",
     "SessionNotLoaded",
     "destroy_session",
+    "get_session_remaining_seconds",
     "load_session",
     "login_session",
     "regenerate_session",
+    "set_session_lifetime",
     "user_sessions",
 ]
 
@@ -628,6 +630,31 @@ async def destroy_session(connection: HTTPConnection) -> None:
     """
     state = await loaded_state(connection)
     state.engine.destroy(state)
+
+
+async def set_session_lifetime(
+    connection: HTTPConnection,
+    *,
+    idle: float | timedelta | None = None,
+    absolute: float | timedelta | Literal["default"] | None = "default",
+    persistent: bool | None = None,
+) -> None:
+    """Give the request's session a lifetime of its own ("Keep me signed in").
+
+    The same as `SessionManager.set_lifetime`, with the same bounds (``max_idle_timeout``
+    and ``max_absolute_timeout`` among the middleware's settings): ``idle`` and
+    ``absolute`` in seconds or as timedeltas, and ``persistent=False`` for a cookie that
+    ends with the browser.
+    """
+    state = await loaded_state(connection)
+    state.engine.choose_lifetime(state, idle=idle, absolute=absolute, persistent=persistent)
+
+
+async def get_session_remaining_seconds(connection: HTTPConnection) -> int:
+    """Seconds the request's session has left if it is not used again (starsessions'
+    spelling): by its idle timeout, or its absolute one if that comes first."""
+    state = await loaded_state(connection)
+    return int(state.engine.describe_lifetime(state).seconds_left)
 
 
 async def login_session(connection: HTTPConnection, user: str) -> None:

@@ -39,6 +39,9 @@ class SessionInfo:
         ip: the client's address at log-in, if ``record_client`` is on.
         user_agent: the client's ``User-Agent`` at log-in, if ``record_client`` is on.
         current: whether this is the session of the request that asked.
+        remembered: whether it was given a lifetime of its own that keeps its cookie
+            across browser restarts ("Keep me signed in", `SessionManager.set_lifetime`
+            with ``persistent=True``); ``expires_at`` says until when.
     """
 
     handle: str
@@ -49,6 +52,7 @@ class SessionInfo:
     ip: str | None
     user_agent: str | None
     current: bool
+    remembered: bool = False
 
 
 class UserSessions:
@@ -150,7 +154,8 @@ class UserSessions:
         created = facts.created_at
         if created is None:
             return None  # damaged: its next read treats it as no session
-        absolute = self._engine.policy.absolute_timeout
+        lifetime = self._engine.lifetime_of(fields)
+        absolute = lifetime.absolute
         if absolute is not None:
             if created + absolute <= now:
                 return None  # past its absolute timeout: ended, whatever the store says
@@ -164,6 +169,8 @@ class UserSessions:
             ip=facts.ip,
             user_agent=facts.user_agent,
             current=key == mine,
+            remembered=lifetime is not self._engine.default_lifetime
+            and lifetime.persistent is True,
         )
 
 

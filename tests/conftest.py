@@ -123,6 +123,8 @@ def store_records(backend: Backend) -> StoreRecords:
         assert isinstance(store, RedisBackend)
         records: dict[str, dict[str, bytes]] = {}
         async for key in store.client.scan_iter(match=store.key_prefix + "*"):
+            if await store.client.type(key) != b"hash":
+                continue  # an index of a user's sessions, or a lock
             fields = await store.client.hgetall(key)
             records[key.decode()] = {name.decode(): value for name, value in fields.items()}
         return records

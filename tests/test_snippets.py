@@ -15,6 +15,7 @@ import ast
 import os
 import re
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -82,6 +83,7 @@ def context(redis_url: str) -> dict[str, Any]:
         frontend=CookieFrontend(secret, secure=False),
         backend=backend,
         user_index=True,
+        max_idle_timeout=timedelta(days=30),  # "Keep me signed in" may choose that much
     )
     app = build_app(sessions)  # with the quickstart's /login and /me among its routes
     names.update(
@@ -112,6 +114,8 @@ def context(redis_url: str) -> dict[str, Any]:
         csrf=CSRFProtection(sessions),
         audit_log=AuditLog(),
         user_id="7",
+        timedelta=timedelta,
+        remember=True,
     )
     return names
 
@@ -179,7 +183,8 @@ async def test_every_snippet_of_the_docs_runs(
 #: What only the `request.session` drop-in offers, and what only the typed API does.
 DROP_IN = re.compile(
     r"request\.session|\b(SessionMiddleware|SessionAutoloadMiddleware|regenerate_session|"
-    r"login_session|load_session|destroy_session|user_sessions)\b"
+    r"login_session|load_session|destroy_session|user_sessions|set_session_lifetime|"
+    r"get_session_remaining_seconds)\b"
 )
 TYPED = re.compile(r"Depends\(sessions\.|\bsessions\.(get_session|require_session|verifier)\b")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Literal, final
+from typing import Any, Literal, final
 
 from fastapi.openapi.models import APIKey, APIKeyIn
 from starlette.datastructures import MutableHeaders
@@ -65,11 +65,15 @@ class Frontend(ABC):
             issued, or ``None`` for no limit of the transport's own. A session's sliding
             lifetime is the shorter of this and the idle timeout, and a token older than
             it is refused.
+        persistent: whether a token outlives the client's session (a cookie with a
+            ``Max-Age``, kept across browser restarts) unless the session says otherwise
+            (`SessionManager.set_lifetime`).
     """
 
     vary: str
     security_scheme: SessionScheme | None = None
     max_age: float | None = None
+    persistent: bool = True
     #: The request header (lower-case, as ASGI gives it) that carries every token this
     #: frontend reads, if there is one: a request with that header once is then verified
     #: once per distinct value (see `read`). ``None``: every request is read afresh.
@@ -108,6 +112,10 @@ class Frontend(ABC):
             max_age: seconds the client may keep it; never more than the server-side
                 session has left (zero or less: the session has already ended).
             scope: the request's ASGI scope (its scheme decides ``secure="auto"``).
+
+        A frontend that can keep a token for the client's session only (a cookie without
+        ``Max-Age``) also takes ``persistent: bool``, passed only for a session whose
+        lifetime says otherwise than the frontend's `persistent`.
         """
 
     @abstractmethod
@@ -175,11 +183,18 @@ class Frontend(ABC):
         issued_at: int,
         max_age: int,
         scope: Scope,
+        lifetime: int | None = None,
+        persistent: bool | None = None,
     ) -> None:
-        """Sign ``session_id`` (stamped ``issued_at``) and send it."""
-        self.send_token(
-            headers, self._signer.sign(session_id, issued_at), max_age=max_age, scope=scope
-        )
+        """Sign ``session_id`` (stamped ``issued_at``, and with the session's own sliding
+        ``lifetime`` if it has one) and send it; ``persistent`` says whether the client
+        keeps it past its own session, if not as the frontend does by default."""
+        token = self._signer.sign(session_id, issued_at, lifetime)
+        if persistent is None or persistent == self.persistent:
+            self.send_token(headers, token, max_age=max_age, scope=scope)
+        else:
+            send: Any = self.send_token  # the keyword is the subclass's own (see send_token)
+            send(headers, token, max_age=max_age, scope=scope, persistent=persistent)
 
     @final
     def clear(self, headers: MutableHeaders, *, scope: Scope) -> None:

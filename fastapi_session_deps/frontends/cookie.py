@@ -60,7 +60,8 @@ class CookieFrontend(Frontend):
         partitioned: add ``Partitioned`` (CHIPS: a cookie kept per top-level site, for apps
             embedded in other sites' frames); requires ``secure``.
         persistent: ``False`` sends no Max-Age, so the browser drops the cookie when it
-            closes; the server-side timeouts apply either way.
+            closes; the server-side timeouts apply either way. A session given a lifetime
+            of its own (`SessionManager.set_lifetime`) says for itself.
         namespace: bound into every token's signature, so that another app sharing the
             secret key accepts none of this one's tokens. Defaults to the cookie's name
             without a ``__Host-`` or ``__Secure-`` prefix; give apps that share a key and a
@@ -132,13 +133,18 @@ class CookieFrontend(Frontend):
                             yield token.decode("latin-1")
 
     def send_token(
-        self, headers: MutableHeaders, token: str, *, max_age: int, scope: Scope
+        self,
+        headers: MutableHeaders,
+        token: str,
+        *,
+        max_age: int,
+        scope: Scope,
+        persistent: bool | None = None,
     ) -> None:
         if self.max_age is not None:
             max_age = min(max_age, int(self.max_age))
-        cookie = self._set_header(
-            token, max_age if self.persistent else None, self._secure_for(scope)
-        )
+        keep = self.persistent if persistent is None else persistent
+        cookie = self._set_header(token, max_age if keep else None, self._secure_for(scope))
         headers.raw.append((b"set-cookie", cookie.encode("latin-1")))
 
     def token_headers(self, token: str) -> dict[str, str]:
