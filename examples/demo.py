@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs
@@ -72,6 +72,9 @@ def kept_key(variable: str, filename: str, make: Callable[[], str]) -> str:
     return path.read_text().strip()
 
 
+#: "Keep me signed in": 30 days idle, 90 days at most.
+REMEMBER_IDLE, REMEMBER_AT_MOST = timedelta(days=30), timedelta(days=90)
+
 store = SQLBackend.from_url(f"sqlite+aiosqlite:///{DATA_DIR / 'sessions.db'}")
 # Every value in the database is sealed with AES-256-GCM.
 backend = EncryptedBackend(
@@ -87,8 +90,10 @@ sessions = SessionManager(
     backend=backend,
     # A signed-out browser on a members' page is sent to the log-in form (scripts get 403).
     login_url="/",
-    idle_timeout=30 * 60,
+    idle_timeout=30 * 60,  # signed out after 30 minutes idle, or 12 hours after log-in,
     absolute_timeout=12 * 60 * 60,
+    max_idle_timeout=REMEMBER_IDLE,  # unless "Keep me signed in" was ticked
+    max_absolute_timeout=REMEMBER_AT_MOST,
     cleanup_interval=10 * 60,  # expired sessions leave the database every ten minutes
     user_index=True,  # "Your devices": each user's sessions, listed and revoked
     record_client=True,  # with the address and browser each signed in from
@@ -201,8 +206,10 @@ async def home(session: Session, next: str | None = None) -> HTMLResponse:
                 session,
                 f"<input name=username placeholder='your name' maxlength={MAX_NAME} required>"
                 f"<input type=hidden name=next value='{html.escape(back)}'>"
-                "<button>Log in</button>",
-                " class=inline",
+                "<button>Log in</button>"
+                "<label class=remember><input type=checkbox name=remember value=1> "
+                "Keep me signed in</label>",
+                " class='inline login'",
             )
             + "</div>",
             session,
@@ -232,6 +239,14 @@ async def login(request: Request, session: Session) -> RedirectResponse:
     fields = await form(request)
     username = fields.get("username", "").strip()[:MAX_NAME]
     if username:
+        if fields.get("remember"):
+            # Weeks, across browser restarts (the cookie gets a Max-Age).
+            await sessions.set_lifetime(
+                session, idle=REMEMBER_IDLE, absolute=REMEMBER_AT_MOST, persistent=True
+            )
+        else:
+            # The app's timeouts, and a cookie the browser drops when it closes.
+            await sessions.set_lifetime(session, persistent=False)
         # A new id, bound to the user: no session fixation, and listed in "Your devices".
         await sessions.login(session, username, request)
         session.username = username
@@ -286,6 +301,14 @@ def ago(moment: float) -> str:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%d")
 
 
+def kept_until(info: SessionInfo) -> str:
+    """Until when a device stays signed in, as "Your devices" says it."""
+    if not info.remembered:
+        return "until the browser closes"
+    day = datetime.fromtimestamp(info.expires_at, timezone.utc).strftime("%Y-%m-%d")
+    return f"<span class=badge>remembered</span> until {day}"
+
+
 def device_row(info: SessionInfo, session: ShopSession) -> str:
     name = html.escape(device_name(info.user_agent))
     badge = " <span class=badge>this device</span>" if info.current else ""
@@ -302,7 +325,8 @@ def device_row(info: SessionInfo, session: ShopSession) -> str:
         f"<div class=agent>{html.escape(info.user_agent or '')}</div></td>"
         f"<td data-label=Address>{html.escape(info.ip or 'unknown')}</td>"
         f"<td data-label='Signed in'>{ago(info.created_at)}</td>"
-        f"<td data-label='Last seen'>{ago(info.last_seen)}</td><td>{action}</td></tr>"
+        f"<td data-label='Last seen'>{ago(info.last_seen)}</td>"
+        f"<td data-label='Stays signed in'>{kept_until(info)}</td><td>{action}</td></tr>"
     )
 
 
@@ -326,7 +350,7 @@ async def devices(session: LoggedIn) -> HTMLResponse:
         f"<p class=lead>Where {html.escape(session.username)} is signed in. Sign out any "
         "device you do not recognise: its next request starts signed out.</p>"
         "<table class=devices><tr class=head><th>Device</th><th>Address</th><th>Signed in</th>"
-        f"<th>Last seen</th><th></th></tr>{rows}</table>"
+        f"<th>Last seen</th><th>Stays signed in</th><th></th></tr>{rows}</table>"
         f"<div class=actions>{everywhere}</div></div>",
         session,
         "/devices",
@@ -350,6 +374,8 @@ async def sign_out_others(session: LoggedIn) -> RedirectResponse:
 
 
 def in_words(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{round(seconds / 86400)} days"
     minutes = max(0, round(seconds / 60))
     hours, minutes = divmod(minutes, 60)
     return (
@@ -370,14 +396,16 @@ async def session_page(session: Session) -> HTMLResponse:
         mine = next((info for info in listed if info.current), None)
     if mine is not None:
         left = mine.expires_at - time.time()
+        lifetime = sessions.lifetime(session)
         facts += [
             ("Handle", f"<code>{mine.handle}</code>"),
             ("Bound to", html.escape(mine.user)),
             ("Created", ago(mine.created_at)),
             ("Last seen", ago(mine.last_seen)),
             ("Expires in", f"{in_words(left)} if left idle"),
-            ("Idle timeout", in_words(sessions.policy.idle_timeout)),
-            ("Absolute timeout", in_words(sessions.policy.absolute_timeout or 0)),
+            ("Kept", kept_until(mine)),
+            ("Idle timeout", in_words(lifetime.idle_timeout)),
+            ("Absolute timeout", in_words(lifetime.absolute_timeout or 0)),
         ]
     else:
         facts.append(("Bound to", "nobody: log in to bind this session to a user"))

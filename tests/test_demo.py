@@ -93,6 +93,57 @@ async def test_a_logged_in_browser_stays_logged_in_across_a_restart(tmp_path: Pa
         await context.close()
 
 
+@pytest.mark.parametrize("ticked", [False, True], ids=["unticked", "ticked"])
+async def test_keep_me_signed_in_outlives_the_browser_and_an_unticked_log_in_does_not(
+    tmp_path: Path, ticked: bool
+) -> None:
+    port = free_port()
+    async with chromium() as browser:
+        context = await browser.new_context()
+        page = await context.new_page()
+        with demo(port, tmp_path) as base:
+            await page.goto(base + "/")
+            await page.fill("input[name=username]", "Ada")
+            if ticked:
+                await page.check("input[name=remember]")
+            await page.screenshot(path=shot(f"demo-log-in-{'ticked' if ticked else 'unticked'}"))
+            await page.click("text=Log in")
+            await page.wait_for_selector("text=Hello, Ada")
+            await page.fill("input[name=item]", "tea")
+            await page.click("text=Add to cart")
+            await page.wait_for_selector("li:has-text('tea')")
+            await page.goto(base + "/devices")
+            kept = page.locator("tr.current td[data-label='Stays signed in']")
+            said = await kept.inner_text()
+            await page.screenshot(path=shot(f"demo-devices-{'ticked' if ticked else 'unticked'}"))
+            cookies = await context.cookies()
+        await context.close()  # the browser closes: only cookies with an expiry outlive it
+        session = next(cookie for cookie in cookies if cookie["name"] == "session")
+        if ticked:
+            assert "remembered until" in said
+            assert session["expires"] == pytest.approx(time.time() + 30 * 86400, abs=120)
+        else:
+            assert said == "until the browser closes"
+            assert session["expires"] == -1  # a browser-session cookie: no Max-Age
+        outliving = [cookie for cookie in cookies if cookie["expires"] != -1]
+
+        with demo(port, tmp_path) as base:  # and the demo restarts
+            reopened = await browser.new_context()
+            await reopened.add_cookies(outliving)  # type: ignore[arg-type]
+            page = await reopened.new_page()
+            await page.goto(base + "/")
+            if ticked:
+                await page.wait_for_selector("text=Hello, Ada")
+                assert await page.locator("li").all_inner_texts() == ["tea"]
+            else:
+                await page.wait_for_selector("text=Welcome")
+                assert await page.locator("text=Hello, Ada").count() == 0
+            await page.screenshot(
+                path=shot(f"demo-reopened-{'ticked' if ticked else 'unticked'}"), full_page=True
+            )
+            await reopened.close()
+
+
 async def test_a_device_signed_out_from_another_is_logged_out(tmp_path: Path) -> None:
     port = free_port()
     async with chromium() as browser:
