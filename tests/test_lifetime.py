@@ -16,6 +16,8 @@ import anyio
 import pytest
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -29,6 +31,7 @@ from fastapi_session_deps import (
     get_session_remaining_seconds,
     set_session_lifetime,
 )
+from fastapi_session_deps._engine import bound_state
 from fastapi_session_deps._record import (
     LIFETIME_FIELD,
     StoredLifetime,
@@ -477,3 +480,77 @@ async def test_the_drop_in_sets_a_lifetime_through_the_request(clock: Clock) -> 
     default = await call(app, "/sign-in", "POST")
     assert default.body == str(2 * 3600).encode()
     assert max_age(default) == ""
+
+
+# -- what comes from outside: tokens and stored fields, fuzzed ---------------------------------
+
+
+@given(
+    lifetime=st.integers(min_value=1, max_value=2**40),
+    other=st.integers(min_value=0, max_value=2**40),
+)
+def test_a_token_s_lifetime_cannot_be_changed_without_the_key(lifetime: int, other: int) -> None:
+    signer = TokenSigner(SECRET, namespace="session")
+    token = signer.sign("b" * 43, 1_800_000_000, lifetime=lifetime)
+    verified = signer.verify(token)
+    assert verified is not None
+    assert verified.lifetime == lifetime
+    session_id, stamp, _, signature = token.split(".")
+    other_stamp = signer.sign("b" * 43, other).split(".")[1]  # the encoding of `other`
+    forged = f"{session_id}.{stamp}.{other_stamp}.{signature}"
+    assert signer.verify(forged) is None or other == lifetime
+
+
+@given(st.binary(max_size=64) | st.from_regex(r"\[[-0-9.e, a-z\"]{0,40}\]", fullmatch=True))
+def test_a_stored_lifetime_field_decodes_or_is_none_never_an_error(raw: bytes | str) -> None:
+    value = raw.encode() if isinstance(raw, str) else raw
+    decoded = lifetime_of(value)
+    assert decoded is None or (decoded.idle > 0 and isinstance(decoded.persistent, bool))
+
+
+async def test_a_damaged_stored_lifetime_is_the_apps_settings(
+    sessions: SessionManager[AppSession], pass_time: PassTime
+) -> None:
+    app = lifetime_app(sessions)
+
+    @app.post("/damage")
+    async def damage(
+        session: Annotated[AppSession, Depends(sessions.get_session)],
+    ) -> dict[str, bool]:
+        bound_state(session).set_reserved(LIFETIME_FIELD, b'[10, "never", true]')
+        return {"ok": True}
+
+    token = (await sign_in(app, remember=True)).cookie()
+    assert token
+    damaged = await call(app, "/damage", "POST", headers=cookie_header(token))
+    assert damaged.status == 200
+    # The token still names the remembered lifetime; the record no longer does: the record
+    # decides, and the next answer sends a token for the app's lifetime.
+    described = await call(app, "/lifetime", headers=cookie_header(token))
+    assert b'"chosen":false' in described.body
+    assert max_age(described) == str(IDLE)
+    await pass_time(IDLE + 1)
+    assert (
+        await call(app, "/me", headers=cookie_header(described.cookie() or token))
+    ).status == 401
+
+
+async def test_persistent_must_be_a_yes_or_a_no(sessions: SessionManager[AppSession]) -> None:
+    state = sessions.engine.new_state()
+    with pytest.raises(ConfigurationError, match="persistent must be True, False or None"):
+        sessions.engine.choose_lifetime(
+            state,
+            idle=None,
+            absolute="default",
+            persistent="yes",  # type: ignore[arg-type]
+        )
+
+
+async def test_the_engine_remembers_a_bounded_number_of_decoded_lifetimes(
+    sessions: SessionManager[AppSession],
+) -> None:
+    engine = sessions.engine
+    for idle in range(1, 300):
+        field = lifetime_field(StoredLifetime(float(idle), 300.0, True))
+        assert engine.lifetime_of({LIFETIME_FIELD: field}).sliding == min(idle, LONGEST_IDLE)
+        assert len(engine._lifetimes) <= 256
