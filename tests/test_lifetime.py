@@ -85,6 +85,9 @@ def lifetime_app(sessions: SessionManager[AppSession]) -> FastAPI:
     async def sign_in(session: Session, remember: bool = False, first: str = "choose") -> Any:
         if first == "choose":
             await choose(session, remember)
+        if first == "regenerate":  # a plain regeneration, then the choice
+            await sessions.regenerate(session)
+            await choose(session, remember)
         await sessions.login(session, "ada")
         session.user_id = 1
         if first == "login":
@@ -243,15 +246,16 @@ async def test_the_cookie_never_outlives_the_session(app: FastAPI, pass_time: Pa
 async def test_the_choice_survives_a_log_in_before_or_after_it_and_reaches_the_record(
     app: FastAPI, pass_time: PassTime, store_records: StoreRecords
 ) -> None:
-    before = (await sign_in(app, remember=True, first="choose")).cookie()
-    after = (await sign_in(app, remember=True, first="login")).cookie()
-    assert before
-    assert after
+    tokens = [
+        (await sign_in(app, remember=True, first=first)).cookie()
+        for first in ("choose", "login", "regenerate")
+    ]
     records = [fields for fields in (await store_records()).values() if LIFETIME_FIELD in fields]
     expected = StoredLifetime(LONGEST_IDLE, LONGEST_ABSOLUTE, True)
-    assert [lifetime_of(fields[LIFETIME_FIELD]) for fields in records] == [expected, expected]
+    assert [lifetime_of(fields[LIFETIME_FIELD]) for fields in records] == [expected] * 3
     await pass_time(50)
-    for token in (before, after):
+    for token in tokens:
+        assert token is not None
         assert (await call(app, "/me", headers=cookie_header(token))).status == 200
 
 
@@ -311,6 +315,9 @@ async def test_your_devices_shows_which_sessions_are_remembered_and_until_when(
     assert await sessions.users.revoke("ada", listed[True].handle)
     assert (await call(app, "/me", headers=cookie_header(remembered))).status == 401
     assert [info.remembered for info in await sessions.users.list("ada")] == [False]
+    again = (await sign_in(app, remember=True)).cookie()
+    assert await sessions.users.revoke_all("ada") == 2  # remembered or not, all end
+    assert (await call(app, "/me", headers=cookie_header(again or ""))).status == 401
 
 
 # -- two requests of one session at once -----------------------------------------------------
