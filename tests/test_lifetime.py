@@ -561,3 +561,22 @@ async def test_the_engine_remembers_a_bounded_number_of_decoded_lifetimes(
         field = lifetime_field(StoredLifetime(float(idle), 300.0, True))
         assert engine.lifetime_of({LIFETIME_FIELD: field}).sliding == min(idle, LONGEST_IDLE)
         assert len(engine._lifetimes) <= 256
+
+
+async def test_a_token_issued_for_a_longer_life_is_refused_by_the_records_shorter_one(
+    app: FastAPI, pass_time: PassTime
+) -> None:
+    remembered = (await sign_in(app, remember=True)).cookie()  # a token marked 100 s
+    assert remembered
+    forgot = await call(app, "/forget", "POST", headers=cookie_header(remembered))
+    current = forgot.cookie()
+    assert current
+    for _ in range(3):  # the session lives on through its new token, 8 s at a time
+        await pass_time(8)
+        answer = await call(app, "/me", headers=cookie_header(current))
+        assert answer.status == 200
+        current = answer.cookie() or current
+    # The old token is 24 s old: young for the life it names, too old for the record's.
+    stale = await call(app, "/me", headers=cookie_header(remembered))
+    assert stale.status == 401
+    assert (await call(app, "/me", headers=cookie_header(current))).status == 200

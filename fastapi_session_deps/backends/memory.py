@@ -339,7 +339,10 @@ class MemoryBackend(Backend, SessionLocks, SessionIndex):
 
     def _sweep(self, now: float) -> None:
         # Records are kept in order of last use; with one idle timeout for all, that is
-        # also the order of expiry, so the expired ones gather at the front.
+        # also the order of expiry, so the expired ones gather at the front. A session
+        # given a longer lifetime of its own (`set_lifetime`) can hold the sweep at the
+        # front until it is used or expires: expired records behind it are never read
+        # (`_live` checks), and wait for a later sweep or eviction, within max_sessions.
         records, expiry = self._records, self._expiry
         for _ in range(SWEEP_BATCH):
             if not records:
