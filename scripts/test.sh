@@ -8,7 +8,7 @@ install_project dev
 cd "$ROOT"
 
 # The tests start servers of their own on free loopback ports (redis-server, a Redis
-# cluster, PostgreSQL, MariaDB) and drive the demo in headless Chromium; install what the
+# cluster, PostgreSQL, PgBouncer in front of it, MariaDB) and drive the demo in headless Chromium; install what the
 # machine lacks. The packages may start system services; the tests never use them.
 have() { command -v "$1" >/dev/null || compgen -G "$2" >/dev/null; }
 missing=()
@@ -16,6 +16,7 @@ have redis-server "/nonexistent" || missing+=(redis-server)
 have redis-cli "/nonexistent" || missing+=(redis-tools)
 have initdb "/usr/lib/postgresql/*/bin/initdb" || missing+=(postgresql)
 have mariadbd "/usr/sbin/mariadbd" || missing+=(mariadb-server)
+have pgbouncer "/usr/sbin/pgbouncer" || missing+=(pgbouncer)
 have chromium "/nonexistent" || missing+=(chromium chromium-driver)
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

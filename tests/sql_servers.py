@@ -192,6 +192,80 @@ class PostgresServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class PgBouncer:
+    """A private PgBouncer in front of a PostgreSQL server, in transaction pooling mode (a
+    client holds a server connection only for the length of a transaction, as most
+    deployments run it); stopped by its pid."""
+
+    def __init__(self, postgres_port: int, *, pool_size: int = 4) -> None:
+        binary = find_binary("pgbouncer", "/usr/sbin/pgbouncer")
+        if binary is None:  # pragma: no cover - the test command installs it
+            raise RuntimeError("pgbouncer was not found")
+        self.binary = binary
+        self.directory = _own_directory("fsd-pgbouncer-")
+        self.log = self.directory / "pgbouncer.log"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        (self.directory / "userlist.txt").write_text(f'"{ACCOUNT}" ""\n')
+        (self.directory / "pgbouncer.ini").write_text(
+            "\n".join(
+                [
+                    "[databases]",
+                    f"postgres = host=127.0.0.1 port={postgres_port} dbname=postgres "
+                    f"user={ACCOUNT}",
+                    "[pgbouncer]",
+                    "listen_addr = 127.0.0.1",
+                    f"listen_port = {self.port}",
+                    "unix_socket_dir =",
+                    "auth_type = trust",
+                    f"auth_file = {self.directory / 'userlist.txt'}",
+                    "pool_mode = transaction",
+                    f"default_pool_size = {pool_size}",
+                    "max_client_conn = 500",
+                    f"logfile = {self.log}",
+                    "",
+                ]
+            )
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://{ACCOUNT}@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PgBouncer:
+        self.process = subprocess.Popen(  # noqa: S603 - the machine's pgbouncer
+            [self.binary, str(self.directory / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.directory,
+            **_unprivileged(),
+        )
+        process = self.process
+        _wait_for(self.port, lambda: process.poll() is None, self.log, "PgBouncer")
+        return self
+
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP): its clients' calls wait, as on a stalled pooler."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop it by its pid (its clients' connections drop)."""
+        if self.process is not None and self.process.poll() is None:
+            self.resume()
+            self.process.terminate()
+            self.process.wait(timeout=STARTUP_SECONDS)
+        self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 class MariaDBServer:
     """One private MariaDB instance: ``mariadb-install-db`` once, then ``mariadbd``; one
     process, stopped, paused and resumed by its pid."""

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -164,9 +165,18 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
             included; past it, the call fails with `BackendUnavailable` (a 503).
         clock: seconds since the epoch, for expiry; tests may pass a fake one. Keep the
             clocks of the app's servers in sync: expiry is judged by the app's clock.
+        transaction_pooling: PostgreSQL is reached through a pooler that lends a server
+            connection for one transaction at a time (PgBouncer's ``pool_mode =
+            transaction``), where a prepared statement may be gone by the time it is
+            used: every call then runs in a transaction of its own (begun and ended with
+            the simple protocol), and no statement is cached. `from_url` sets up the
+            engine for it; an engine you hand in needs ``prepared_statement_cache_size=0``
+            in its URL and ``connect_args={"statement_cache_size": 0,
+            "prepared_statement_name_func": ...}`` giving unique names (see the how-to).
 
     Raises:
-        ConfigurationError: an engine of another database, or a non-positive timeout.
+        ConfigurationError: an engine of another database, a non-positive timeout, or
+            ``transaction_pooling`` on another database than PostgreSQL.
     """
 
     def __init__(
@@ -177,6 +187,7 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         metadata: sa.MetaData | None = None,
         timeout: float = 1.0,
         clock: Callable[[], float] = time.time,
+        transaction_pooling: bool = False,
     ) -> None:
         if not isinstance(engine, AsyncEngine):
             raise ConfigurationError(
@@ -191,7 +202,12 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
             raise ConfigurationError(
                 f"timeout must be a positive number of seconds, not {timeout!r}."
             )
+        if transaction_pooling and dialect != "postgresql":
+            raise ConfigurationError(
+                f"transaction_pooling=True is for PostgreSQL behind PgBouncer, not {dialect!r}."
+            )
         self.engine = engine
+        self.transaction_pooling = transaction_pooling
         self.metadata = metadata if metadata is not None else sa.MetaData()
         self.table, self.lock_table = session_tables(self.metadata, table_name)
         self.timeout = timeout
@@ -219,6 +235,7 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         metadata: sa.MetaData | None = None,
         timeout: float = 1.0,
         clock: Callable[[], float] = time.time,
+        transaction_pooling: bool = False,
         **engine_options: Any,
     ) -> SQLBackend:
         """Create the engine too (the backend owns it, and disposes it in `aclose`).
@@ -228,7 +245,9 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         ``postgresql+asyncpg://user:password@host/db``,
         ``mysql+aiomysql://user:password@host/db`` (``charset=utf8mb4`` unless the URL says
         otherwise). A URL without a driver (``postgresql://...``) gets the one named here.
-        ``engine_options`` go to ``create_async_engine``.
+        ``engine_options`` go to ``create_async_engine``. ``transaction_pooling=True``
+        (PostgreSQL behind PgBouncer in transaction mode) sets the engine up for it: no
+        statement cache, unique statement names, transactions rather than autocommit.
 
         Raises:
             ConfigurationError: an in-memory SQLite URL (each pooled connection would see a
@@ -252,6 +271,13 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
             options["connect_args"] = {"timeout": timeout / 2}
         elif name in ("mysql", "mariadb") and "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        if transaction_pooling and name == "postgresql":
+            parsed = parsed.update_query_dict({"prepared_statement_cache_size": "0"})
+            del options["isolation_level"]  # each call begins and commits its transaction
+            options["connect_args"] = {
+                "statement_cache_size": 0,
+                "prepared_statement_name_func": _statement_name,
+            }
         options.update(engine_options)
         try:
             engine = create_async_engine(parsed, **options)  # imports the driver
@@ -265,13 +291,19 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
             sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
             backend = cls(
-                engine, table_name=table_name, metadata=metadata, timeout=timeout, clock=clock
+                engine,
+                table_name=table_name,
+                metadata=metadata,
+                timeout=timeout,
+                clock=clock,
+                transaction_pooling=transaction_pooling,
             )
         except ConfigurationError:
             engine.sync_engine.dispose()
             raise
         backend._owns_engine = True
-        backend._autocommit = engine
+        if not transaction_pooling:
+            backend._autocommit = engine
         return backend
 
     def __repr__(self) -> str:
@@ -434,6 +466,8 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         the connection closes; if it ran in time, it holds the row until its ``COMMIT``, and
         newer writes wait for it.
         """
+        if self.transaction_pooling:
+            return await self._pooled(work)
         async with self._autocommit.connect() as connection:
             try:
                 await connection.exec_driver_sql(self._statements.begin)
@@ -669,13 +703,32 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         values: dict[str, Any],
         read: Callable[[sa.CursorResult[Any]], R],
     ) -> R:
-        """Execute one statement on a pooled connection, in autocommit, under the timeout."""
+        """Execute one statement on a pooled connection, in autocommit (behind a
+        transaction pooler, in a transaction of its own), under the timeout."""
+
+        async def run(connection: AsyncConnection) -> R:
+            return read(await connection.execute(statement, values))
 
         async def execute() -> R:
+            if self.transaction_pooling:
+                return await self._pooled(run)
             async with self._autocommit.connect() as connection:
-                return read(await connection.execute(statement, values))
+                return await run(connection)
 
         return await self._call(operation, lambda: _retrying(execute))
+
+    async def _pooled(self, work: Callable[[AsyncConnection], Awaitable[R]]) -> R:
+        """``work`` in a transaction begun by the driver with the simple protocol, so that a
+        transaction pooler keeps one server connection for all of it (the statements'
+        preparation included); behind a pooler, a statement alone is never safe."""
+        async with self.engine.connect() as connection:
+            try:
+                async with connection.begin():
+                    return await work(connection)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    await connection.invalidate()  # cancelled: not a word more to it
+                raise
 
     async def _call(
         self, operation: str, work: Callable[[], Awaitable[R]], *, seconds: float | None = None
@@ -1057,6 +1110,11 @@ def _refused_as_wrong(exc: sa_exc.DBAPIError) -> bool:
         return True
     state = getattr(exc.orig, "sqlstate", None)  # asyncpg's errors carry theirs
     return isinstance(state, str) and state[:2] in ("22", "23")
+
+
+def _statement_name() -> str:
+    """A prepared statement's name no other connection of a pooled server has used."""
+    return f"__fsd_{uuid.uuid4().hex}__"
 
 
 async def _retrying(work: Callable[[], Awaitable[R]]) -> R:

@@ -1,0 +1,191 @@
+"""PostgreSQL behind PgBouncer in transaction pooling mode, the common deployment.
+
+A real ``pgbouncer`` (the machine's, which the test command installs) in front of the
+suite's private PostgreSQL, with fewer server connections than clients, so that a client's
+statements land on whichever server connection is free. ``PGBOUNCER_URL`` points the
+tests at a PgBouncer of your own instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from fastapi_session_deps import (
+    BackendUnavailable,
+    ConfigurationError,
+    SQLBackend,
+    StoreNotSetUp,
+)
+from fastapi_session_deps._record import OWNER_FIELD as OWNER
+
+from ..helpers import Clock
+from ..sql_servers import PgBouncer
+from ..support import build_app, manager_factory
+
+pytestmark = pytest.mark.anyio
+
+#: Clients at once, against PgBouncer's four server connections.
+CLIENTS = 24
+ROUNDS = 8
+
+
+@pytest.fixture(scope="module")
+def bouncer(postgres_url: str) -> Iterator[PgBouncer | str]:
+    if os.environ.get("PGBOUNCER_URL"):
+        yield os.environ["PGBOUNCER_URL"]
+        return
+    port = sa.make_url(postgres_url).port
+    assert port is not None
+    server = PgBouncer(port).start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+def url_of(bouncer: PgBouncer | str) -> str:
+    return bouncer if isinstance(bouncer, str) else bouncer.url
+
+
+@pytest.fixture
+async def pooled(bouncer: PgBouncer | str, clock: Clock) -> AsyncIterator[SQLBackend]:
+    store = SQLBackend.from_url(
+        url_of(bouncer),
+        table_name=f"pooled_{os.getpid()}",
+        timeout=10,
+        clock=clock,
+        transaction_pooling=True,
+    )
+    await store.create_table()
+    try:
+        yield store
+    finally:
+        await store.drop_table()
+        await store.aclose()
+
+
+async def many_at_once(store: SQLBackend) -> list[BaseException]:
+    """Every store operation a request makes, from many clients at once; the failures."""
+    failures: list[BaseException] = []
+
+    async def client(number: int) -> None:
+        key = f"client-{number}"
+        try:
+            await store.set(key, {"n": b"0", "\x00created": b"1.0", OWNER: b'"ada"'}, ttl=60)
+            for round_ in range(ROUNDS):
+                assert await store.get(key, ttl=60) is not None
+                assert await store.update(key, {"n": str(round_).encode()}, ttl=60)
+                await store.index_add("ada", key, ttl=60)
+            assert (await store.get(key) or {}).get("n") == str(ROUNDS - 1).encode()
+        except BackendUnavailable as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for number in range(CLIENTS):
+            group.start_soon(client, number)
+    return failures
+
+
+async def test_without_the_setting_prepared_statements_go_astray(
+    bouncer: PgBouncer | str, clock: Clock
+) -> None:
+    # Why the setting exists: asyncpg prepares each statement, and in transaction mode the
+    # next step may reach another server connection, where it was never prepared.
+    store = SQLBackend.from_url(
+        url_of(bouncer), table_name=f"astray_{os.getpid()}", timeout=10, clock=clock
+    )
+    try:
+        await store.create_table()
+        failures = await many_at_once(store)
+        assert failures
+        assert any("prepared statement" in str(failure) for failure in failures)
+    finally:
+        await store.drop_table()
+        await store.aclose()
+
+
+async def test_with_transaction_pooling_every_operation_works_from_many_clients(
+    pooled: SQLBackend,
+) -> None:
+    assert await many_at_once(pooled) == []
+    page = await pooled.index_page("ada", limit=CLIENTS)
+    assert len(page) == CLIENTS
+    assert len(await pooled.index_end("ada", [key for key, _, _ in page])) == CLIENTS
+
+
+async def test_an_app_behind_pgbouncer_logs_in_counts_and_logs_out(
+    pooled: SQLBackend, clock: Clock
+) -> None:
+    sessions = manager_factory(pooled, clock)(user_index=True)
+    app = build_app(sessions)
+    transport = httpx.ASGITransport(app=app)
+
+    async def visitor() -> None:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            assert (await c.post("/login")).status_code == 200
+            for expected in range(1, ROUNDS + 1):
+                answer = await c.post("/incr")
+                assert answer.json() == {"counter": expected}
+            assert (await c.post("/logout")).status_code == 200
+            assert (await c.get("/me")).status_code == 401
+
+    async with anyio.create_task_group() as group:
+        for _ in range(CLIENTS):
+            group.start_soon(visitor)
+
+
+async def test_pgbouncer_going_away_is_a_503_and_its_return_recovers(
+    bouncer: PgBouncer | str, pooled: SQLBackend
+) -> None:
+    if isinstance(bouncer, str):
+        pytest.skip("PGBOUNCER_URL is not ours to stop")
+    await pooled.set("k", {"a": b"1"}, ttl=60)
+    bouncer.stop()
+    try:
+        with pytest.raises(BackendUnavailable):
+            await pooled.get("k")
+    finally:
+        bouncer.start()
+    assert await pooled.get("k") == {"a": b"1"}
+
+
+def test_transaction_pooling_is_for_postgresql(tmp_path: Any) -> None:
+    with pytest.raises(ConfigurationError, match="transaction_pooling=True is for PostgreSQL"):
+        SQLBackend.from_url(f"sqlite+aiosqlite:///{tmp_path}/s.db", transaction_pooling=True)
+
+
+async def test_a_call_given_up_on_behind_a_paused_pgbouncer_leaves_nothing_behind(
+    bouncer: PgBouncer | str, pooled: SQLBackend
+) -> None:
+    if isinstance(bouncer, str):
+        pytest.skip("PGBOUNCER_URL is not ours to pause")
+    await pooled.set("k", {"a": b"1"}, ttl=60)
+    pooled.timeout = 0.5
+    bouncer.pause()
+    try:
+        with pytest.raises(BackendUnavailable, match=r"did not answer get within 0\.5 s"):
+            await pooled.get("k")
+    finally:
+        bouncer.resume()
+    pooled.timeout = 10
+    assert await pooled.get("k") == {"a": b"1"}
+
+
+async def test_a_missing_table_behind_pgbouncer_is_named(
+    bouncer: PgBouncer | str, clock: Clock
+) -> None:
+    store = SQLBackend.from_url(
+        url_of(bouncer), table_name="never_created", clock=clock, transaction_pooling=True
+    )
+    try:
+        with pytest.raises(StoreNotSetUp, match="no session table 'never_created'"):
+            await store.get("k")
+    finally:
+        await store.aclose()
