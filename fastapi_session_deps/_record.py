@@ -42,6 +42,7 @@ __all__ = [
     "FACT_FIELDS",
     "FLASH_FIELD",
     "LIFETIME_FIELD",
+    "LISTED_FIELDS",
     "MAX_AGENT_LENGTH",
     "MAX_RECORD_BYTES",
     "MAX_USER_LENGTH",
@@ -375,3 +376,6 @@ class RecordFacts:
 
 #: The fields `RecordFacts` reads.
 FACT_FIELDS = (OWNER_FIELD, CREATED_FIELD, SEEN_FIELD, ADDRESS_FIELD, AGENT_FIELD)
+#: The fields a listing of a user's sessions reads of each record (a store may hand back
+#: only these): its facts, and the lifetime it was given.
+LISTED_FIELDS = (*FACT_FIELDS, LIFETIME_FIELD)

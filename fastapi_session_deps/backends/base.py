@@ -281,7 +281,8 @@ class SessionLocks(ABC):
 
 
 #: One of a user's sessions as `SessionIndex.index_list` gives it: the store key, the
-#: record's fields, and the seconds it has left.
+#: record's fields (at least the library's `_record.LISTED_FIELDS` it has: a store may
+#: hand back only those), and the seconds it has left.
 UserRecord = tuple[str, dict[str, bytes], float]
 #: One of a user's sessions `SessionIndex.index_end` ended: the store key, and what the
 #: record's reserved fields said of it (`_record.FACT_FIELDS`), for its event.

@@ -18,6 +18,7 @@ from fastapi_session_deps import (
     RedisBackend,
     SessionManager,
 )
+from fastapi_session_deps._record import CREATED_FIELD, LIFETIME_FIELD, OWNER_FIELD
 from fastapi_session_deps.backends.base import StoreStats
 
 from ..helpers import SECRET, call, cookie_header
@@ -101,6 +102,33 @@ async def test_stats_read_only_live_index_entries_and_the_owner_in_the_record(
     async for key in client.scan_iter(match=prefix + "*"):
         await client.delete(key)
     await client.aclose()
+
+
+@pytest.mark.parametrize("where", ["server", "cluster"])
+async def test_a_listing_reads_only_the_librarys_fields_in_one_round_trip(
+    where: str, redis_url: str, redis_cluster_url: str
+) -> None:
+    backend = (
+        RedisBackend.from_url(redis_url, key_prefix="listed:")
+        if where == "server"
+        else RedisBackend.from_cluster_url(redis_cluster_url, key_prefix="listed:")
+    )
+    owned = {OWNER_FIELD: b'"ada"', CREATED_FIELD: b"1.5", LIFETIME_FIELD: b"[9, null, true]"}
+    for key in ("a", "b"):
+        await backend.index_add("ada", key, ttl=30)
+        await backend.set(key, {**owned, "cart": b'["tea"]' * 1000}, ttl=30)
+    await backend.index_add("ada", "gone", ttl=30)  # its record was never written
+    await backend.client.set(backend.redis_key("odd"), b"not a hash", ex=30)
+    await backend.index_add("ada", "odd", ttl=30)
+    listed = await backend.index_page("ada", limit=10)
+    assert sorted(key for key, _, _ in listed) == ["a", "b"]
+    for _, fields, left in listed:
+        assert fields == owned  # no session data: a listing needs none
+        assert 0 < left <= 30
+    for key in ("a", "b", "odd"):
+        await backend.delete(key)
+    await backend.index_remove("ada", ["a", "b", "gone", "odd"])
+    await backend.aclose()
 
 
 async def test_removing_every_field_removes_the_record(redis_url: str) -> None:
