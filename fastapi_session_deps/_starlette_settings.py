@@ -50,7 +50,14 @@ _UNSUPPORTED = {
     "encryptor": "encryption at rest is not a SessionMiddleware setting",
 }
 #: Keywords of `SessionMiddleware` that are neither spelt otherwise nor policy settings.
-_OTHER_KEYWORDS = ("secret_key", "partitioned", "rolling", "frontend", "identity_keys")
+_OTHER_KEYWORDS = (
+    "secret_key",
+    "partitioned",
+    "rolling",
+    "frontend",
+    "identity_keys",
+    "lazy_paths",
+)
 
 #: The ``request.session`` keys that say who the session belongs to, as the log-ins of
 #: common libraries and hand-written code write them: starlette-login's (and Flask-Login's)

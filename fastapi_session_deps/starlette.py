@@ -23,6 +23,8 @@ from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import anyio.from_thread
 from starlette.requests import HTTPConnection
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._cleanup import cleaning
@@ -293,6 +295,13 @@ class SessionMiddleware(SessionCommitMiddleware):
             touches the session. ``False`` loads lazily: sync endpoints load on first use,
             and async code must ``await load_session(request)`` first (or have
             `SessionAutoloadMiddleware` do it for some paths). Also ``autoload_cookie``.
+            Either way, a request to a mounted `StaticFiles` app (found at start-up)
+            never reads the store.
+        lazy_paths: with ``autoload``, paths whose requests load the session lazily, as
+            with ``autoload=False``: regular expressions (strings or compiled) matched at
+            the start of the path, as ``SessionAutoloadMiddleware``'s ``paths`` are. For
+            health probes and other routes that never touch the session, which then cost
+            no store read.
         **settings: the other spellings above, and the `SessionPolicy` settings by name
             (as for `SessionManager`). ``idle_timeout`` defaults to ``max_age`` (or 14 days
             when that is ``None``). With ``concurrency="lock"``, a request holds the lock
@@ -305,6 +314,8 @@ class SessionMiddleware(SessionCommitMiddleware):
         engine: the session engine (frontend, backend, policy) it commits with.
         autoload: whether sessions are loaded as requests start.
         identity_keys: the keys whose change moves the session to a new id.
+        lazy_paths: where sessions load lazily: ``lazy_paths``, and the paths of the
+            `StaticFiles` apps mounted in the app (found at its first event).
         refusal: the `ConfigurationError` that stops the app's start-up, or ``None``.
     """
 
@@ -325,10 +336,14 @@ class SessionMiddleware(SessionCommitMiddleware):
         frontend: Frontend | None = None,
         autoload: bool = DEFAULT,
         identity_keys: Iterable[str] | bool = True,
+        lazy_paths: Sequence[str | re.Pattern[str]] = (),
         **settings: Any,
     ) -> None:
         self.app = app
         self.refusal: ConfigurationError | None = None
+        #: Where sessions load lazily: ``lazy_paths``, then the mounted static files.
+        self.lazy_paths: list[re.Pattern[str]] = []
+        self._mounts_found = False
         given = {
             name: value
             for name, value in (
@@ -351,6 +366,7 @@ class SessionMiddleware(SessionCommitMiddleware):
             lifetime = positive(chosen.get("max_age", DEFAULT_MAX_AGE)) or DEFAULT_MAX_AGE
             policy = SessionPolicy.from_settings({"idle_timeout": lifetime, **policy_settings})
             self.identity_keys = identity_key_set(identity_keys)
+            self.lazy_paths = [compiled_pattern(path, "lazy_paths") for path in lazy_paths]
             self._serializer = DictSerializer(SessionDict)
             engine: SessionEngine[SessionDict] = SessionEngine(
                 self._serializer,
@@ -367,6 +383,9 @@ class SessionMiddleware(SessionCommitMiddleware):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.refusal is not None:
             await refuse_to_start(scope, receive, send, self.refusal)
+        if not self._mounts_found:
+            self._mounts_found = True
+            self.lazy_paths += _static_mounts(scope.get("app"))
         if scope["type"] == "lifespan":
             scope[INSTALLED] = True  # for a SessionAutoloadMiddleware inside this one
             # The app's lifespan runs as long as the app: clean while it does.
@@ -398,9 +417,18 @@ class SessionMiddleware(SessionCommitMiddleware):
             slot.state = state
 
         session._loader = load
-        if self.autoload:
+        if self.autoload and not self._lazy(scope):
             return await load_or_refuse(scope, send, session)
         return True
+
+    def _lazy(self, scope: Scope) -> bool:
+        """Whether the request's path is one where the session loads lazily."""
+        if not self.lazy_paths:
+            return False
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        return any(pattern.match(path) for pattern in self.lazy_paths)
 
     def _should_commit_session(self, state: SessionState[Any]) -> bool:
         session: SessionDict = state.data
@@ -431,6 +459,22 @@ class SessionMiddleware(SessionCommitMiddleware):
             if now != loaded.get(key):
                 return True
         return False
+
+
+def _static_mounts(app: object, prefix: str = "") -> list[re.Pattern[str]]:
+    """The paths of the `StaticFiles` apps mounted in ``app`` (the app a lifespan or a
+    request names in its scope), at any depth of mounted routers: they never read the
+    session, so their requests need no store read."""
+    found: list[re.Pattern[str]] = []
+    for route in getattr(app, "routes", None) or ():
+        if not isinstance(route, Mount):
+            continue
+        path = prefix + route.path
+        if isinstance(route.app, StaticFiles):
+            found.append(re.compile(re.escape(path) + "(?:/|$)"))
+        else:
+            found += _static_mounts(route.app, path)
+    return found
 
 
 def _frontend(
