@@ -5,7 +5,8 @@
 This measures, in process, the µs per request of a route that does not use the session,
 sent with a valid session cookie, with and without autoload, on the memory store and on a
 real local Redis, beside the same app with Starlette's own (cookie-only) middleware and
-with no session middleware at all. Also the Redis round trips of each (MONITOR).
+with no session middleware at all, and with autoload on but the route among
+``lazy_paths``. Also the Redis round trips of each (MONITOR).
 
     .venv/bin/python bench/autoload_cost.py [--requests 3000] [--repeats 5]
 """
@@ -57,13 +58,18 @@ async def main(requests: int, repeats: int) -> None:
             "Starlette (cookie)": app(Middleware(StarletteSessionMiddleware, secret_key=SECRET)),
         }
         for store in ("memory", "redis"):
-            for autoload in (True, False):
+            for autoload, lazy in ((True, []), (False, []), (True, ["/untouched"])):
                 backend = (
                     MemoryBackend() if store == "memory" else RedisBackend.from_url(server.url)
                 )
-                apps[f"{store}, autoload={autoload}"] = app(
+                name = f"{store}, autoload={autoload}" + (", lazy_paths" if lazy else "")
+                apps[name] = app(
                     Middleware(
-                        SessionMiddleware, secret_key=SECRET, backend=backend, autoload=autoload
+                        SessionMiddleware,
+                        secret_key=SECRET,
+                        backend=backend,
+                        autoload=autoload,
+                        lazy_paths=lazy,
                     )
                 )
         headers: dict[str, Any] = {}
