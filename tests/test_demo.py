@@ -57,6 +57,16 @@ def demo(port: int, data: Path) -> Iterator[str]:
             process.stderr.close()
 
 
+async def log_in(page: Page, base: str, name: str = "Ada", *, remember: bool = False) -> None:
+    """Log in as ``name`` from the home page's form (ticking "Keep me signed in" if asked)."""
+    await page.goto(base + "/")
+    await page.fill("input[name=username]", name)
+    if remember:
+        await page.check("input[name=remember]")
+    await page.click("text=Log in")
+    await page.wait_for_selector(f"text=Hello, {name}")
+
+
 def database_bytes(data: Path) -> bytes:
     """Every byte of the demo's database, its write-ahead log included."""
     return b"".join(path.read_bytes() for path in sorted(data.glob("sessions.db*")))
@@ -68,10 +78,7 @@ async def test_a_logged_in_browser_stays_logged_in_across_a_restart(tmp_path: Pa
         context = await browser.new_context()
         page = await context.new_page()
         with demo(port, tmp_path) as base:
-            await page.goto(base + "/")
-            await page.fill("input[name=username]", "Ada")
-            await page.click("text=Log in")
-            await page.wait_for_selector("text=Hello, Ada")
+            await log_in(page, base)
             await page.fill("input[name=item]", "tea")
             await page.click("text=Add to cart")
             await page.wait_for_selector("li:has-text('tea')")
@@ -102,13 +109,7 @@ async def test_keep_me_signed_in_outlives_the_browser_and_an_unticked_log_in_doe
         context = await browser.new_context()
         page = await context.new_page()
         with demo(port, tmp_path) as base:
-            await page.goto(base + "/")
-            await page.fill("input[name=username]", "Ada")
-            if ticked:
-                await page.check("input[name=remember]")
-            await page.screenshot(path=shot(f"demo-log-in-{'ticked' if ticked else 'unticked'}"))
-            await page.click("text=Log in")
-            await page.wait_for_selector("text=Hello, Ada")
+            await log_in(page, base, remember=ticked)
             await page.fill("input[name=item]", "tea")
             await page.click("text=Add to cart")
             await page.wait_for_selector("li:has-text('tea')")
@@ -151,11 +152,7 @@ async def test_a_device_signed_out_from_another_is_logged_out(tmp_path: Path) ->
         phone = await browser.new_context(user_agent=PHONE)
         with demo(port, tmp_path) as base:
             for context in (phone, laptop):
-                page = await context.new_page()
-                await page.goto(base + "/")
-                await page.fill("input[name=username]", "Ada")
-                await page.click("text=Log in")
-                await page.wait_for_selector("text=Hello, Ada")
+                await log_in(await context.new_page(), base)
             phone_page, laptop_page = phone.pages[0], laptop.pages[0]
 
             await laptop_page.click("nav >> text=Your devices")
@@ -200,11 +197,7 @@ async def test_sign_out_everywhere_else_leaves_only_this_browser(tmp_path: Path)
         contexts = [await browser.new_context() for _ in range(3)]
         with demo(port, tmp_path) as base:
             for context in contexts:
-                page = await context.new_page()
-                await page.goto(base + "/")
-                await page.fill("input[name=username]", "Grace")
-                await page.click("text=Log in")
-                await page.wait_for_selector("text=Hello, Grace")
+                await log_in(await context.new_page(), base, "Grace")
             mine = contexts[0].pages[0]
             await mine.goto(base + "/devices")
             await mine.click("text=Sign out everywhere else (2)")

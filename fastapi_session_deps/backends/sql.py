@@ -253,31 +253,8 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
             ConfigurationError: an in-memory SQLite URL (each pooled connection would see a
                 database of its own: use `MemoryBackend`), or another database.
         """
-        parsed = sa.make_url(url)
+        parsed, options = _engine_settings(sa.make_url(url), timeout, transaction_pooling)
         name = parsed.get_backend_name()
-        if "+" not in parsed.drivername and name in ASYNC_DRIVERS:
-            # "postgresql://..." as a DATABASE_URL is usually written: its asyncio driver.
-            parsed = parsed.set(drivername=f"{name}+{ASYNC_DRIVERS[name]}")
-        options: dict[str, Any] = {"hide_parameters": True, "isolation_level": "AUTOCOMMIT"}
-        if name == "sqlite":
-            database = parsed.database or ""
-            if database in ("", ":memory:") or "mode=memory" in str(parsed.query):
-                raise ConfigurationError(
-                    "SQLBackend needs a SQLite file (sqlite+aiosqlite:///path/sessions.db); "
-                    "for sessions in memory use MemoryBackend."
-                )
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            # The driver's own wait for a locked database stays inside the call's timeout.
-            options["connect_args"] = {"timeout": timeout / 2}
-        elif name in ("mysql", "mariadb") and "charset" not in parsed.query:
-            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-        if transaction_pooling and name == "postgresql":
-            parsed = parsed.update_query_dict({"prepared_statement_cache_size": "0"})
-            del options["isolation_level"]  # each call begins and commits its transaction
-            options["connect_args"] = {
-                "statement_cache_size": 0,
-                "prepared_statement_name_func": _statement_name,
-            }
         options.update(engine_options)
         try:
             engine = create_async_engine(parsed, **options)  # imports the driver
@@ -1110,6 +1087,41 @@ def _refused_as_wrong(exc: sa_exc.DBAPIError) -> bool:
         return True
     state = getattr(exc.orig, "sqlstate", None)  # asyncpg's errors carry theirs
     return isinstance(state, str) and state[:2] in ("22", "23")
+
+
+def _engine_settings(
+    parsed: sa.URL, timeout: float, transaction_pooling: bool
+) -> tuple[sa.URL, dict[str, Any]]:
+    """The URL and the engine options `SQLBackend.from_url` creates its engine with.
+
+    Raises:
+        ConfigurationError: an in-memory SQLite URL.
+    """
+    name = parsed.get_backend_name()
+    if "+" not in parsed.drivername and name in ASYNC_DRIVERS:
+        # "postgresql://..." as a DATABASE_URL is usually written: its asyncio driver.
+        parsed = parsed.set(drivername=f"{name}+{ASYNC_DRIVERS[name]}")
+    options: dict[str, Any] = {"hide_parameters": True, "isolation_level": "AUTOCOMMIT"}
+    if name == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or "mode=memory" in str(parsed.query):
+            raise ConfigurationError(
+                "SQLBackend needs a SQLite file (sqlite+aiosqlite:///path/sessions.db); "
+                "for sessions in memory use MemoryBackend."
+            )
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # The driver's own wait for a locked database stays inside the call's timeout.
+        options["connect_args"] = {"timeout": timeout / 2}
+    elif name in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    if transaction_pooling and name == "postgresql":
+        parsed = parsed.update_query_dict({"prepared_statement_cache_size": "0"})
+        del options["isolation_level"]  # each call begins and commits its transaction
+        options["connect_args"] = {
+            "statement_cache_size": 0,
+            "prepared_statement_name_func": _statement_name,
+        }
+    return parsed, options
 
 
 def _statement_name() -> str:

@@ -141,39 +141,25 @@ async def test_an_app_behind_pgbouncer_logs_in_counts_and_logs_out(
             group.start_soon(visitor)
 
 
-async def test_pgbouncer_going_away_is_a_503_and_its_return_recovers(
-    bouncer: PgBouncer | str, pooled: SQLBackend
-) -> None:
-    if isinstance(bouncer, str):
-        pytest.skip("PGBOUNCER_URL is not ours to stop")
-    await pooled.set("k", {"a": b"1"}, ttl=60)
-    bouncer.stop()
-    try:
-        with pytest.raises(BackendUnavailable):
-            await pooled.get("k")
-    finally:
-        bouncer.start()
-    assert await pooled.get("k") == {"a": b"1"}
-
-
 def test_transaction_pooling_is_for_postgresql(tmp_path: Any) -> None:
     with pytest.raises(ConfigurationError, match="transaction_pooling=True is for PostgreSQL"):
         SQLBackend.from_url(f"sqlite+aiosqlite:///{tmp_path}/s.db", transaction_pooling=True)
 
 
-async def test_a_call_given_up_on_behind_a_paused_pgbouncer_leaves_nothing_behind(
-    bouncer: PgBouncer | str, pooled: SQLBackend
+@pytest.mark.parametrize("fault", ["stopped", "paused"])
+async def test_pgbouncer_stopped_or_paused_is_a_503_in_time_and_its_return_recovers(
+    bouncer: PgBouncer | str, pooled: SQLBackend, fault: str
 ) -> None:
     if isinstance(bouncer, str):
-        pytest.skip("PGBOUNCER_URL is not ours to pause")
+        pytest.skip("PGBOUNCER_URL is not ours to stop")
     await pooled.set("k", {"a": b"1"}, ttl=60)
     pooled.timeout = 0.5
-    bouncer.pause()
+    bouncer.stop() if fault == "stopped" else bouncer.pause()
     try:
-        with pytest.raises(BackendUnavailable, match=r"did not answer get within 0\.5 s"):
+        with pytest.raises(BackendUnavailable):  # refused, or no answer within 0.5 s
             await pooled.get("k")
     finally:
-        bouncer.resume()
+        bouncer.start() if fault == "stopped" else bouncer.resume()
     pooled.timeout = 10
     assert await pooled.get("k") == {"a": b"1"}
 
