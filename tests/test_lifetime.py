@@ -25,6 +25,7 @@ from starlette.routing import Route
 from fastapi_session_deps import (
     ConfigurationError,
     CookieFrontend,
+    HeaderFrontend,
     MemoryBackend,
     SessionManager,
     SessionMiddleware,
@@ -580,3 +581,18 @@ async def test_a_token_issued_for_a_longer_life_is_refused_by_the_records_shorte
     stale = await call(app, "/me", headers=cookie_header(remembered))
     assert stale.status == 401
     assert (await call(app, "/me", headers=cookie_header(current))).status == 200
+
+
+async def test_a_header_frontend_follows_the_lifetime_and_ignores_the_cookie_choice(
+    make_manager: ManagerFactory, pass_time: PassTime
+) -> None:
+    header = HeaderFrontend(secret_key=SECRET)
+    app = lifetime_app(make_manager(**SETTINGS, frontend=header))
+    for remember in (True, False):
+        signed_in = await sign_in(app, remember=remember)
+        token = signed_in.header(header.header_name)
+        assert token
+        await pass_time(50)  # past the app's idle timeout, within the remembered one
+        sent = [(header.header_name.lower().encode(), token.encode())]
+        answer = await call(app, "/me", headers=sent)
+        assert answer.status == (200 if remember else 401)

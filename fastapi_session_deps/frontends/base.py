@@ -7,6 +7,7 @@ response headers (fastapi-users calls the two halves "strategy" and "transport")
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, Literal, final
@@ -22,6 +23,21 @@ __all__ = ["Frontend", "SessionScheme"]
 
 #: The most bytes of header values `Frontend.read` remembers with the token each carried.
 READ_CACHE_BYTES = 1024 * 1024
+
+
+#: Per frontend class: whether its `Frontend.send_token` takes ``persistent``.
+_PER_TOKEN: dict[type, bool] = {}
+
+
+def _keeps_per_token(frontend: Frontend) -> bool:
+    """Whether ``frontend`` can keep one token past the client's session and another not
+    (its ``send_token`` takes ``persistent``); a header, or a frontend of your own
+    written before it could, sends every token alike."""
+    cls = type(frontend)
+    known = _PER_TOKEN.get(cls)
+    if known is None:
+        known = _PER_TOKEN[cls] = "persistent" in inspect.signature(frontend.send_token).parameters
+    return known
 
 
 class SessionScheme:
@@ -190,7 +206,7 @@ class Frontend(ABC):
         ``lifetime`` if it has one) and send it; ``persistent`` says whether the client
         keeps it past its own session, if not as the frontend does by default."""
         token = self._signer.sign(session_id, issued_at, lifetime)
-        if persistent is None or persistent == self.persistent:
+        if persistent is None or persistent == self.persistent or not _keeps_per_token(self):
             self.send_token(headers, token, max_age=max_age, scope=scope)
         else:
             send: Any = self.send_token  # the keyword is the subclass's own (see send_token)
