@@ -91,7 +91,7 @@ USER_PAGE = 1000
 @dataclass(frozen=True, slots=True)
 class Lifetime:
     """How long one session lives, as the engine applies it: the app's settings, or what a
-    route chose for it (`SessionEngine.set_lifetime`) within the app's bounds.
+    route chose for it (`SessionEngine.choose_lifetime`) within the app's bounds.
 
     Attributes:
         sliding: seconds of inactivity after which it ends (the idle timeout, or the
@@ -245,6 +245,14 @@ def _check_wiring(frontend: object, backend: object, policy: SessionPolicy) -> N
         raise ConfigurationError(
             f"concurrency='lock' needs a backend with session locks (MemoryBackend, "
             f"RedisBackend); {type(backend).__name__} has none. Use concurrency='merge'."
+        )
+    longest, cookie = cast("float", policy.max_idle_timeout), frontend.max_age
+    if cookie is not None and longest > max(policy.idle_timeout, cookie):
+        raise ConfigurationError(
+            f"max_idle_timeout ({in_words(longest)}) is longer than the frontend's max_age "
+            f"({in_words(cookie)}), which every token outlives no more than: raise max_age, "
+            "or pass max_age=None (each token then lasts as its session does), or lower "
+            "max_idle_timeout."
         )
     if policy.user_index and not isinstance(backend, SessionIndex):
         raise ConfigurationError(

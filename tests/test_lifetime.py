@@ -596,3 +596,17 @@ async def test_a_header_frontend_follows_the_lifetime_and_ignores_the_cookie_cho
         sent = [(header.header_name.lower().encode(), token.encode())]
         answer = await call(app, "/me", headers=sent)
         assert answer.status == (200 if remember else 401)
+
+
+def test_bounds_past_the_cookies_own_max_age_are_refused_naming_it() -> None:
+    with pytest.raises(ConfigurationError, match="longer than the frontend's max_age"):
+        SessionManager(
+            AppSession,
+            frontend=CookieFrontend(secret_key=SECRET, secure=False, max_age=3600),
+            backend=MemoryBackend(),
+            max_idle_timeout=timedelta(days=30),
+        )
+    drop_in = SessionMiddleware(  # Starlette's max_age is 14 days unless given
+        Starlette(), secret_key=SECRET, max_idle_timeout=timedelta(days=30)
+    )
+    assert "pass max_age=None" in str(drop_in.refusal)
