@@ -118,6 +118,8 @@ async def test_a_listing_reads_only_the_librarys_fields_in_one_round_trip(
         await backend.index_add("ada", key, ttl=30)
         await backend.set(key, {**owned, "cart": b'["tea"]' * 1000}, ttl=30)
     await backend.index_add("ada", "gone", ttl=30)  # its record was never written
+    await backend.index_add("ada", "bare", ttl=30)
+    await backend.set("bare", {"cart": b"[]"}, ttl=30)  # none of the library's fields
     await backend.client.set(backend.redis_key("odd"), b"not a hash", ex=30)
     await backend.index_add("ada", "odd", ttl=30)
     listed = await backend.index_page("ada", limit=10)
@@ -125,9 +127,9 @@ async def test_a_listing_reads_only_the_librarys_fields_in_one_round_trip(
     for _, fields, left in listed:
         assert fields == owned  # no session data: a listing needs none
         assert 0 < left <= 30
-    for key in ("a", "b", "odd"):
+    for key in ("a", "b", "odd", "bare"):
         await backend.delete(key)
-    await backend.index_remove("ada", ["a", "b", "gone", "odd"])
+    await backend.index_remove("ada", ["a", "b", "gone", "odd", "bare"])
     await backend.aclose()
 
 
