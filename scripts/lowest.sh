@@ -88,4 +88,5 @@ FSD_EXPECT_INSTALLED=1 "$LANE/bin/python" -m pytest -q -p no:cacheprovider --bas
     tests/test_starlette_compat.py tests/test_starlette_suite.py tests/test_flash.py \
     tests/test_csrf.py tests/test_users.py tests/backends/test_contract.py \
     tests/backends/test_redis.py tests/backends/test_sql.py tests/test_examples.py \
+    tests/test_lifetime.py tests/test_lazy_paths.py tests/backends/test_pgbouncer.py \
     "$@"

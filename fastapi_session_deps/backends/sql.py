@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import time
@@ -218,8 +219,13 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
         # engine made by from_url is in autocommit already, set once per connection rather
         # than at every checkout.)
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-        # What the driver raises where SQLAlchemy does not wrap it (setting up a connection).
-        self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        #: What a call that failed on the database raises: SQLAlchemy's errors, the
+        #: operating system's, and the driver's where SQLAlchemy does not wrap them.
+        self._faults: tuple[type[Exception], ...] = (
+            sa_exc.SQLAlchemyError,
+            OSError,
+            *_driver_errors(engine),
+        )
         self._abandoned: set[asyncio.Future[Any]] = set()
         #: Whether a missing table has been logged (once; again after `create_table`).
         self._told_missing = False
@@ -750,7 +756,7 @@ class SQLBackend(Backend, SessionLocks, SessionIndex):
                 backend="SQLBackend",
                 operation=operation,
             ) from exc
-        except (sa_exc.SQLAlchemyError, OSError, self._driver_error) as exc:
+        except self._faults as exc:
             raise self._unavailable(operation, exc) from exc
 
     def _abandon(self, task: asyncio.Future[Any]) -> None:
@@ -1122,6 +1128,17 @@ def _engine_settings(
             "prepared_statement_name_func": _statement_name,
         }
     return parsed, options
+
+
+def _driver_errors(engine: AsyncEngine) -> tuple[type[Exception], ...]:
+    """What the driver raises where SQLAlchemy does not wrap it: its DB-API errors, and
+    the driver's own (asyncpg's, raised while SQLAlchemy sets up a new connection, as a
+    pooler that lost a prepared statement makes it)."""
+    errors: list[type[Exception]] = [engine.dialect.loaded_dbapi.Error]
+    if engine.dialect.driver == "asyncpg":
+        asyncpg = importlib.import_module("asyncpg")
+        errors += (asyncpg.PostgresError, asyncpg.InterfaceError)
+    return tuple(errors)
 
 
 def _statement_name() -> str:

@@ -8,6 +8,7 @@ tests at a PgBouncer of your own instead.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -93,11 +94,16 @@ async def many_at_once(store: SQLBackend) -> list[BaseException]:
     return failures
 
 
+# Older SQLAlchemy releases leave the connection of a failed set-up unclosed: collected
+# here, within this test, where the filter lets its warning pass.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 async def test_without_the_setting_prepared_statements_go_astray(
     bouncer: PgBouncer | str, clock: Clock
 ) -> None:
     # Why the setting exists: asyncpg prepares each statement, and in transaction mode the
-    # next step may reach another server connection, where it was never prepared.
+    # next step may reach another server connection, where it was never prepared. Every
+    # such failure is a store's fault (a 503), whatever step of the driver it came from.
     store = SQLBackend.from_url(
         url_of(bouncer), table_name=f"astray_{os.getpid()}", timeout=10, clock=clock
     )
@@ -109,6 +115,7 @@ async def test_without_the_setting_prepared_statements_go_astray(
     finally:
         await store.drop_table()
         await store.aclose()
+        gc.collect()
 
 
 async def test_with_transaction_pooling_every_operation_works_from_many_clients(
