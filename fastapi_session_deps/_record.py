@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import functools
 import json
 import math
 import secrets
@@ -325,7 +324,6 @@ def lifetime_field(lifetime: StoredLifetime) -> bytes:
     return to_json([lifetime.idle, lifetime.absolute, lifetime.persistent])
 
 
-@functools.lru_cache(maxsize=256)
 def lifetime_of(raw: bytes | None) -> StoredLifetime | None:
     """The lifetime a field holds; ``None`` if absent or damaged (the session then lives
     by the app's settings)."""

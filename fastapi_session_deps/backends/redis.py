@@ -13,6 +13,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -183,6 +184,9 @@ for i, key in ipairs(KEYS) do
 end
 return found
 """
+
+#: The most records one listing script reads, so that no page holds the server long.
+LIST_CHUNK = 1000
 
 #: How long a tombstone lasts, in milliseconds.
 _TOMBSTONE_MS = int(LOCK_TOMBSTONE_SECONDS * 1000)
@@ -504,9 +508,16 @@ class RedisBackend(Backend, SessionLocks, SessionIndex):
 
             flat = await self._call("index_list", read)
         else:
-            flat = await self._call(
-                "index_list", lambda: self._list(keys=names, args=LISTED_FIELDS)
-            )
+            # A script holds the server while it runs: a page of any size goes in scripts
+            # of at most LIST_CHUNK records (a few milliseconds each).
+            flat = []
+            for start in range(0, len(names), LIST_CHUNK):
+                part: list[Any] = await self._call(
+                    "index_list",
+                    partial(self._list, names[start : start + LIST_CHUNK], LISTED_FIELDS),
+                )
+                part[::3] = [start + position for position in part[::3]]
+                flat += part
         found: list[UserRecord] = []
         for position, left, values in zip(flat[::3], flat[1::3], flat[2::3], strict=True):
             record = {

@@ -19,6 +19,7 @@ from fastapi_session_deps import (
     SessionManager,
 )
 from fastapi_session_deps._record import CREATED_FIELD, LIFETIME_FIELD, OWNER_FIELD
+from fastapi_session_deps.backends import redis as redis_backend
 from fastapi_session_deps.backends.base import StoreStats
 
 from ..helpers import SECRET, call, cookie_header
@@ -104,13 +105,15 @@ async def test_stats_read_only_live_index_entries_and_the_owner_in_the_record(
     await client.aclose()
 
 
-@pytest.mark.parametrize("where", ["server", "cluster"])
+@pytest.mark.parametrize("where", ["server", "server, a record per script", "cluster"])
 async def test_a_listing_reads_only_the_librarys_fields_in_one_round_trip(
-    where: str, redis_url: str, redis_cluster_url: str
+    where: str, redis_url: str, redis_cluster_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if where.endswith("per script"):  # a page larger than one script reads
+        monkeypatch.setattr(redis_backend, "LIST_CHUNK", 1)
     backend = (
         RedisBackend.from_url(redis_url, key_prefix="listed:")
-        if where == "server"
+        if where.startswith("server")
         else RedisBackend.from_cluster_url(redis_cluster_url, key_prefix="listed:")
     )
     owned = {OWNER_FIELD: b'"ada"', CREATED_FIELD: b"1.5", LIFETIME_FIELD: b"[9, null, true]"}
